@@ -1,0 +1,37 @@
+# Everything a fresh machine needs: `make demo` and `make test` create .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   ?= demo-out
+
+.PHONY: install test lint demo bench clean
+
+install: $(STAMP)
+
+# torch first (the local CPU wheel), then the package with its pinned SNN stack while torch stays
+# pinned, then drop the CUDA torchvision that Norse drags in (it cannot import beside CPU torch).
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[norse,dev]"
+	$(BIN)/python -m pip uninstall --quiet -y torchvision || true
+	$(BIN)/python -c "import torch, nir, norse, nrf_nir; print('installed: torch', torch.__version__, 'nir', nir.__version__, 'nrf_nir', nrf_nir.__version__)"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py --out $(DEMO)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_reference.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The cross-backend conformance suite: node and model cases, metrics, manifests, report."""

@@ -1,0 +1,1 @@
+"""Front-ends: Norse / PyTorch modules, state_dicts and Lightning checkpoints to NIR."""

@@ -1,0 +1,1 @@
+"""The model zoo: the seed models, their data generators, training and checkpoints."""

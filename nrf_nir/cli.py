@@ -1,0 +1,167 @@
+"""The ``nrf-nir`` command line. User errors print one line and exit with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import zipfile
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import NIRError
+
+EXIT_USER_ERROR = 2
+
+
+def _load_npz(path: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise NIRError("no such file", file=path) from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise NIRError(f"not a readable .npz archive of arrays ({exc})", file=path) from None
+
+
+def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+    from .io import write_atomic
+
+    def write(tmp: Any) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    write_atomic(path, write)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .io import load
+    from .semantics import read_semantics
+    from .validate import validate
+
+    checked = validate(load(args.file, validate=False))
+    sem = read_semantics(checked.graph)
+    dt = "no dt (runs need --dt)" if sem.dt is None else f"dt {sem.dt:g} s"
+    print(f"{args.file}: valid NIR graph, {len(checked.flat.nodes)} nodes, "
+          f"{len(checked.back)} recurrent edges, {dt}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspect import render, summarize
+    from .io import load
+    from .validate import validate
+
+    summary = summarize(validate(load(args.file, validate=False)))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(render(summary))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .api import lower
+    from .io import load
+
+    graph = load(args.file)
+    lowered = lower(graph, args.target, dt=args.dt, dtype=args.dtype, device=args.device)
+    arrays = _load_npz(args.input)
+    names = lowered.checked.flat.inputs
+    if len(names) == 1 and len(arrays) == 1 and names[0] not in arrays:
+        arrays = {names[0]: next(iter(arrays.values()))}
+    try:
+        out = lowered.run(arrays, record=args.record)
+    except NIRError as exc:
+        raise exc.with_file(args.input) from None
+    result = {name: value.detach().cpu().numpy() for name, value in out.items()}
+    _save_npz(args.output, result)
+    shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in result.items())
+    print(f"wrote {args.output}: {shapes}")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from .targets import get, registered
+
+    for name in registered():
+        try:
+            desc = get(name).description
+            status = "available"
+        except NIRError as exc:
+            desc, status = exc.message, "unavailable"
+        print(f"{name:12s} {status:12s} {desc}")
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="nrf-nir", description="A hardware-portable compiler for spiking "
+                     "neural networks built on NIR.")
+    parser.add_argument("--version", action="version", version=f"nrf-nir {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("validate", help="check a .nir file: structure, values and shapes")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("inspect", help="nodes, shapes, parameters, semantics and counts")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("run", help="simulate a .nir file on inputs from an .npz archive")
+    p.add_argument("file")
+    p.add_argument("--input", required=True, metavar="IN.npz",
+                   help="arrays [T, B, *shape] keyed by Input node name")
+    p.add_argument("--output", required=True, metavar="OUT.npz",
+                   help="written atomically, keyed by Output node (and recorded) name")
+    p.add_argument("--target", default="reference")
+    p.add_argument("--dt", type=_positive_float, default=None, metavar="S",
+                   help="time step in seconds (overrides the file's)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    p.add_argument("--record", nargs="*", default=[], metavar="NAME",
+                   help="also record these nodes or '<neuron>.v' / '<neuron>.i' states")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("targets", help="list registered targets and whether they are available")
+    p.set_defaults(func=cmd_targets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except NIRError as exc:
+        print(f"nrf-nir: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("nrf-nir: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Pure one-step functions of the stateful NIR nodes (docs/semantics.md).
+
+Tensors are ``[B, *shape]``; parameters broadcast against them. The operation order is part of
+the contract: it is Norse 1.1.0's, so that a model trained in Norse runs bit for bit the same.
+``c = dt * (1/tau)`` (Euler) or ``a = exp(-dt/tau)``, ``b = 1 - a`` (exponential) are
+precomputed by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Firing:
+    """Threshold and reset of a spiking node.
+
+    v_th, v_reset: tensors broadcastable to the state. ge: spike on ``v >= v_th`` instead of
+    ``v > v_th``. subtract: reset by ``v - (v_th - v_reset)`` instead of ``v = v_reset``.
+    """
+
+    v_th: Tensor
+    v_reset: Tensor
+    ge: bool = False
+    subtract: bool = False
+
+    def fire(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(z, v_after_reset)``; ``z`` has ``v``'s dtype (0. or 1.)."""
+        spiked = v >= self.v_th if self.ge else v > self.v_th
+        if self.subtract:
+            v = torch.where(spiked, v - (self.v_th - self.v_reset), v)
+        else:
+            v = torch.where(spiked, self.v_reset, v)
+        return spiked.to(v.dtype), v
+
+
+def li_euler(x: Tensor, v: Tensor, c: Tensor, r: Tensor | None, v_leak: Tensor | None) -> Tensor:
+    """LI: ``v + c * ((v_leak - v) + r*x)``; ``r``/``v_leak`` None mean exactly 1 / 0."""
+    rx = x if r is None else r * x
+    lv = -v if v_leak is None else v_leak - v
+    return v + c * (lv + rx)
+
+
+def lif_euler(x: Tensor, v: Tensor, c: Tensor, r: Tensor | None, v_leak: Tensor | None) -> Tensor:
+    """LIF membrane (Norse LIFBox order): ``v + c * ((r*x + v_leak) - v)``."""
+    rx = x if r is None else r * x
+    if v_leak is not None:
+        rx = rx + v_leak
+    return v + c * (rx - v)
+
+
+def leaky_exponential(x: Tensor, v: Tensor, a: Tensor, b: Tensor, r: Tensor | None,
+                      v_leak: Tensor | None) -> Tensor:
+    """Exact decay: ``a*v + b*(v_leak + r*x)`` with ``a = exp(-dt/tau)``, ``b = 1 - a``."""
+    rx = x if r is None else r * x
+    if v_leak is not None:
+        rx = v_leak + rx
+    return a * v + b * rx
+
+
+def integrate(x: Tensor, v: Tensor, dt_r: Tensor) -> Tensor:
+    """I / IF: ``v + (dt*r) * x``."""
+    return v + dt_r * x
+
+
+def synapse_jump(x: Tensor, i: Tensor, w_in: Tensor | None) -> Tensor:
+    """Cuba current jump: ``i + w_in*x``."""
+    return i + (x if w_in is None else w_in * x)
+
+
+def synapse_decay_euler(i: Tensor, neg_c_syn: Tensor) -> Tensor:
+    """Cuba current decay (Norse order): ``i + (-c_syn) * i``."""
+    return i + neg_c_syn * i

@@ -1,0 +1,116 @@
+"""Discrete-time semantics written into a graph's metadata (see docs/semantics.md).
+
+A NIR graph describes ODEs; these fields fix how a step of ``dt`` seconds is taken so that a
+``.nir`` file written by nrf-nir is self-describing. Keys live flat in the top-level
+``graph.metadata``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import nir
+
+from .errors import NIRError
+
+SEMANTICS_VERSION = "1"
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "reset": ("value", "subtract"),
+    "integration": ("euler", "exponential"),
+    "threshold": ("gt", "ge"),
+    "initial_state": ("leak", "zero"),
+}
+
+
+def _as_str(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf8")
+    if hasattr(value, "item"):
+        return _as_str(value.item())
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Semantics:
+    """The compile options that fix a graph's discrete-time meaning.
+
+    dt: time step in seconds (None: not stated; a run must then pass ``dt``).
+    reset: "value" (v = v_reset where z) or "subtract" (v -= z * (v_th - v_reset)).
+    integration: "euler" (forward Euler, Norse's order) or "exponential" (exact decay).
+    threshold: "gt" (spike if v > v_th, Norse) or "ge" (v >= v_th).
+    initial_state: "leak" (v starts at v_leak) or "zero".
+    """
+
+    dt: float | None = None
+    reset: str = "value"
+    integration: str = "euler"
+    threshold: str = "gt"
+    initial_state: str = "leak"
+    producer: str = "unknown"
+    producer_version: str = ""
+
+    def __post_init__(self) -> None:
+        for key, allowed in CHOICES.items():
+            value = getattr(self, key)
+            if value not in allowed:
+                raise NIRError(f"must be one of {', '.join(allowed)}; got {value!r}", field=key)
+        if self.dt is not None:
+            if not isinstance(self.dt, (int, float)) or not math.isfinite(self.dt) or self.dt <= 0:
+                raise NIRError(f"dt must be a finite number of seconds > 0; got {self.dt!r}",
+                               field="dt")
+
+    def with_dt(self, dt: float | None) -> Semantics:
+        """Return a copy whose dt is ``dt`` when given, else this one's."""
+        return self if dt is None else replace(self, dt=float(dt))
+
+    def require_dt(self) -> float:
+        """The time step in seconds, or a clear error when the graph states none."""
+        if self.dt is None:
+            raise NIRError(
+                "the graph has no time step: its metadata has no 'dt' (NIR itself stores none); "
+                "pass dt explicitly (Python: dt=..., CLI: --dt SECONDS)",
+                field="dt",
+            )
+        return self.dt
+
+    def to_metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "reset": self.reset,
+            "integration": self.integration,
+            "threshold": self.threshold,
+            "initial_state": self.initial_state,
+            "producer": self.producer,
+            "producer_version": self.producer_version,
+            "semantics_version": SEMANTICS_VERSION,
+        }
+        if self.dt is not None:
+            meta["dt"] = float(self.dt)
+        return meta
+
+
+def read_semantics(graph: nir.NIRGraph) -> Semantics:
+    """The semantics stated in ``graph.metadata`` (defaults where a key is absent)."""
+    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+    kwargs: dict[str, Any] = {}
+    if "dt" in meta:
+        raw = meta["dt"]
+        try:
+            kwargs["dt"] = float(raw.item() if hasattr(raw, "item") else raw)
+        except (TypeError, ValueError):
+            raise NIRError(f"metadata dt must be a number of seconds; got {raw!r}",
+                           field="dt") from None
+    for key in (*CHOICES, "producer", "producer_version"):
+        if key in meta:
+            kwargs[key] = _as_str(meta[key])
+    return Semantics(**kwargs)
+
+
+def write_semantics(graph: nir.NIRGraph, semantics: Semantics) -> nir.NIRGraph:
+    """Store ``semantics`` in ``graph.metadata`` (in place) and return the graph."""
+    if not isinstance(graph.metadata, dict):
+        graph.metadata = {}
+    graph.metadata.update(semantics.to_metadata())
+    return graph

@@ -1,0 +1,394 @@
+"""Validation and shape inference for every node type of docs/semantics.md.
+
+``validate(graph)`` returns a :class:`Checked` graph (flattened, with shapes and normalised
+parameters) or raises :class:`ValidationError` naming the node, the field and the problem.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import nir
+import numpy as np
+from nir.ir.graph import Identity
+
+from .errors import NIRError, UnsupportedError, ValidationError
+from .graph import FlatGraph, Unit, back_edges, check_cycles_have_state, flatten, schedule
+
+Shape = tuple[int, ...]
+
+#: Per-sample element limit of one node's output (refuse huge graphs before allocating).
+DEFAULT_MAX_ELEMENTS = int(os.environ.get("NRF_NIR_MAX_ELEMENTS", 50_000_000))
+
+#: The node types the reference (and so the project) understands.
+NODE_TYPES: tuple[type, ...] = (
+    nir.Input, nir.Output, Identity, nir.Affine, nir.Linear, nir.Scale, nir.Conv1d,
+    nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Flatten, nir.Threshold, nir.I, nir.LI,
+    nir.IF, nir.LIF, nir.CubaLI, nir.CubaLIF, nir.Delay,
+)
+
+#: Node classes by their NIR type name (``Identity`` is not exported by ``nir``).
+NODE_CLASSES: dict[str, type] = {t.__name__: t for t in (*NODE_TYPES, nir.NIRGraph)}
+
+#: Neuron-like nodes: parameter fields (all broadcast to the input shape).
+NEURON_FIELDS: dict[type, tuple[str, ...]] = {
+    nir.Threshold: ("threshold",),
+    nir.Scale: ("scale",),
+    nir.I: ("r",),
+    nir.IF: ("r", "v_threshold", "v_reset"),
+    nir.LI: ("tau", "r", "v_leak"),
+    nir.LIF: ("tau", "r", "v_leak", "v_threshold", "v_reset"),
+    nir.CubaLI: ("tau_syn", "tau_mem", "r", "v_leak", "w_in"),
+    nir.CubaLIF: ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"),
+    nir.Delay: ("delay",),
+}
+POSITIVE_FIELDS = frozenset({"tau", "tau_syn", "tau_mem"})
+NONNEGATIVE_FIELDS = frozenset({"delay"})
+DEFAULT_ZERO_FIELDS = frozenset({"v_reset"})
+DEFAULT_ONE_FIELDS = frozenset({"w_in"})
+
+
+@dataclass
+class Checked:
+    """A validated graph ready to be lowered.
+
+    flat: the graph with nested graphs inlined (dotted names).
+    back: edges that close a cycle (they carry the previous step).
+    in_shapes / out_shapes: per-sample shapes (no time, no batch) of each node.
+    params: normalised float64 parameters per node (neuron fields broadcast-ready arrays,
+        ``weight``/``bias`` arrays, and integer tuples for convolution and pooling geometry).
+    units: the schedule (single nodes and cycles stepped together).
+    """
+
+    graph: nir.NIRGraph
+    flat: FlatGraph
+    back: set[tuple[str, str]]
+    in_shapes: dict[str, Shape]
+    out_shapes: dict[str, Shape]
+    params: dict[str, dict[str, Any]]
+    units: list[Unit]
+
+    @property
+    def input_shapes(self) -> dict[str, Shape]:
+        return {n: self.out_shapes[n] for n in self.flat.inputs}
+
+    @property
+    def output_shapes(self) -> dict[str, Shape]:
+        return {n: self.out_shapes[n] for n in self.flat.outputs}
+
+
+def _array(name: str, field: str, value: Any, *, allow_none: bool = False) -> np.ndarray:
+    if value is None:
+        if allow_none:
+            return np.asarray(np.nan)
+        raise ValidationError("is missing", node=name, field=field)
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is a user error
+        raise ValidationError(f"cannot be read as an array ({exc})", node=name,
+                              field=field) from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                   or arr.dtype == np.bool_):
+        raise ValidationError(f"must be numeric, got dtype {arr.dtype}", node=name, field=field)
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValidationError("must be real, got complex values", node=name, field=field)
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = "NaN" if np.isnan(arr).any() else "inf"
+        raise ValidationError(f"contains {bad}", node=name, field=field)
+    return arr
+
+
+def _ints(name: str, field: str, value: Any, n: int, *, minimum: int) -> tuple[int, ...]:
+    arr = _array(name, field, value)
+    if arr.ndim == 0 or arr.size == 1:
+        arr = np.full(n, arr.reshape(-1)[0] if arr.size else np.nan)
+    if arr.shape != (n,):
+        raise ValidationError(f"must be an int or {n} ints, got shape {arr.shape}", node=name,
+                              field=field)
+    if not np.all(arr == np.round(arr)) or np.any(arr < minimum):
+        raise ValidationError(f"must be integers >= {minimum}, got {arr.tolist()}", node=name,
+                              field=field)
+    return tuple(int(v) for v in arr)
+
+
+def _shape(name: str, field: str, value: Any) -> Shape:
+    arr = _array(name, field, value)
+    if arr.ndim > 1 or np.any(arr < 1) or not np.all(arr == np.round(arr)):
+        raise ValidationError(f"must be a list of positive integers, got {arr.tolist()}",
+                              node=name, field=field)
+    return tuple(int(v) for v in arr.reshape(-1))
+
+
+def _type_shape(name: str, node: nir.NIRNode, attr: str, key: str) -> Any:
+    types = getattr(node, attr, None)
+    if not isinstance(types, dict) or not types:
+        return None
+    return types.get(key, next(iter(types.values())))
+
+
+def _padding(name: str, value: Any, n: int) -> str | tuple[int, ...]:
+    if isinstance(value, bytes):
+        value = value.decode("utf8")
+    if isinstance(value, np.ndarray) and value.dtype.kind in "SUO":
+        value = value.item()
+        if isinstance(value, bytes):
+            value = value.decode("utf8")
+    if isinstance(value, str):
+        if value not in ("same", "valid"):
+            raise ValidationError(f"must be 'same', 'valid' or integers, got {value!r}",
+                                  node=name, field="padding")
+        return value
+    return _ints(name, "padding", value, n, minimum=0)
+
+
+def _conv_out(name: str, size: Shape, kernel: Shape, stride: tuple[int, ...],
+              padding: tuple[int, ...], dilation: tuple[int, ...]) -> Shape:
+    out = []
+    for L, k, s, p, d in zip(size, kernel, stride, padding, dilation, strict=True):
+        o = (L + 2 * p - d * (k - 1) - 1) // s + 1
+        if o < 1:
+            raise ValidationError(
+                f"kernel {tuple(kernel)} (dilation {tuple(dilation)}, padding {tuple(padding)}) "
+                f"does not fit the input {tuple(size)}", node=name, field="weight")
+        out.append(o)
+    return tuple(out)
+
+
+def _broadcast_ok(name: str, field: str, arr: np.ndarray, shape: Shape) -> None:
+    if arr.size == 1:
+        return
+    try:
+        result = np.broadcast_shapes(arr.shape, shape)
+    except ValueError:
+        result = None
+    if result != shape:
+        raise ValidationError(
+            f"shape {arr.shape} does not match the node's input shape {shape}", node=name,
+            field=field)
+
+
+def _node_params(name: str, node: nir.NIRNode) -> dict[str, Any]:
+    """Read and check the parameters that do not depend on the input shape."""
+    p: dict[str, Any] = {}
+    kind = type(node)
+    if kind in NEURON_FIELDS:
+        for field in NEURON_FIELDS[kind]:
+            value = getattr(node, field, None)
+            if value is None and field in DEFAULT_ZERO_FIELDS:
+                value = 0.0
+            if value is None and field in DEFAULT_ONE_FIELDS:
+                value = 1.0
+            arr = _array(name, field, value)
+            if field in POSITIVE_FIELDS and np.any(arr <= 0):
+                raise ValidationError(f"time constant must be > 0 seconds, got min "
+                                      f"{arr.min():g}", node=name, field=field)
+            if field in NONNEGATIVE_FIELDS and np.any(arr < 0):
+                raise ValidationError(f"must be >= 0 seconds, got min {arr.min():g}", node=name,
+                                      field=field)
+            p[field] = arr
+        shapes = [a.shape for a in p.values() if a.size != 1]
+        try:
+            p["_shape"] = tuple(np.broadcast_shapes(*shapes)) if shapes else None
+        except ValueError:
+            raise ValidationError(
+                "parameters have shapes that do not broadcast together: "
+                + ", ".join(f"{f}{a.shape}" for f, a in p.items()), node=name,
+                field=NEURON_FIELDS[kind][0]) from None
+    elif kind in (nir.Affine, nir.Linear):
+        w = _array(name, "weight", getattr(node, "weight", None))
+        if w.ndim != 2 or 0 in w.shape:
+            raise ValidationError(f"must be a 2-D [out, in] matrix, got shape {w.shape}",
+                                  node=name, field="weight")
+        p["weight"] = w
+        if kind is nir.Affine:
+            b = _array(name, "bias", getattr(node, "bias", None))
+            if b.size != 1 and b.shape != (w.shape[0],):
+                raise ValidationError(f"must have shape ({w.shape[0]},), got {b.shape}",
+                                      node=name, field="bias")
+            p["bias"] = np.broadcast_to(b.reshape(-1), (w.shape[0],)).copy()
+    elif kind in (nir.Conv1d, nir.Conv2d):
+        nd = 1 if kind is nir.Conv1d else 2
+        w = _array(name, "weight", getattr(node, "weight", None))
+        if w.ndim != nd + 2 or 0 in w.shape:
+            raise ValidationError(f"must have shape [C_out, C_in/groups, {'k' * nd}], got "
+                                  f"{w.shape}", node=name, field="weight")
+        groups = _ints(name, "groups", getattr(node, "groups", 1), 1, minimum=1)[0]
+        if w.shape[0] % groups:
+            raise ValidationError(f"C_out={w.shape[0]} is not divisible by groups={groups}",
+                                  node=name, field="groups")
+        bias = getattr(node, "bias", None)
+        b = np.zeros(w.shape[0]) if bias is None else _array(name, "bias", bias)
+        if b.size == 1:
+            b = np.full(w.shape[0], b.reshape(-1)[0])
+        if b.shape != (w.shape[0],):
+            raise ValidationError(f"must have shape ({w.shape[0]},), got {b.shape}", node=name,
+                                  field="bias")
+        p.update(weight=w, bias=b, groups=groups,
+                 stride=_ints(name, "stride", getattr(node, "stride", 1), nd, minimum=1),
+                 dilation=_ints(name, "dilation", getattr(node, "dilation", 1), nd, minimum=1),
+                 padding=_padding(name, getattr(node, "padding", 0), nd))
+        if p["padding"] == "same" and any(s != 1 for s in p["stride"]):
+            raise UnsupportedError("padding 'same' with a stride other than 1 is not defined",
+                                   node=name, field="padding")
+    elif kind in (nir.SumPool2d, nir.AvgPool2d):
+        k = _ints(name, "kernel_size", getattr(node, "kernel_size", None), 2, minimum=1)
+        stride_value = getattr(node, "stride", None)
+        s = k if stride_value is None else _ints(name, "stride", stride_value, 2, minimum=1)
+        pad = _ints(name, "padding", getattr(node, "padding", 0), 2, minimum=0)
+        if any(2 * pp > kk for pp, kk in zip(pad, k, strict=True)):
+            raise ValidationError(f"padding {pad} must be at most half the kernel {k}",
+                                  node=name, field="padding")
+        p.update(kernel_size=k, stride=s, padding=pad)
+    elif kind is nir.Flatten:
+        for field in ("start_dim", "end_dim"):
+            arr = _array(name, field, getattr(node, field, None))
+            if arr.size != 1 or arr.reshape(-1)[0] != round(float(arr.reshape(-1)[0])):
+                raise ValidationError(f"must be one integer, got {arr.tolist()}", node=name,
+                                      field=field)
+            p[field] = int(arr.reshape(-1)[0])
+    return p
+
+
+def _infer(name: str, node: nir.NIRNode, p: dict[str, Any], shape: Shape) -> Shape:
+    """The output shape of ``node`` for per-sample input ``shape``."""
+    kind = type(node)
+    if kind in NEURON_FIELDS:
+        for field in NEURON_FIELDS[kind]:
+            _broadcast_ok(name, field, p[field], shape)
+        return shape
+    if kind in (nir.Affine, nir.Linear):
+        w = p["weight"]
+        if not shape or shape[-1] != w.shape[1]:
+            raise ValidationError(
+                f"weight expects {w.shape[1]} inputs in the last dimension, but the input has "
+                f"shape {shape}", node=name, field="weight")
+        return (*shape[:-1], w.shape[0])
+    if kind in (nir.Conv1d, nir.Conv2d):
+        nd = 1 if kind is nir.Conv1d else 2
+        w = p["weight"]
+        if len(shape) != nd + 1:
+            raise ValidationError(f"expects input [C, {', '.join('LHW'[-nd:] if nd == 1 else 'HW')}]"
+                                  f", got shape {shape}", node=name, field="input_shape")
+        if shape[0] != w.shape[1] * p["groups"]:
+            raise ValidationError(
+                f"expects {w.shape[1] * p['groups']} input channels (C_in/groups={w.shape[1]}, "
+                f"groups={p['groups']}), got {shape[0]}", node=name, field="weight")
+        declared = getattr(node, "input_shape", None)
+        if declared is not None:
+            dec = _ints(name, "input_shape", declared, nd, minimum=1)
+            if dec != shape[1:]:
+                raise ValidationError(f"declares spatial input {dec} but receives {shape[1:]}",
+                                      node=name, field="input_shape")
+        kernel = tuple(w.shape[2:])
+        pad = p["padding"]
+        if pad == "same":
+            return (w.shape[0], *shape[1:])
+        pad_t = (0,) * nd if pad == "valid" else pad
+        return (w.shape[0], *_conv_out(name, shape[1:], kernel, p["stride"], pad_t,
+                                       p["dilation"]))
+    if kind in (nir.SumPool2d, nir.AvgPool2d):
+        if len(shape) != 3:
+            raise ValidationError(f"expects input [C, H, W], got shape {shape}", node=name,
+                                  field="kernel_size")
+        return (shape[0], *_conv_out(name, shape[1:], p["kernel_size"], p["stride"],
+                                     p["padding"], (1, 1)))
+    if kind is nir.Flatten:
+        nd = len(shape)
+        start, end = p["start_dim"], p["end_dim"]
+        s = start + nd if start < 0 else start
+        e = end + nd if end < 0 else end
+        if not (0 <= s <= e < nd):
+            raise ValidationError(
+                f"start_dim={start}, end_dim={end} do not index the per-sample input shape "
+                f"{shape} (dimensions exclude time and batch)", node=name, field="start_dim")
+        declared = _type_shape(name, node, "input_type", "input")
+        if declared is not None and _shape(name, "input_type", declared) != shape:
+            raise ValidationError(f"declares input {tuple(np.asarray(declared).tolist())} but "
+                                  f"receives {shape}", node=name, field="input_type")
+        return (*shape[:s], math.prod(shape[s:e + 1]), *shape[e + 1:])
+    if kind is nir.Output:
+        declared = _type_shape(name, node, "output_type", "output")
+        if declared is not None and _shape(name, "output_type", declared) != shape:
+            raise ValidationError(f"declares shape {_shape(name, 'output_type', declared)} but "
+                                  f"receives {shape}", node=name, field="output_type")
+        return shape
+    return shape  # Identity, nested Input
+
+
+def validate(graph: nir.NIRGraph, *, max_elements: int | None = None) -> Checked:
+    """Check ``graph`` and infer every node's shapes; raise a :class:`ValidationError`
+    naming the node and field of the first problem found."""
+    if not isinstance(graph, nir.NIRGraph):
+        raise ValidationError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
+    limit = DEFAULT_MAX_ELEMENTS if max_elements is None else max_elements
+    flat = flatten(graph)
+    for name, node in flat.nodes.items():
+        if not isinstance(node, NODE_TYPES):
+            raise ValidationError(
+                f"unsupported node type {type(node).__name__}; known: "
+                + ", ".join(t.__name__ for t in NODE_TYPES), node=name, field="type")
+    if not flat.inputs:
+        raise ValidationError("the graph has no Input node", field="nodes")
+    if not flat.outputs:
+        raise ValidationError("the graph has no Output node", field="nodes")
+    for name in flat.nodes:
+        node = flat.nodes[name]
+        top_input = name in flat.inputs
+        if top_input and flat.preds[name]:
+            raise ValidationError("an Input node cannot receive edges", node=name, field="edges")
+        if not top_input and not flat.preds[name]:
+            raise ValidationError("has no incoming edge", node=name, field="edges")
+        if name in flat.outputs and flat.succs[name]:
+            raise ValidationError("an Output node cannot send edges", node=name, field="edges")
+    back = back_edges(flat)
+    check_cycles_have_state(flat)
+    units = schedule(flat, back)
+    params = {name: _node_params(name, node) for name, node in flat.nodes.items()}
+    in_shapes: dict[str, Shape] = {}
+    out_shapes: dict[str, Shape] = {}
+    for name in flat.inputs:
+        declared = _type_shape(name, flat.nodes[name], "input_type", "input")
+        if declared is None:
+            raise ValidationError("has no shape", node=name, field="shape")
+        shape = _shape(name, "shape", declared)
+        in_shapes[name] = out_shapes[name] = shape
+    order = [n for unit in units for n in unit.members]
+    for name in order:
+        if name in out_shapes:
+            continue
+        shapes = [(src, out_shapes[src]) for src in flat.preds[name] if src in out_shapes]
+        if not shapes:  # reached only through a back edge: impossible after back_edges()
+            raise ValidationError("receives input only through a recurrent edge", node=name,
+                                  field="edges")
+        first_src, shape = shapes[0]
+        for src, other in shapes[1:]:
+            if other != shape:
+                raise ValidationError(
+                    f"incoming edges disagree on shape: {first_src!r} sends {shape}, {src!r} "
+                    f"sends {other}", node=name, field="edges")
+        in_shapes[name] = shape
+        out = _infer(name, flat.nodes[name], params[name], shape)
+        if math.prod(out) > limit:
+            raise ValidationError(
+                f"output shape {out} has {math.prod(out):,} elements per sample, over the limit "
+                f"of {limit:,} (raise it with max_elements or NRF_NIR_MAX_ELEMENTS)", node=name,
+                field="shape")
+        out_shapes[name] = out
+    for src, dst in back:
+        if out_shapes[src] != in_shapes[dst]:
+            raise ValidationError(
+                f"recurrent edge from {src!r} sends {out_shapes[src]} but the node receives "
+                f"{in_shapes[dst]}", node=dst, field="edges")
+    return Checked(graph, flat, back, in_shapes, out_shapes, params, units)
+
+
+def is_valid(graph: nir.NIRGraph) -> bool:
+    try:
+        validate(graph)
+    except NIRError:
+        return False
+    return True

@@ -1,0 +1,32 @@
+"""The reference target: nrf-nir's own simulator (the contract every target is judged by)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from torch import Tensor
+
+from nrf_nir.reference import Program
+from nrf_nir.semantics import Semantics
+from nrf_nir.targets import Options, Violation
+from nrf_nir.validate import Checked
+
+
+class ReferenceTarget:
+    name = "reference"
+    description = "batched PyTorch reference simulator (CUDA when present, else CPU)"
+
+    def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
+        return []  # runs every valid graph
+
+    def lower(self, checked: Checked, semantics: Semantics, options: Options) -> Program:
+        extra = dict(options.extra or {})
+        return Program(checked, semantics, dtype=options.dtype, device=options.device, **extra)
+
+    def run(self, lowered: Program, inputs: Mapping[str, Tensor],
+            record: tuple[str, ...]) -> dict[str, Tensor]:
+        moved = {k: v.to(device=lowered.device, dtype=lowered.dtype) for k, v in inputs.items()}
+        return lowered.run(moved, record)
+
+
+TARGET = ReferenceTarget()
