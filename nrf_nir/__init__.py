@@ -18,6 +18,8 @@ from .errors import NIRError, UnsupportedError, ValidationError
 from .io import load, save
 from .semantics import Semantics, read_semantics, write_semantics
 
+from . import targets  # noqa: E402  (the registry; imports no backend framework)
+
 try:
     __version__ = _version("nrf-nir")
 except PackageNotFoundError:  # running from a source tree without installation
@@ -25,6 +27,6 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "Lowered", "NIRError", "Semantics", "UnsupportedError", "ValidationError", "__version__",
-    "check", "load", "lower", "prepare_inputs", "read_semantics", "run", "save", "validate",
+    "check", "load", "targets", "lower", "prepare_inputs", "read_semantics", "run", "save", "validate",
     "write_semantics",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import nir
 import numpy as np
@@ -19,7 +19,7 @@ from .semantics import Semantics, read_semantics
 from .validate import Checked
 from .validate import validate as _validate
 
-GraphLike = nir.NIRGraph | str | os.PathLike[str]
+GraphLike: TypeAlias = "nir.NIRGraph | str | os.PathLike[str]"
 
 
 def _graph(graph: GraphLike) -> nir.NIRGraph:

@@ -31,7 +31,7 @@ def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
 
     def write(tmp: Any) -> None:
         with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, **arrays)  # type: ignore[arg-type]
 
     write_atomic(path, write)
 

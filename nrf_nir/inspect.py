@@ -43,7 +43,7 @@ def summarize(checked: Checked) -> dict[str, Any]:
     order = [n for unit in checked.units for n in unit.members]
     for name in order:
         node, p = checked.flat.nodes[name], checked.params[name]
-        params = {k: _summary(v) for k, v in p.items()
+        params: dict[str, Any] = {k: _summary(v) for k, v in p.items()
                   if isinstance(v, np.ndarray) and not k.startswith("_")}
         params.update({k: v for k, v in p.items()
                        if isinstance(v, (int, str, tuple)) and not k.startswith("_")})

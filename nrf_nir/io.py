@@ -106,17 +106,36 @@ def _write_dict(group: h5py.Group, data: dict[str, Any], where: str) -> None:
             _write_value(group, key, value, where)
 
 
-def _node_dict(node: nir.NIRNode) -> dict[str, Any]:
+def _node_dict(node: nir.NIRNode, name: str, shapes: dict[str, Any]) -> dict[str, Any]:
+    """The stored fields of ``node``; ``shapes`` (dotted name -> inferred shape) fills in the
+    shape of Input/Output/Identity nodes that were built without one."""
+    from .validate import Identity
+
     if isinstance(node, nir.NIRGraph):
+        prefix = f"{name}." if name else ""
         return {
             "type": "NIRGraph",
-            "nodes": {name: _node_dict(child) for name, child in node.nodes.items()},
+            "nodes": {k: _node_dict(child, prefix + k, shapes)
+                      for k, child in node.nodes.items()},
             "edges": np.array([[str(a), str(b)] for a, b in node.edges], dtype=object)
             if node.edges else np.zeros((0, 2), dtype=object),
             "metadata": dict(node.metadata or {}),
         }
+    if isinstance(node, Identity):  # nir's Identity.to_dict is broken in 1.0.8
+        shape = _type_value(node.input_type)
+        data: dict[str, Any] = {"type": "Identity", "metadata": dict(node.metadata or {}),
+                                "shape": shapes.get(name, shape)}
+        return data
     data = node.to_dict()
+    if isinstance(node, (nir.Input, nir.Output)) and data.get("shape") is None and name in shapes:
+        data["shape"] = np.asarray(shapes[name])
     return data
+
+
+def _type_value(types: Any) -> Any:
+    if isinstance(types, dict) and types:
+        return next(iter(types.values()))
+    return None
 
 
 def save(graph: nir.NIRGraph, path: PathLike, *, validate: bool = True) -> None:
@@ -126,14 +145,16 @@ def save(graph: nir.NIRGraph, path: PathLike, *, validate: bool = True) -> None:
     """
     if not isinstance(graph, nir.NIRGraph):
         raise NIRError(f"save expects a nir.NIRGraph, got {type(graph).__name__}", file=str(path))
+    shapes: dict[str, Any] = {}
     if validate:
         from .validate import validate as _validate
 
         try:
-            _validate(graph)
+            checked = _validate(graph)
         except NIRError as exc:
             raise exc.with_file(str(path)) from None
-    data = _node_dict(graph)
+        shapes = {n: list(s) for n, s in checked.out_shapes.items()}
+    data = _node_dict(graph, "", shapes)
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:

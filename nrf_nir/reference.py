@@ -254,16 +254,19 @@ def make_kernel(name: str, node: nir.NIRNode, p: dict[str, Any], in_shape: Shape
     def t(arr: np.ndarray) -> Tensor:
         return _tensor(arr, in_shape, dtype, device)
 
+    def full(arr: np.ndarray) -> Tensor:  # weights keep their shape, even when size 1
+        return torch.as_tensor(arr, device=device).to(dtype)
+
     if isinstance(node, (nir.Input, nir.Output, Identity)):
         return Passthrough()
     if isinstance(node, (nir.Affine, nir.Linear)):
-        return Dense(t(p["weight"]), t(p["bias"]) if "bias" in p else None)
+        return Dense(full(p["weight"]), full(p["bias"]) if "bias" in p else None)
     if isinstance(node, nir.Scale):
         return Scale(t(p["scale"]))
     if isinstance(node, (nir.Conv1d, nir.Conv2d)):
         nd = 1 if isinstance(node, nir.Conv1d) else 2
-        bias = None if not np.any(p["bias"]) else t(p["bias"])
-        return Conv(nd, t(p["weight"]), bias, p)
+        bias = None if not np.any(p["bias"]) else full(p["bias"])
+        return Conv(nd, full(p["weight"]), bias, p)
     if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
         return Pool(p, total=isinstance(node, nir.SumPool2d))
     if isinstance(node, nir.Flatten):

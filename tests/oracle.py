@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import nir
+import numpy as np
 
 __all__ = ["oracle_run", "flatten_graph", "find_back_edges"]
 
