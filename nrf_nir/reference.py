@@ -54,6 +54,8 @@ class Kernel:
 
     stateful = False
     state_names: tuple[str, ...] = ()
+    #: Receive incoming edges as a list (in edge order) instead of their sum.
+    separate_inputs = False
 
     def apply(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -64,13 +66,15 @@ class Kernel:
     def step(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         return self.apply(x), state
 
-    def run(self, x: Tensor, state: tuple[Tensor, ...], out: Tensor,
+    def run(self, x: Any, state: tuple[Tensor, ...], out: Tensor,
             record: dict[str, Tensor] | None) -> tuple[Tensor, ...]:
-        """Step through ``x`` ``[Tc, B, *in]`` writing ``out[t]``; return the final state.
+        """Step through ``x`` ``[Tc, B, *in]`` (a list of them when ``separate_inputs``)
+        writing ``out[t]``; return the final state.
 
         ``record`` maps a state name to a ``[Tc, B, *shape]`` tensor to fill."""
-        for t in range(x.shape[0]):
-            y, state = self.step(x[t], state)
+        for t in range(out.shape[0]):
+            xt = [xi[t] for xi in x] if isinstance(x, list) else x[t]
+            y, state = self.step(xt, state)
             out[t] = y
             if record:
                 for key, buf in record.items():
@@ -148,6 +152,9 @@ class Neuron(Kernel):
         self.v0, self.membrane, self.k, self.firing = v0, membrane, coeffs, firing
         self.synapse = synapse
         self.state_names = ("v", "i") if synapse else ("v",)
+        # The current jumps once per incoming edge, in edge order: ``(i + a) + b`` as Norse's
+        # LIFRecurrentCell computes ``i + W_in x + W_rec z``.
+        self.separate_inputs = synapse
 
     def init(self, batch: int) -> tuple[Tensor, ...]:
         v = self.v0.expand(batch, *self.shape).clone()
@@ -165,10 +172,12 @@ class Neuron(Kernel):
             return fn.lif_euler(x, v, k["c"], k["r"], k["v_leak"])  # type: ignore[arg-type]
         return fn.li_euler(x, v, k["c"], k["r"], k["v_leak"])  # type: ignore[arg-type]
 
-    def step(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+    def step(self, x: Any, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         v = state[0]
         if self.synapse:
-            i = fn.synapse_jump(x, state[1], self.k["w_in"])
+            i = state[1]
+            for xi in x if isinstance(x, list) else [x]:
+                i = fn.synapse_jump(xi, i, self.k["w_in"])
             v = self._membrane(i, v)
             if self.k["a_syn"] is not None:
                 i = self.k["a_syn"] * i
@@ -416,8 +425,11 @@ class Program:
                     results[key][t0:t1] = vals[rec.node]
         return results
 
-    def _gather(self, name: str, vals: dict[str, Tensor]) -> Tensor:
+    def _gather(self, name: str, vals: dict[str, Tensor]) -> Any:
+        """The node's input: the sum of its incoming edges in edge order (or their list)."""
         preds = self.checked.flat.preds[name]
+        if self.kernels[name].separate_inputs:
+            return [vals[src] for src in preds]
         x = vals[preds[0]]
         for src in preds[1:]:
             x = x + vals[src]
@@ -428,7 +440,7 @@ class Program:
         kernel = self.kernels[name]
         x = self._gather(name, vals)
         if not kernel.stateful:
-            y = kernel.apply(x.reshape(n * B, *x.shape[2:]))
+            y = kernel.apply(x.reshape(n * B, *x.shape[2:]))  # stateless: never a list
             return y.reshape(n, B, *y.shape[1:])
         out = torch.empty(n, B, *self.checked.out_shapes[name], dtype=self.dtype,
                           device=self.device)
@@ -446,17 +458,14 @@ class Program:
         for t in range(n):
             cur: dict[str, Tensor] = {}
             for m in members:
-                x: Tensor | None = None
-                for src in flat.preds[m]:
-                    if (src, m) in c.back:
-                        v = prev[src]
-                    elif src in inside:
-                        v = cur[src]
-                    else:
-                        v = vals[src][t]
-                    x = v if x is None else x + v
-                assert x is not None
+                parts = [prev[src] if (src, m) in c.back else cur[src] if src in inside
+                         else vals[src][t] for src in flat.preds[m]]
                 kernel = self.kernels[m]
+                x: Any = parts
+                if not kernel.separate_inputs:
+                    x = parts[0]
+                    for part in parts[1:]:
+                        x = x + part
                 if kernel.stateful:
                     y, states[m] = kernel.step(x, states[m])
                     for key, buf in state_recs.get(m, {}).items():

@@ -156,22 +156,26 @@ def test_recurrent_cell_matches_norse_lif_step(reset):
     np.testing.assert_allclose(got["rnn.lif.v"], np.stack(vs), rtol=1e-12, atol=1e-14)
 
 
-# Two stateless nodes in a cycle, fed both by the input: A = Scale(2), B = Scale(0.5),
-# edges A->B and B->A.  Which edge is the back edge depends on the DFS from the Input,
-# following edges in list order.  x = [1, 0, 0]:
+# Two integrators in a cycle, both fed by the input: A = I(r=2), B = I(r=0.5), dt = 1
+# (so v = v + r * x), edges A->B and B->A.  Which edge is the back edge depends on the DFS
+# from the Input, following edges in list order.  x = [1, 0, 0]:
 #  input->A listed first: DFS input, A, B, then B->A closes the cycle (A reads B of t-1)
-#     A[t] = 2 (x + B[t-1]),  B[t] = 0.5 (x + A[t]):  A = 2, 3, 3 ; B = 1.5, 1.5, 1.5
+#     t1: A = 0 + 2(1 + 0) = 2,    B = 0 + 0.5(1 + 2) = 1.5
+#     t2: A = 2 + 2(0 + 1.5) = 5,  B = 1.5 + 0.5(0 + 5) = 4
+#     t3: A = 5 + 2(4) = 13,       B = 4 + 0.5(13) = 10.5
 #  input->B listed first: DFS input, B, A, then A->B closes it (B reads A of t-1)
-#     B[t] = 0.5 (x + A[t-1]), A[t] = 2 (x + B[t]):   B = 0.5, 1.5, 1.5 ; A = 3, 3, 3
+#     t1: B = 0 + 0.5(1 + 0) = 0.5, A = 0 + 2(1 + 0.5) = 3
+#     t2: B = 0.5 + 0.5(3) = 2,     A = 3 + 2(2) = 7
+#     t3: B = 2 + 0.5(7) = 5.5,     A = 7 + 2(5.5) = 18
 @pytest.mark.parametrize(
     "first,want_a,want_b",
-    [("A", [2.0, 3.0, 3.0], [1.5, 1.5, 1.5]), ("B", [3.0, 3.0, 3.0], [0.5, 1.5, 1.5])],
+    [("A", [2.0, 5.0, 13.0], [1.5, 4.0, 10.5]), ("B", [3.0, 7.0, 18.0], [0.5, 2.0, 5.5])],
 )
 def test_back_edge_follows_dfs_edge_order(first, want_a, want_b):
     nodes = {
         "input": nir.Input(input_type=np.array([1])),
-        "A": nir.Scale(scale=np.array([2.0])),
-        "B": nir.Scale(scale=np.array([0.5])),
+        "A": nir.I(r=np.array([2.0])),
+        "B": nir.I(r=np.array([0.5])),
         "outA": nir.Output(output_type=np.array([1])),
         "outB": nir.Output(output_type=np.array([1])),
     }
@@ -179,10 +183,10 @@ def test_back_edge_follows_dfs_edge_order(first, want_a, want_b):
     edges = into + [("A", "B"), ("B", "A"), ("A", "outA"), ("B", "outB")]
     g = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
     x = np.array([1.0, 0.0, 0.0]).reshape(3, 1, 1)
-    got = run(g, x, 1e-3)
+    got = run(g, x, 1.0)
     np.testing.assert_array_equal(got["outA"][:, 0, 0], want_a)
     np.testing.assert_array_equal(got["outB"][:, 0, 0], want_b)
-    ora = oracle_run(g, x, 1e-3)
+    ora = oracle_run(g, x, 1.0)
     np.testing.assert_array_equal(ora["outA"][:, 0, 0], want_a)
     np.testing.assert_array_equal(ora["outB"][:, 0, 0], want_b)
 
@@ -450,13 +454,27 @@ def random_network(draw):
     return g, inputs, dt, spiking_outputs
 
 
+def _state_names(g: nir.NIRGraph, prefix: str = "") -> tuple[str, ...]:
+    """"<node>.v" (and "<node>.i" for Cuba neurons) of every neuron, dotted when nested."""
+    names: list[str] = []
+    for name, node in g.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            names += _state_names(node, prefix + name + ".")
+        elif isinstance(node, (nir.LIF, nir.LI, nir.IF, nir.I)):
+            names.append(prefix + name + ".v")
+        elif isinstance(node, (nir.CubaLIF, nir.CubaLI)):
+            names += [prefix + name + ".v", prefix + name + ".i"]
+    return tuple(names)
+
+
 @settings(max_examples=30, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(random_network())
 def test_property_reference_equals_oracle(case):
     g, inputs, dt, spiking = case
-    got = run(g, inputs, dt)
-    want = oracle_run(g, inputs, dt)
+    states = _state_names(g)
+    got = run(g, inputs, dt, record=states)
+    want = oracle_run(g, inputs, dt, record=states)
     assert set(want) <= set(got)
     for name, arr in want.items():
         assert got[name].shape == arr.shape, name

@@ -651,3 +651,73 @@ def test_record_node_and_state_shapes():
     np.testing.assert_allclose(got_v["lif.v"][:, 2, 1, 0],
                                [0.25, 0.475, 0.6775, 0.85975, 0.0, 0.25, 0.475], rtol=1e-12)
     assert spike_steps(got_v["output"][:, 2, 1, 0]) == [5]
+
+
+# ---------------------------------------------------------------------------------------------
+# exact arithmetic order (docs/contract.md): explicit float64 loops, bit for bit
+# ---------------------------------------------------------------------------------------------
+
+
+def test_arithmetic_order_bit_exact():
+    """Non-trivial parameters (v_leak != 0, r != 1, w_in != 1) so that a different but
+    algebraically equal order of operations changes the last bits of the voltages."""
+    dt, T = 1e-3, 40
+    tau, tau_s, r, vl, vth, vr, w = 0.013, 0.0037, 1.7, 0.23, 0.9, -0.11, 0.63
+    xs = [0.3 + 0.07 * k % 1.1 for k in range(T)]
+    x = np.array(xs).reshape(T, 1, 1)
+    P = lambda v: np.array([v])  # noqa: E731
+    c, cs = dt * (1.0 / tau), dt * (1.0 / tau_s)
+
+    # LI: v = v + c * ((v_leak - v) + r*x)
+    g = chain([1], {"n": nir.LI(tau=P(tau), r=P(r), v_leak=P(vl))}, [1], type_check=True)
+    v, want = vl, []
+    for xi in xs:
+        v = v + c * ((vl - v) + r * xi)
+        want.append(v)
+    np.testing.assert_array_equal(run(g, x, dt)["output"][:, 0, 0], want)
+
+    # LIF: v = v + c * ((r*x + v_leak) - v); z = v > v_th; v = where(z, v_reset, v)
+    g = chain([1], {"n": nir.LIF(tau=P(tau), r=P(r), v_leak=P(vl), v_threshold=P(vth),
+                                 v_reset=P(vr))}, [1], type_check=True)
+    v, want, zs = vl, [], []
+    for xi in xs:
+        v = v + c * ((r * xi + vl) - v)
+        z = v > vth
+        v = vr if z else v
+        want.append(v)
+        zs.append(float(z))
+    got = run(g, x, dt, record=("n.v",))
+    assert 0 < sum(zs) < T
+    np.testing.assert_array_equal(got["output"][:, 0, 0], zs)
+    np.testing.assert_array_equal(got["n.v"][:, 0, 0], want)
+
+    # CubaLIF, subtract reset: i = i + w_in*x; v = v + c_m*((v_leak - v) + r*i);
+    # i = i + (-c_s)*i; z = v > v_th; v = where(z, v - (v_th - v_reset), v)
+    g = chain([1], {"n": nir.CubaLIF(tau_syn=P(tau_s), tau_mem=P(tau), r=P(r), v_leak=P(vl),
+                                     v_threshold=P(vth), v_reset=P(vr), w_in=P(w))}, [1],
+              type_check=True, reset="subtract")
+    v, i, want_v, want_i, zs = vl, 0.0, [], [], []
+    for xi in xs:
+        i = i + w * (3.0 * xi)
+        v = v + c * ((vl - v) + r * i)
+        i = i + (-cs) * i
+        z = v > vth
+        v = v - (vth - vr) if z else v
+        want_v.append(v)
+        want_i.append(i)
+        zs.append(float(z))
+    got = run(g, 3.0 * x, dt, record=("n.v", "n.i"))
+    assert 0 < sum(zs) < T
+    np.testing.assert_array_equal(got["output"][:, 0, 0], zs)
+    np.testing.assert_array_equal(got["n.v"][:, 0, 0], want_v)
+    np.testing.assert_array_equal(got["n.i"][:, 0, 0], want_i)
+
+    # IF: v = v + (dt*r)*x
+    g = chain([1], {"n": nir.IF(r=P(r * 300), v_threshold=P(vth), v_reset=P(vr))}, [1],
+              type_check=True)
+    v, want = 0.0, []
+    for xi in xs:
+        v = v + (dt * (r * 300)) * xi
+        v = vr if v > vth else v
+        want.append(v)
+    np.testing.assert_array_equal(run(g, x, dt, record=("n.v",))["n.v"][:, 0, 0], want)
