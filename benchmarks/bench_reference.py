@@ -643,6 +643,7 @@ def machine_info(device: torch.device, threads: int) -> dict:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "device": str(device),
         "mkldnn": torch.backends.mkldnn.is_available(),
+        "loadavg_start": os.getloadavg(),
     }
     try:
         import nir
@@ -693,6 +694,11 @@ def summarize(net: str, res: dict, T: int, B: int) -> dict:
             if fl in best:
                 s[f"ref_over_{fl}"] = ref / best[fl]
                 s[f"pass_vs_{fl}"] = s[f"ref_over_{fl}"] <= TARGET_VS_FLOOR
+        floors = {f: best[f] for f in ("floor_step", "floor_batched") if f in best}
+        if floors:
+            s["floor_best"] = min(floors, key=floors.get)
+            s["ref_over_floor_best"] = ref / floors[s["floor_best"]]
+            s["pass_vs_floor_best"] = s["ref_over_floor_best"] <= TARGET_VS_FLOOR
     return s
 
 
@@ -716,6 +722,9 @@ def print_table(net: str, res: dict, summ: dict, T: int, B: int, check: dict | N
         if f"ref_over_{fl}" in summ:
             print(f"reference / {fl:<13} = {summ[f'ref_over_{fl}']:.3f}  target <= "
                   f"{TARGET_VS_FLOOR}: {'PASS' if summ[f'pass_vs_{fl}'] else 'FAIL'}")
+    if "floor_best" in summ:
+        print(f"  (the lower floor on this machine is {summ['floor_best']}: reference / floor_best"
+              f" = {summ['ref_over_floor_best']:.3f})")
     if check:
         if not check.get("ok"):
             print(f"check FAILED: {check.get('error')}")
@@ -815,7 +824,10 @@ def main(argv=None) -> int:
         s = e["summary"]
         verdict[net] = {k: ("PASS" if v else "FAIL") for k, v in s.items() if k.startswith("pass_")}
     report["verdict"] = verdict
+    report["machine"]["loadavg_end"] = os.getloadavg()
     print("\nverdict:", json.dumps(verdict))
+    print(f"load average at start {info['loadavg_start']}, at end {os.getloadavg()} "
+          f"(other processes on the machine distort timings)")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(report, f, indent=2)

@@ -1,1 +1,9 @@
-"""Front-ends: Norse / PyTorch modules, state_dicts and Lightning checkpoints to NIR."""
+"""Front-ends: Norse / PyTorch modules, state_dicts and Lightning checkpoints to NIR.
+
+``export(module, sample_input, dt=...)`` walks a live module; ``exporters.checkpoint`` builds
+modules from factories and loads weights safely.
+"""
+
+from nrf_nir.exporters.modules import export
+
+__all__ = ["export"]

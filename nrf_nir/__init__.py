@@ -13,7 +13,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from .api import Lowered, check, lower, prepare_inputs, run, validate
+from .api import Lowered, check, export, lower, prepare_inputs, run, validate
 from .errors import NIRError, UnsupportedError, ValidationError
 from .io import load, save
 from .semantics import Semantics, read_semantics, write_semantics
@@ -27,6 +27,6 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "Lowered", "NIRError", "Semantics", "UnsupportedError", "ValidationError", "__version__",
-    "check", "load", "targets", "lower", "prepare_inputs", "read_semantics", "run", "save", "validate",
+    "check", "export", "load", "targets", "lower", "prepare_inputs", "read_semantics", "run", "save", "validate",
     "write_semantics",
 ]

@@ -158,6 +158,16 @@ def prepare_inputs(checked: Checked, inputs: Any, dtype: torch.dtype) -> dict[st
     return out
 
 
+def export(module: Any, sample_input: Any, *, dt: float | None = None) -> nir.NIRGraph:
+    """Export a live Norse / PyTorch module to a NIR graph (see ``nrf_nir.exporters``).
+
+    sample_input: one time step ``[B, *input_shape]``. dt: seconds (default: the cells' dt).
+    """
+    from .exporters import export as _export
+
+    return _export(module, sample_input, dt=dt)
+
+
 def run(graph: GraphLike, inputs: Any, *, target: str = "reference", dt: float | None = None,
         dtype: Any = None, record: Iterable[str] = (), device: Any = None,
         **options: Any) -> dict[str, Tensor]:

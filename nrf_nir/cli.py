@@ -83,6 +83,51 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _input_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 2,34,34, got {text!r}") from None
+    if not shape or any(v < 1 for v in shape):
+        raise argparse.ArgumentTypeError(f"expected positive integers like 2,34,34, got {text!r}")
+    return shape
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import os
+
+    import torch
+
+    from .exporters import export
+    from .exporters.checkpoint import build_module, load_weights
+    from .io import save
+
+    source: str = args.source
+    if os.path.isfile(source):
+        if not args.model:
+            raise NIRError("a weights file needs --model NAME_OR_FACTORY to build the "
+                           "architecture", file=source, field="model")
+        module = load_weights(build_module(args.model), source)
+    elif ":" in source:
+        if args.model:
+            raise NIRError("--model is only for weights files; SOURCE is already a factory",
+                           field="model")
+        module = build_module(source)
+    else:
+        raise NIRError("no such file, and not a factory 'package.module:function'", file=source)
+    shape = args.input_shape or getattr(module, "input_shape", None)
+    if not shape:
+        raise NIRError("the input shape is unknown: pass --input-shape (e.g. 2,34,34), or give "
+                       "the module an input_shape attribute", field="input_shape")
+    sample = torch.zeros(1, *tuple(int(s) for s in shape))
+    graph = export(module, sample, dt=args.dt)
+    save(graph, args.output)
+    sem = graph.metadata
+    print(f"wrote {args.output}: {len(graph.nodes)} nodes, dt {sem.get('dt')} s, "
+          f"reset {sem.get('reset')}")
+    return 0
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from .targets import get, registered
 
@@ -143,6 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", nargs="*", default=[], metavar="NAME",
                    help="also record these nodes or '<neuron>.v' / '<neuron>.i' states")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("export", help="export a Norse / PyTorch model to a .nir file")
+    p.add_argument("source", metavar="SOURCE",
+                   help="a factory 'package.module:function' (or 'file.py:function'), or a "
+                        "state_dict / Lightning .ckpt file together with --model")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.nir")
+    p.add_argument("--model", metavar="NAME_OR_FACTORY",
+                   help="architecture for a weights file: a zoo name or a factory")
+    p.add_argument("--dt", type=_positive_float, default=None, metavar="S",
+                   help="time step in seconds (default: the cells' dt; must agree with it)")
+    p.add_argument("--input-shape", type=_input_shape, default=None, metavar="D[,D...]",
+                   help="per-sample input shape, e.g. 2,34,34 (default: module.input_shape)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("targets", help="list registered targets and whether they are available")
     p.set_defaults(func=cmd_targets)

@@ -294,7 +294,7 @@ def make_kernel(name: str, node: nir.NIRNode, p: dict[str, Any], in_shape: Shape
     coeffs: dict[str, Tensor | None] = {"r": _maybe(p["r"], 1.0, in_shape, dtype, device)}
     if isinstance(node, (nir.I, nir.IF)):
         v0 = torch.zeros((), dtype=dtype, device=device)
-        coeffs["dt_r"] = dt * t(p["r"])
+        coeffs["dt_r"] = t(dt * p["r"])  # dt*r in float64, then rounded once
         return Neuron(shape=in_shape, dtype=dtype, device=device, v0=v0, membrane="integrate",
                       coeffs=coeffs, firing=firing, synapse=False)
     synapse = isinstance(node, (nir.CubaLI, nir.CubaLIF))

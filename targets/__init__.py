@@ -67,6 +67,7 @@ class Target(Protocol):
 #: name -> "module:attribute" of the target object.
 _REGISTRY: dict[str, str] = {
     "reference": "nrf_nir.targets.reference:TARGET",
+    "norse": "nrf_nir.targets.norse:TARGET",
 }
 _LOADED: dict[str, Target] = {}
 

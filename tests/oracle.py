@@ -19,6 +19,12 @@ import numpy as np
 
 __all__ = ["oracle_run", "flatten_graph", "find_back_edges"]
 
+#: How a CubaLI/CubaLIF node with several incoming edges takes its current jump.
+#: "sum" (docs/contract.md, shared/SEMANTICS.md): the edges are summed first (in edge order),
+#: then ``i = i + w_in * x``.  "per_edge" (Norse's LIFRecurrentCell order,
+#: ``(i + W_in x) + W_rec z``): ``i = i + w_in * x_e`` once per edge, in edge order.
+CUBA_JUMP_DEFAULT = "sum"
+
 _DEFAULTS = {
     "reset": "value",
     "threshold": "gt",
@@ -200,7 +206,7 @@ def _conv(x: np.ndarray, node) -> np.ndarray:
             pads = [(0, 0)] * nd
         elif node.padding == "same":
             pads = []
-            for k, d in zip(ksz, dilation):
+            for k, d in zip(ksz, dilation, strict=True):
                 total = d * (k - 1)
                 left = total // 2
                 pads.append((left, total - left))
@@ -226,7 +232,11 @@ def _conv(x: np.ndarray, node) -> np.ndarray:
         w_g = w[g * cout_g : (g + 1) * cout_g]
         for kidx in np.ndindex(*ksz):
             sl = tuple(
-                slice(kidx[i] * dilation[i], kidx[i] * dilation[i] + stride[i] * (out_sz[i] - 1) + 1, stride[i])
+                slice(
+                    kidx[i] * dilation[i],
+                    kidx[i] * dilation[i] + stride[i] * (out_sz[i] - 1) + 1,
+                    stride[i],
+                )
                 for i in range(nd)
             )
             patch = xs_g[(slice(None), slice(None)) + sl]  # [B, cin_g, *out_sz]
@@ -336,9 +346,12 @@ class _Neuron:
 
     def step(self, x: np.ndarray) -> np.ndarray:
         k = self.kind
+        parts = x if isinstance(x, list) else [x]
         if self.v is None:
-            shape = np.broadcast_shapes(x.shape, *self._param_shapes())
+            shape = np.broadcast_shapes(*[p.shape for p in parts], *self._param_shapes())
             self._init(shape)
+        if isinstance(x, list) and k not in ("CubaLI", "CubaLIF"):
+            raise TypeError("only Cuba neurons take their inputs edge by edge")
         v = self.v
         if k in ("LI", "LIF"):
             if self.expo:
@@ -348,7 +361,9 @@ class _Neuron:
             else:
                 v = v + self.c * ((self.r * x + self.v_leak) - v)
         elif k in ("CubaLI", "CubaLIF"):
-            i = self.i + self.w_in * x
+            i = self.i
+            for xe in parts:  # one part: the summed input (contract); several: per edge
+                i = i + self.w_in * xe
             if self.expo:
                 v = self.a_m * v + self.one_minus_a_m * (self.v_leak + self.r * i)
                 i = self.a_s * i
@@ -439,6 +454,7 @@ def oracle_run(
     integration: str | None = None,
     initial_state: str | None = None,
     record: tuple[str, ...] | list[str] = (),
+    cuba_jump: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``graph`` on ``inputs`` ([T, B, *shape] per Input node) in float64 numpy.
 
@@ -446,8 +462,12 @@ def oracle_run(
     reset="value", threshold="gt", integration="euler", initial_state="leak".  Returns each
     top-level Output node's ``[T, B, *shape]`` array, plus each name in ``record``: a flat
     (dotted) node name gives that node's output; ``"<node>.v"`` / ``"<node>.i"`` the state
-    after the step (after reset).
+    after the step (after reset).  ``cuba_jump`` ("sum" | "per_edge", default
+    :data:`CUBA_JUMP_DEFAULT`) selects how a Cuba neuron with several incoming edges jumps.
     """
+    cuba_jump = CUBA_JUMP_DEFAULT if cuba_jump is None else cuba_jump
+    if cuba_jump not in ("sum", "per_edge"):
+        raise ValueError(f"cuba_jump must be 'sum' or 'per_edge', not {cuba_jump!r}")
     meta = getattr(graph, "metadata", None) or {}
     opts = {}
     for key, val in (
@@ -483,7 +503,7 @@ def oracle_run(
         incoming[d].append(idx)
 
     state: dict[str, Any] = {}
-    for name, (node, role) in nodes.items():
+    for name, (node, _role) in nodes.items():
         kind = type(node).__name__
         if kind in ("LI", "LIF", "CubaLI", "CubaLIF", "I", "IF"):
             state[name] = _Neuron(node, dt, opts)
@@ -499,6 +519,7 @@ def oracle_run(
         for name in order:
             node, role = nodes[name]
             x = None
+            parts = []
             for idx in incoming[name]:
                 src = edges[idx][0]
                 if idx in back:
@@ -508,25 +529,20 @@ def oracle_run(
                 else:
                     val = cur[src]
                 x = val if x is None else x + val
+                parts.append(val)
+            if x is None and role != "input":
+                # only back edges come in, and this is step 1: the node sees zeros
+                x = _zero_input(node, inputs)
             if role == "input":
                 y = inputs[name][t]
-            elif x is None:
-                y = None  # no value yet: treated as zero by the consumers
-                if name in state:
-                    raise ValueError(f"node {name!r} has no input at step {t + 1}")
             elif role in ("output", "pass"):
                 y = x
             elif name in state:
-                y = state[name].step(x)
+                per_edge = (cuba_jump == "per_edge" and len(parts) > 1
+                            and type(node).__name__ in ("CubaLI", "CubaLIF"))
+                y = state[name].step(parts if per_edge else x)
             else:
                 y = _stateless(node, x, opts)
-            if y is None:
-                # a node whose only inputs are back edges at step 1: it sees zeros
-                y = _zero_like_node(node, nodes, edges, incoming, cur, inputs, t)
-                if name in state:
-                    y = state[name].step(y)
-                elif role == "op":
-                    y = _stateless(node, y, opts)
             cur[name] = y
         for k in top_outputs:
             results[k].append(cur[k])
@@ -547,7 +563,7 @@ def oracle_run(
     return out
 
 
-def _zero_like_node(node, nodes, edges, incoming, cur, inputs, t):
+def _zero_input(node, inputs):
     """Zero input for a node whose only incoming edges are back edges, at step 1.
 
     The shape is the node's declared input type, with the batch size of the graph inputs."""

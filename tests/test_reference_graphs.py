@@ -294,6 +294,43 @@ def test_two_inputs_two_outputs():
     np.testing.assert_array_equal(swapped["spk"], got["spk"])
 
 
+def test_cuba_sums_incoming_edges_before_the_jump():
+    """docs/contract.md: incoming edges are summed (in edge order) into the node's input x,
+    then the Cuba current jumps once, ``i = i + w_in*x``.  (Norse's LIFRecurrentCell instead
+    jumps per source, ``(i + W_in x) + W_rec z``; the two differ in the last bits when i is not
+    dyadic, as here at step 2.)  Two inputs a, b -> CubaLI, dt = 1e-3, tau_syn = 3e-3."""
+    dt, tau_s, tau_m = 1e-3, 3e-3, 1e-2
+    a_in, b_in = [0.125, 1.875], [1.125, 1.875]
+    nodes = {
+        "a": nir.Input(input_type=np.array([1])),
+        "b": nir.Input(input_type=np.array([1])),
+        "li": nir.CubaLI(tau_syn=np.array([tau_s]), tau_mem=np.array([tau_m]), r=np.ones(1),
+                         v_leak=np.zeros(1), w_in=np.ones(1)),
+        "out": nir.Output(output_type=np.array([1])),
+    }
+    g = nir.NIRGraph(nodes=nodes, edges=[("a", "li"), ("b", "li"), ("li", "out")],
+                     type_check=False)
+    c_s, c_m = dt * (1.0 / tau_s), dt * (1.0 / tau_m)
+    i = v = 0.0
+    i_edge = 0.0
+    want_i, want_v = [], []
+    for a, b in zip(a_in, b_in, strict=True):
+        pre_edge = (i_edge + a) + b  # the per-edge alternative, for the check below
+        i = i + 1.0 * (a + b)
+        v = v + c_m * ((0.0 - v) + 1.0 * i)
+        i = i + (-c_s) * i
+        i_edge = pre_edge + (-c_s) * pre_edge
+        want_i.append(i)
+        want_v.append(v)
+    assert want_i[-1] != i_edge  # the two orders really differ here
+    inputs = {"a": np.array(a_in).reshape(2, 1, 1), "b": np.array(b_in).reshape(2, 1, 1)}
+    got = run(g, inputs, dt, record=("li.i",))
+    np.testing.assert_array_equal(got["li.i"][:, 0, 0], want_i)
+    np.testing.assert_array_equal(got["out"][:, 0, 0], want_v)
+    ora = oracle_run(g, inputs, dt, record=("li.i",))
+    np.testing.assert_array_equal(ora["li.i"][:, 0, 0], want_i)
+
+
 # ---------------------------------------------------------------------------------------------
 # property test: random compositions, package (float64) == oracle bit for bit
 # ---------------------------------------------------------------------------------------------
@@ -357,7 +394,8 @@ def random_network(draw):
         "reset": _pick(rng, ["value", "subtract"]),
         "threshold": _pick(rng, ["gt", "ge"]),
         "initial_state": _pick(rng, ["leak", "zero"]),
-        "integration": "euler",
+        # exponential decay uses exp(-dt/tau) computed once in float64 (numpy here)
+        "integration": _pick(rng, ["euler", "euler", "exponential"]),
     }
     n_in = _randint(rng, 1, 4)
     nodes: dict = {"input": nir.Input(input_type=np.array([n_in]))}
@@ -412,7 +450,11 @@ def random_network(draw):
             edges += [(prev, wn), (wn, nn)]
             if recurrent:
                 nodes[f"rec{k}"] = nir.Linear(weight=_dyadic(rng, (n, n), -1.0, 1.0))
-                edges += [(nn, f"rec{k}"), (f"rec{k}", nn)]
+                if _flip(rng):
+                    edges += [(nn, f"rec{k}"), (f"rec{k}", nn)]
+                else:  # a delay of 0..2 steps inside the loop
+                    nodes[f"rd{k}"] = nir.Delay(delay=np.full(n, _randint(rng, 0, 2) * dt))
+                    edges += [(nn, f"rd{k}"), (f"rd{k}", f"rec{k}"), (f"rec{k}", nn)]
             if second:
                 nodes["w_in2"] = nir.Linear(weight=_dyadic(rng, (n, n_in2), 0.0, 2.0))
                 edges += [("input2", "w_in2"), ("w_in2", nn)]
