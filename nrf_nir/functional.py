@@ -27,14 +27,27 @@ class Firing:
     ge: bool = False
     subtract: bool = False
 
-    def fire(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Return ``(z, v_after_reset)``; ``z`` has ``v``'s dtype (0. or 1.)."""
-        spiked = v >= self.v_th if self.ge else v > self.v_th
-        if self.subtract:
-            v = torch.where(spiked, v - (self.v_th - self.v_reset), v)
+    def fire(self, v: Tensor, out: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Return ``(z, v_after_reset)``; ``z`` has ``v``'s dtype (0. or 1.) and is written
+        into ``out`` when given.
+
+        Float arithmetic only (faster than boolean masks on CPU) and exact:
+        ``sign(v - v_th) > 0`` iff ``v > v_th``; ``v * (1 - z) + z * v_reset`` is ``v`` or
+        ``v_reset`` exactly (Norse resets the same way).
+        """
+        if out is not None:  # a comparison written straight into a float buffer
+            z = torch.ge(v, self.v_th, out=out) if self.ge else torch.gt(v, self.v_th, out=out)
+        elif self.ge:  # v >= v_th  <=>  not (v_th > v)
+            z = (self.v_th - v).sign_().clamp_(min=0).neg_().add_(1)
         else:
-            v = torch.where(spiked, self.v_reset, v)
-        return spiked.to(v.dtype), v
+            z = (v - self.v_th).sign_().clamp_(min=0)
+        if self.subtract:
+            v = v - z * (self.v_th - self.v_reset)
+        else:
+            v = v * (1 - z)
+            if self.v_reset.dim() != 0 or float(self.v_reset) != 0.0:
+                v = v + z * self.v_reset
+        return z, v
 
 
 def li_euler(x: Tensor, v: Tensor, c: Tensor, r: Tensor | None, v_leak: Tensor | None) -> Tensor:

@@ -172,6 +172,17 @@ class Neuron(Kernel):
             return fn.lif_euler(x, v, k["c"], k["r"], k["v_leak"])  # type: ignore[arg-type]
         return fn.li_euler(x, v, k["c"], k["r"], k["v_leak"])  # type: ignore[arg-type]
 
+    def run(self, x: Any, state: tuple[Tensor, ...], out: Tensor,
+            record: dict[str, Tensor] | None) -> tuple[Tensor, ...]:
+        # The same arithmetic as step(), writing spikes straight into ``out``.
+        firing = self.firing
+        if firing is None or self.synapse or record:
+            return super().run(x, state, out, record)
+        (v,) = state
+        for t in range(out.shape[0]):
+            _, v = firing.fire(self._membrane(x[t], v), out=out[t])
+        return (v,)
+
     def step(self, x: Any, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         v = state[0]
         if self.synapse:
@@ -232,9 +243,11 @@ class Delay(Kernel):
 
 
 def _tensor(arr: np.ndarray, shape: Shape, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A parameter as a tensor that broadcasts against ``[B, *shape]`` (0-d when scalar)."""
-    if arr.size == 1:
-        return torch.tensor(float(arr.reshape(-1)[0]), dtype=dtype, device=device)
+    """A parameter as a tensor that broadcasts against ``[B, *shape]``: 0-d when all its
+    values are equal (same numbers, much faster broadcasting)."""
+    flat = arr.reshape(-1)
+    if flat.size == 1 or bool(np.all(flat == flat[0])):
+        return torch.tensor(float(flat[0]), dtype=dtype, device=device)
     return torch.as_tensor(arr, device=device).to(dtype)
 
 
@@ -376,12 +389,18 @@ class Program:
         first = inputs[flat.inputs[0]]
         T, B = int(first.shape[0]), int(first.shape[1])
         recs = self._parse_record(record)
+        per_step = B * torch.finfo(self.dtype).bits // 8 * sum(
+            math.prod(s) for s in c.out_shapes.values())
+        tc = 1 if self.stepwise else max(1, min(T, self.chunk_bytes // max(per_step, 1)))
+        single = tc == T  # one chunk: outputs are the chunk's tensors, no copy
+
         results: dict[str, Tensor] = {}
         for name in flat.outputs:
-            results[name] = torch.empty(T, B, *c.out_shapes[name], dtype=self.dtype,
-                                        device=self.device)
+            if not single:
+                results[name] = torch.empty(T, B, *c.out_shapes[name], dtype=self.dtype,
+                                            device=self.device)
         for key, rec in recs.items():
-            if key not in results:
+            if key not in results and (rec.state is not None or not single):
                 results[key] = torch.empty(T, B, *self.shape_of(rec), dtype=self.dtype,
                                            device=self.device)
         state_recs: dict[str, dict[str, Tensor]] = {}
@@ -400,10 +419,6 @@ class Program:
                 for src in flat.preds[m]:
                     last_use[src] = max(last_use.get(src, -1), ui)
 
-        per_step = B * torch.finfo(self.dtype).bits // 8 * sum(
-            math.prod(s) for s in c.out_shapes.values())
-        tc = 1 if self.stepwise else max(1, min(T, self.chunk_bytes // max(per_step, 1)))
-
         for t0 in range(0, T, tc):
             t1 = min(T, t0 + tc)
             n = t1 - t0
@@ -418,11 +433,12 @@ class Program:
                 for src in [s for s, u in last_use.items() if u == ui]:
                     if src not in keep and src in vals:
                         del vals[src]
-            for name in flat.outputs:
-                results[name][t0:t1] = vals[name]
-            for key, rec in recs.items():
-                if rec.state is None and key not in flat.outputs:
-                    results[key][t0:t1] = vals[rec.node]
+            for key in [*flat.outputs, *(k for k, r in recs.items() if r.state is None)]:
+                value = vals[recs[key].node if key in recs else key]
+                if single:
+                    results[key] = value
+                else:
+                    results[key][t0:t1] = value
         return results
 
     def _gather(self, name: str, vals: dict[str, Tensor]) -> Any:
