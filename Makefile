@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[norse,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[backends,dev]"
 	$(BIN)/python -m pip uninstall --quiet -y torchvision || true
 	$(BIN)/python -c "import torch, nir, norse, nrf_nir; print('installed: torch', torch.__version__, 'nir', nir.__version__, 'nrf_nir', nrf_nir.__version__)"
 	touch $(STAMP)

@@ -23,8 +23,10 @@ Networks
 LIF = Norse ``LIFBoxCell`` (dt=1e-3, tau_mem_inv=100, v_leak=0, v_th=1, v_reset=0)
     = NIR ``LIF(tau=0.01, r=1, v_leak=0, v_threshold=1, v_reset=0)``.
 
-Every approach is timed in a fresh subprocess (so its peak memory can be measured in
-isolation): warm-up once, then best of ``--repeats`` runs under ``torch.no_grad``.
+Every approach runs in its own fresh subprocess (so its peak memory is measured in
+isolation); the runs are interleaved round-robin across the approaches (one warm-up round,
+then ``--repeats`` rounds, alternating the order) so that load from other processes hits
+all approaches alike; the best run counts. Everything under ``torch.no_grad``.
 Peak memory = (VmHWM after the runs) - (VmRSS before the first run, peak reset via
 /proc/self/clear_refs) on CPU, ``torch.cuda.max_memory_allocated`` delta on CUDA.
 A separate, untimed check run compares the spikes of the reference and of Norse
@@ -458,35 +460,68 @@ def build_fn(net, approach, w, x, device):
     raise ValueError(approach)
 
 
-def worker_time(spec: dict) -> dict:
-    device = resolve_device(spec["device"])
-    net, approach = spec["net"], spec["approach"]
-    w = make_weights(net)
-    x = make_inputs(net, spec["T"], spec["B"], device)
-    fn = build_fn(net, approach, w, x, device)
-    mem = MemMeter(device)
-    times = []
-    with torch.no_grad():
-        mem.start()
-        sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        sync(device)
-        warm = time.perf_counter() - t0
-        out_shape = list(out.shape)
-        out_sum = float(out.double().sum())
-        del out
-        for _ in range(spec["repeats"]):
-            gc.collect()
-            sync(device)
-            t0 = time.perf_counter()
-            out = fn()
-            sync(device)
-            times.append(time.perf_counter() - t0)
-            del out
-        m = mem.stop()
-    return {"times_s": times, "best_s": min(times), "mean_s": sum(times) / len(times),
-            "warmup_s": warm, "out_shape": out_shape, "out_sum": out_sum, **m}
+PROTO = "@@bench "
+
+
+def _send(msg: dict) -> None:
+    sys.stdout.write(PROTO + json.dumps(msg) + "\n")
+    sys.stdout.flush()
+
+
+def worker_serve(spec: dict) -> None:
+    """One approach in its own process: set up, then run once per ``run`` line on stdin
+    (the first run is the warm-up), report ``{"t": seconds}`` after each; on ``done``
+    report the times and the peak memory of all runs together."""
+    try:
+        torch.set_num_threads(spec["threads"])
+        device = resolve_device(spec["device"])
+        net, approach = spec["net"], spec["approach"]
+        w = make_weights(net)
+        x = make_inputs(net, spec["T"], spec["B"], device)
+        fn = build_fn(net, approach, w, x, device)
+        mem = MemMeter(device)
+    except Exception as e:
+        _send({"ok": False, "error": f"{type(e).__name__}: {e}",
+               "traceback": traceback.format_exc()})
+        return
+    _send({"ready": True})
+    times: list[float] = []
+    info: dict = {}
+    started = False
+    try:
+        with torch.no_grad():
+            for line in sys.stdin:
+                cmd = line.strip()
+                if cmd == "done":
+                    break
+                if cmd != "run":
+                    continue
+                if not started:
+                    mem.start()
+                    started = True
+                gc.collect()
+                sync(device)
+                t0 = time.perf_counter()
+                out = fn()
+                sync(device)
+                dt = time.perf_counter() - t0
+                if "warmup_s" not in info:
+                    info = {"warmup_s": dt, "out_shape": list(out.shape),
+                            "out_sum": float(out.double().sum())}
+                else:
+                    times.append(dt)
+                del out
+                _send({"t": dt})
+        m = mem.stop() if started else {}
+    except Exception as e:
+        _send({"ok": False, "error": f"{type(e).__name__}: {e}",
+               "traceback": traceback.format_exc()})
+        return
+    res = {"ok": True, "times_s": times, **info, **m,
+           "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
+    if times:
+        res.update(best_s=min(times), mean_s=sum(times) / len(times))
+    _send(res)
 
 
 def _agree(a: torch.Tensor, b: torch.Tensor) -> dict:
@@ -588,8 +623,11 @@ def worker_main(spec_json: str) -> None:
     spec = json.loads(spec_json)
     torch.set_num_threads(spec["threads"])
     kind = spec["kind"]
+    if kind == "serve":
+        worker_serve(spec)
+        return
     try:
-        fn = {"time": worker_time, "check": worker_check, "profile": worker_profile}[kind]
+        fn = {"check": worker_check, "profile": worker_profile}[kind]
         res = {"ok": True, **fn(spec)}
     except Exception as e:
         res = {"ok": False, "error": f"{type(e).__name__}: {e}",
@@ -605,10 +643,7 @@ def spawn(spec: dict, timeout: float | None = None) -> dict:
     fd, path = tempfile.mkstemp(suffix=".json", prefix="bench_ref_")
     os.close(fd)
     spec = {**spec, "out": path}
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = str(spec["threads"])
-    env["MKL_NUM_THREADS"] = str(spec["threads"])
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env = _worker_env(spec["threads"])
     t0 = time.perf_counter()
     try:
         cmd = [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)]
@@ -630,6 +665,133 @@ def spawn(spec: dict, timeout: float | None = None) -> dict:
             pass
     res["wall_s"] = time.perf_counter() - t0
     return res
+
+
+def _worker_env(threads: int) -> dict:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["MKL_NUM_THREADS"] = str(threads)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+class Worker:
+    """Parent side of :func:`worker_serve`."""
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+        self.err = tempfile.TemporaryFile(mode="w+")
+        cmd = [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)]
+        self.p = subprocess.Popen(cmd, env=_worker_env(spec["threads"]), text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=self.err)
+        self.failed: dict | None = None
+
+    def recv(self) -> dict:
+        assert self.p.stdout is not None
+        for line in self.p.stdout:
+            if line.startswith(PROTO):
+                return json.loads(line[len(PROTO):])
+        self.p.wait()
+        self.err.seek(0)
+        return {"ok": False, "error": f"worker exited with code {self.p.returncode}",
+                "stderr": self.err.read()[-4000:]}
+
+    def send(self, cmd: str) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(cmd + "\n")
+        self.p.stdin.flush()
+
+    def request(self, cmd: str) -> dict:
+        try:
+            self.send(cmd)
+        except (BrokenPipeError, OSError):
+            pass
+        msg = self.recv()
+        if msg.get("ok") is False:
+            self.failed = msg
+        return msg
+
+    def close(self) -> None:
+        try:
+            if self.p.stdin:
+                self.p.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.err.close()
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return sum(v), idle
+
+
+def cpu_busy(interval: float = 0.3) -> float | None:
+    """Fraction of all CPUs busy over ``interval`` seconds (Linux), else None."""
+    a = _cpu_times()
+    time.sleep(interval)
+    b = _cpu_times()
+    if a is None or b is None or b[0] == a[0]:
+        return None
+    return 1.0 - (b[1] - a[1]) / (b[0] - a[0])
+
+
+def wait_idle(max_wait: float, threshold: float = 0.15) -> float | None:
+    """Wait (at most ``max_wait`` s) until the machine is nearly idle; return the busy
+    fraction last seen."""
+    if max_wait <= 0:
+        return None
+    t_end = time.monotonic() + max_wait
+    busy = cpu_busy()
+    while busy is not None and busy > threshold and time.monotonic() < t_end:
+        busy = cpu_busy(1.0)
+    return busy
+
+
+def time_approaches(base: dict, net: str, approaches: list[str],
+                    idle_wait: float = 0.0) -> dict:
+    """Every approach in its own fresh process; runs interleaved round-robin (warm-up
+    round, then ``repeats`` rounds, alternating the order) so that load from other
+    processes on the machine hits all approaches alike."""
+    workers = {a: Worker({**base, "kind": "serve", "net": net, "approach": a})
+               for a in approaches}
+    res: dict = {}
+    for a, wk in workers.items():  # set-ups run in parallel; wait for all
+        msg = wk.recv()
+        if not msg.get("ready"):
+            res[a] = msg
+            wk.failed = msg
+    order = [a for a in approaches if workers[a].failed is None]
+    busy_log: dict[str, list] = {}
+    for rnd in range(base["repeats"] + 1):
+        seq = order if rnd % 2 == 0 else order[::-1]
+        label = "warm-up" if rnd == 0 else f"repeat {rnd}/{base['repeats']}"
+        print(f"  [{net}] {label}:", end="", flush=True)
+        for a in seq:
+            if workers[a].failed is not None:
+                continue
+            busy = wait_idle(idle_wait)
+            msg = workers[a].request("run")
+            busy_log.setdefault(a, []).append(busy)
+            print(f" {a}={msg['t']:.3f}s" if "t" in msg else f" {a}=FAILED", end="", flush=True)
+        print(flush=True)
+    for a in order:
+        wk = workers[a]
+        res[a] = wk.failed if wk.failed is not None else wk.request("done")
+        res[a]["cpu_busy_before_runs"] = busy_log.get(a)
+    for wk in workers.values():
+        wk.close()
+    return {a: res[a] for a in approaches if a in res}
 
 
 def machine_info(device: torch.device, threads: int) -> dict:
@@ -757,6 +919,9 @@ def main(argv=None) -> int:
                     help="torch intra-op threads (default: torch.get_num_threads())")
     ap.add_argument("--nets", default=",".join(NETS))
     ap.add_argument("--approaches", default=None, help="comma list to restrict approaches")
+    ap.add_argument("--idle-wait", type=float, default=30.0,
+                    help="before each timed run wait up to this many seconds for the machine "
+                         "to be idle (< 15%% of CPUs busy); 0 disables (default 30)")
     ap.add_argument("--no-check", action="store_true", help="skip the spike agreement check")
     ap.add_argument("--profile", action="store_true",
                     help="also print a torch.profiler summary of the reference (T<=200)")
@@ -782,21 +947,20 @@ def main(argv=None) -> int:
     base = {"T": T, "B": B, "repeats": repeats, "device": str(device), "threads": threads}
     report = {"config": {**base, "dt": DT, "tau": TAU, "v_th": V_TH, "input_rate": INPUT_RATE,
                          "weight_seed": WEIGHT_SEED, "input_seed": INPUT_SEED, "quick": args.quick,
+                         "idle_wait_s": args.idle_wait,
                          "targets": {"reference/norse_best": TARGET_VS_NORSE,
                                      "reference/floor": TARGET_VS_FLOOR}},
               "machine": info, "nets": {}}
     for net in nets:
-        res = {}
-        for a in APPROACHES[net]:
-            if only and a not in only:
-                continue
-            if a == "reference" and not ref_ok:
-                res[a] = {"ok": False, "error": f"nrf_nir.run unavailable: {ref_why}"}
-                continue
-            print(f"  [{net}] timing {a} ...", flush=True)
-            res[a] = spawn({**base, "kind": "time", "net": net, "approach": a})
-            if not res[a].get("ok"):
-                print(f"    failed: {res[a].get('error')}\n{_tb(res[a])}")
+        todo = [a for a in APPROACHES[net] if not only or a in only]
+        if "reference" in todo and not ref_ok:
+            todo.remove("reference")
+        res = time_approaches(base, net, todo, args.idle_wait)
+        if "reference" in APPROACHES[net] and (not only or "reference" in only) and not ref_ok:
+            res["reference"] = {"ok": False, "error": f"nrf_nir.run unavailable: {ref_why}"}
+        for a, r in res.items():
+            if not r.get("ok"):
+                print(f"    {a} failed: {r.get('error')}\n{_tb(r)}")
         check = None
         if not args.no_check:
             print(f"  [{net}] spike check ...", flush=True)

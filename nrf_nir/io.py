@@ -66,6 +66,8 @@ def _write_value(group: h5py.Group, key: str, value: Any, where: str) -> None:
     if isinstance(value, bytes):
         group.create_dataset(key, data=value.decode("utf8"), dtype=h5py.string_dtype())
         return
+    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
+        value = value.detach().cpu().numpy()
     if isinstance(value, (list, tuple)):
         value = np.asarray(value)
     if isinstance(value, np.ndarray):
@@ -289,9 +291,12 @@ def build_node(data: dict[str, Any], where: str) -> nir.NIRNode:
                               node=where) from None
 
 
-def load(path: PathLike, *, validate: bool = True) -> nir.NIRGraph:
+def load(path: PathLike, *, validate: bool = True, dialect: str = "auto") -> nir.NIRGraph:
     """Read a ``.nir`` file (NIR HDF5) and, by default, validate it.
 
+    dialect: "auto" recognises files written by other producers (snnTorch, Rockpool, Norse)
+    and normalises their conventions, with a warning (see ``nrf_nir.dialects``); "none" keeps
+    the file as written; or name a dialect.
     Raises :class:`NIRError` naming the file (and node and field) on any problem.
     """
     name = str(path)
@@ -314,6 +319,9 @@ def load(path: PathLike, *, validate: bool = True) -> nir.NIRGraph:
         if not isinstance(graph, nir.NIRGraph):
             raise NIRError(f"the root node is a {type(graph).__name__}, not a NIRGraph",
                            file=name)
+        from .dialects import normalize
+
+        graph = normalize(graph, dialect).graph
         if validate:
             from .validate import validate as _validate
 

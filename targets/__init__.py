@@ -68,6 +68,8 @@ class Target(Protocol):
 _REGISTRY: dict[str, str] = {
     "reference": "nrf_nir.targets.reference:TARGET",
     "norse": "nrf_nir.targets.norse:TARGET",
+    "snntorch": "nrf_nir.targets.snntorch:TARGET",
+    "rockpool": "nrf_nir.targets.rockpool:TARGET",
 }
 _LOADED: dict[str, Target] = {}
 

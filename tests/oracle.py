@@ -20,10 +20,10 @@ import numpy as np
 __all__ = ["oracle_run", "flatten_graph", "find_back_edges"]
 
 #: How a CubaLI/CubaLIF node with several incoming edges takes its current jump.
-#: "sum" (docs/contract.md, shared/SEMANTICS.md): the edges are summed first (in edge order),
-#: then ``i = i + w_in * x``.  "per_edge" (Norse's LIFRecurrentCell order,
-#: ``(i + W_in x) + W_rec z``): ``i = i + w_in * x_e`` once per edge, in edge order.
-CUBA_JUMP_DEFAULT = "sum"
+#: "per_edge" (docs/contract.md, docs/semantics.md; Norse's LIFRecurrentCell grouping
+#: ``(i + W_in x) + W_rec z``): ``i = i + w_in * x_e`` once per incoming edge, in edge order.
+#: "sum" (the first draft of the contract): the edges are summed first, then one jump.
+CUBA_JUMP_DEFAULT = "per_edge"
 
 _DEFAULTS = {
     "reset": "value",

@@ -2,10 +2,11 @@
 and a property test against the independent numpy oracle (``tests/oracle.py``).
 
 Bit-exactness between two implementations is only defined where the contract fixes the
-arithmetic order.  Matrix products and sums of edges are sums whose order an implementation
-may choose, so every value that enters a Linear/Affine/Conv here is *dyadic* (a small integer
-times a power of two: inputs, weights, spikes), which makes those sums exact in any order.
-Neuron dynamics then follow the contract's order, so float64 results must agree bit for bit.
+arithmetic order.  Matrix products are sums whose order an implementation may choose, so every
+value that enters a Linear/Affine here is *dyadic* (a small integer times a power of two:
+inputs, weights, spikes), which makes them exact in any order.  Edge sums (in edge order), the
+Cuba current jumps (one per incoming edge, in edge order) and the neuron updates follow the
+contract's order, so float64 results must agree bit for bit.
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ def test_recurrent_cell_subtract_reset():
 @pytest.mark.parametrize("reset", ["value", "subtract"])
 def test_recurrent_cell_matches_norse_lif_step(reset):
     """Norse 1.1.0's LIFRecurrentCell step (functional lif_step) in float64 against the
-    reference: dyadic weights and spike inputs make the current sums exact, so for value
-    reset spikes and voltages must be identical (Norse resets to a value only)."""
+    reference and the oracle: for value reset (Norse resets to a value only) spikes and
+    voltages must be identical bit for bit."""
     lif_mod = pytest.importorskip("norse.torch.functional.lif")
     rng = np.random.default_rng(7)
     T, B, n_in, n = 60, 3, 5, 8
@@ -150,10 +151,9 @@ def test_recurrent_cell_matches_norse_lif_step(reset):
             z, s = lif_mod.lif_step(t(x[k]), s, t(w_in), t(w_rec), p, dt)
             zs.append(z.numpy().copy())
             vs.append(s.v.numpy().copy())
+    # the contract groups the current jumps as Norse does, (i + W_in x) + W_rec z: bit for bit
     np.testing.assert_array_equal(got["output"], np.stack(zs))
-    # Norse adds the two currents as (i + W_in x) + W_rec z, the contract as i + (W_in x +
-    # W_rec z): voltages may differ in the last bits, spikes do not (here)
-    np.testing.assert_allclose(got["rnn.lif.v"], np.stack(vs), rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(got["rnn.lif.v"], np.stack(vs))
 
 
 # Two integrators in a cycle, both fed by the input: A = I(r=2), B = I(r=0.5), dt = 1
@@ -187,6 +187,42 @@ def test_back_edge_follows_dfs_edge_order(first, want_a, want_b):
     np.testing.assert_array_equal(got["outA"][:, 0, 0], want_a)
     np.testing.assert_array_equal(got["outB"][:, 0, 0], want_b)
     ora = oracle_run(g, x, 1.0)
+    np.testing.assert_array_equal(ora["outA"][:, 0, 0], want_a)
+    np.testing.assert_array_equal(ora["outB"][:, 0, 0], want_b)
+
+
+# The DFS starts from the Input nodes in node-dict order.  Inputs p -> A and q -> B, with
+# A = I(r=2), B = I(r=0.5) in a cycle A -> B -> A, dt = 1; p = [1, 0, 0], q = [0, 1, 0]:
+#  p listed first: DFS p, A, B, then B->A is the back edge (A reads B of t-1)
+#     t1: A = 2(1 + 0) = 2,        B = 0.5(0 + 2) = 1
+#     t2: A = 2 + 2(0 + 1) = 4,    B = 1 + 0.5(1 + 4) = 3.5
+#     t3: A = 4 + 2(3.5) = 11,     B = 3.5 + 0.5(11) = 9
+#  q listed first: DFS q, B, A, then A->B is the back edge (B reads A of t-1)
+#     t1: B = 0.5(0 + 0) = 0,      A = 2(1 + 0) = 2
+#     t2: B = 0 + 0.5(1 + 2) = 1.5, A = 2 + 2(0 + 1.5) = 5
+#     t3: B = 1.5 + 0.5(5) = 4,    A = 5 + 2(4) = 13
+@pytest.mark.parametrize(
+    "first,want_a,want_b",
+    [("p", [2.0, 4.0, 11.0], [1.0, 3.5, 9.0]), ("q", [2.0, 5.0, 13.0], [0.0, 1.5, 4.0])],
+)
+def test_back_edge_dfs_starts_from_inputs_in_node_order(first, want_a, want_b):
+    ins = {name: nir.Input(input_type=np.array([1])) for name in
+           (("p", "q") if first == "p" else ("q", "p"))}
+    nodes = dict(ins)
+    nodes.update({
+        "A": nir.I(r=np.array([2.0])),
+        "B": nir.I(r=np.array([0.5])),
+        "outA": nir.Output(output_type=np.array([1])),
+        "outB": nir.Output(output_type=np.array([1])),
+    })
+    edges = [("p", "A"), ("q", "B"), ("A", "B"), ("B", "A"), ("A", "outA"), ("B", "outB")]
+    g = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+    inputs = {"p": np.array([1.0, 0.0, 0.0]).reshape(3, 1, 1),
+              "q": np.array([0.0, 1.0, 0.0]).reshape(3, 1, 1)}
+    got = run(g, inputs, 1.0)
+    np.testing.assert_array_equal(got["outA"][:, 0, 0], want_a)
+    np.testing.assert_array_equal(got["outB"][:, 0, 0], want_b)
+    ora = oracle_run(g, inputs, 1.0)
     np.testing.assert_array_equal(ora["outA"][:, 0, 0], want_a)
     np.testing.assert_array_equal(ora["outB"][:, 0, 0], want_b)
 
@@ -294,41 +330,63 @@ def test_two_inputs_two_outputs():
     np.testing.assert_array_equal(swapped["spk"], got["spk"])
 
 
-def test_cuba_sums_incoming_edges_before_the_jump():
-    """docs/contract.md: incoming edges are summed (in edge order) into the node's input x,
-    then the Cuba current jumps once, ``i = i + w_in*x``.  (Norse's LIFRecurrentCell instead
-    jumps per source, ``(i + W_in x) + W_rec z``; the two differ in the last bits when i is not
-    dyadic, as here at step 2.)  Two inputs a, b -> CubaLI, dt = 1e-3, tau_syn = 3e-3."""
-    dt, tau_s, tau_m = 1e-3, 3e-3, 1e-2
+@pytest.mark.parametrize("order,want", [("abc", 0.6000000000000001), ("cba", 0.6)])
+def test_incoming_edges_summed_in_edge_order(order, want):
+    # (0.1 + 0.2) + 0.3 = 0.6000000000000001 but (0.3 + 0.2) + 0.1 = 0.6 in float64;
+    # the Output node and the integrator I(r=1), dt=1 (v = 0 + 1*x) both see the ordered sum
+    nodes = {k: nir.Input(input_type=np.array([1])) for k in "abc"}
+    nodes.update({"int": nir.I(r=np.ones(1)), "out": nir.Output(output_type=np.array([1])),
+                  "out_int": nir.Output(output_type=np.array([1]))})
+    edges = [(k, "out") for k in order] + [(k, "int") for k in order] + [("int", "out_int")]
+    g = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+    inputs = {k: np.full((1, 1, 1), val) for k, val in zip("abc", (0.1, 0.2, 0.3), strict=True)}
+    got = run(g, inputs, 1.0)
+    assert got["out"][0, 0, 0] == want
+    assert got["out_int"][0, 0, 0] == want
+    ora = oracle_run(g, inputs, 1.0)
+    assert ora["out"][0, 0, 0] == want and ora["out_int"][0, 0, 0] == want
+
+
+def test_cuba_jumps_once_per_incoming_edge():
+    """docs/contract.md: a Cuba current jumps once per incoming edge, in edge order,
+    ``i = (i + w_in*x_1) + w_in*x_2`` (Norse's ``i + W_in x + W_rec z`` grouping), not once
+    with the summed input ``i + w_in*(x_1 + x_2)``: the two differ in the last bits when i is
+    not dyadic, as here at step 2.  Two inputs a, b -> CubaLI, dt = 1e-3, tau_syn = 3e-3."""
+    dt, tau_s, tau_m, w = 1e-3, 3e-3, 1e-2, 1.0
     a_in, b_in = [0.125, 1.875], [1.125, 1.875]
     nodes = {
         "a": nir.Input(input_type=np.array([1])),
         "b": nir.Input(input_type=np.array([1])),
         "li": nir.CubaLI(tau_syn=np.array([tau_s]), tau_mem=np.array([tau_m]), r=np.ones(1),
-                         v_leak=np.zeros(1), w_in=np.ones(1)),
+                         v_leak=np.zeros(1), w_in=np.full(1, w)),
         "out": nir.Output(output_type=np.array([1])),
     }
     g = nir.NIRGraph(nodes=nodes, edges=[("a", "li"), ("b", "li"), ("li", "out")],
                      type_check=False)
     c_s, c_m = dt * (1.0 / tau_s), dt * (1.0 / tau_m)
     i = v = 0.0
-    i_edge = 0.0
+    i_sum = 0.0
     want_i, want_v = [], []
     for a, b in zip(a_in, b_in, strict=True):
-        pre_edge = (i_edge + a) + b  # the per-edge alternative, for the check below
-        i = i + 1.0 * (a + b)
+        pre_sum = i_sum + w * (a + b)  # the summed alternative, for the check below
+        i = (i + w * a) + w * b
         v = v + c_m * ((0.0 - v) + 1.0 * i)
         i = i + (-c_s) * i
-        i_edge = pre_edge + (-c_s) * pre_edge
+        i_sum = pre_sum + (-c_s) * pre_sum
         want_i.append(i)
         want_v.append(v)
-    assert want_i[-1] != i_edge  # the two orders really differ here
+    assert want_i[-1] != i_sum  # the two groupings really differ here
     inputs = {"a": np.array(a_in).reshape(2, 1, 1), "b": np.array(b_in).reshape(2, 1, 1)}
     got = run(g, inputs, dt, record=("li.i",))
     np.testing.assert_array_equal(got["li.i"][:, 0, 0], want_i)
     np.testing.assert_array_equal(got["out"][:, 0, 0], want_v)
     ora = oracle_run(g, inputs, dt, record=("li.i",))
     np.testing.assert_array_equal(ora["li.i"][:, 0, 0], want_i)
+    # the edge order is the jump order: listing b first changes the grouping
+    g2 = nir.NIRGraph(nodes=nodes, edges=[("b", "li"), ("a", "li"), ("li", "out")],
+                      type_check=False)
+    np.testing.assert_array_equal(run(g2, inputs, dt, record=("li.i",))["li.i"],
+                                  oracle_run(g2, inputs, dt, record=("li.i",))["li.i"])
 
 
 # ---------------------------------------------------------------------------------------------

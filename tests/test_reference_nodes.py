@@ -203,6 +203,20 @@ def test_conv1d(padding, dilation, stride, want):
     np.testing.assert_array_equal(ora["output"], np.array(want).reshape(1, 1, 1, -1))
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+def test_conv1d_same_even_kernel_pads_right():
+    # kernel 2, 'same' (torch convention): total padding 1 goes to the right, so
+    # y[i] = 1*x[i] + 10*x[i+1]: x = [1, 2, 3, 4, 5] -> [21, 32, 43, 54, 5 + 0]
+    conv = nir.Conv1d(input_shape=5, weight=np.array([[[1.0, 10.0]]]), stride=1,
+                      padding="same", dilation=1, groups=1, bias=np.zeros(1))
+    g = chain([1, 5], {"conv": conv}, [1, 5])
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0]).reshape(1, 1, 1, 5)
+    got, ora = both(g, x, 1e-3)
+    want = np.array([21.0, 32.0, 43.0, 54.0, 5.0]).reshape(1, 1, 1, 5)
+    np.testing.assert_array_equal(got["output"], want)
+    np.testing.assert_array_equal(ora["output"], want)
+
+
 def test_conv2d_groups_padding_stride():
     # 2 input channels, groups=2: output 0 sees only channel 0, output 1 only channel 1.
     # ch0 = [[0,1,2],[3,4,5],[6,7,8]], ch1 = all ones; padding 1 -> 5x5, stride 2, kernel 2x2
