@@ -13,12 +13,11 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
+from . import targets  # noqa: E402  (the registry; imports no backend framework)
 from .api import Lowered, check, export, lower, prepare_inputs, run, validate
 from .errors import NIRError, UnsupportedError, ValidationError
 from .io import load, save
 from .semantics import Semantics, read_semantics, write_semantics
-
-from . import targets  # noqa: E402  (the registry; imports no backend framework)
 
 try:
     __version__ = _version("nrf-nir")
@@ -27,6 +26,6 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "Lowered", "NIRError", "Semantics", "UnsupportedError", "ValidationError", "__version__",
-    "check", "export", "load", "targets", "lower", "prepare_inputs", "read_semantics", "run", "save", "validate",
-    "write_semantics",
+    "check", "export", "load", "lower", "prepare_inputs", "read_semantics", "run", "save",
+    "targets", "validate", "write_semantics",
 ]

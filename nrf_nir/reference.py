@@ -63,7 +63,7 @@ class Kernel:
     def init(self, batch: int) -> tuple[Tensor, ...]:
         return ()
 
-    def step(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+    def step(self, x: Any, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         return self.apply(x), state
 
     def run(self, x: Any, state: tuple[Tensor, ...], out: Tensor,
@@ -333,6 +333,18 @@ def make_kernel(name: str, node: nir.NIRNode, p: dict[str, Any], in_shape: Shape
                   coeffs=coeffs, firing=firing, synapse=synapse)
 
 
+def chunk_steps(checked: Checked, steps: int, batch: int, dtype: torch.dtype,
+                chunk_bytes: int = DEFAULT_CHUNK_BYTES, stepwise: bool = False) -> int:
+    """Time steps per chunk: as many as fit ``chunk_bytes`` of node outputs (1 when
+    ``stepwise``). Targets that mirror the reference's layout (and so its rounding of matrix
+    products, which depends on the number of rows) call this too."""
+    if stepwise:
+        return 1
+    per_step = batch * torch.finfo(dtype).bits // 8 * sum(
+        math.prod(s) for s in checked.out_shapes.values())
+    return max(1, min(steps, chunk_bytes // max(per_step, 1)))
+
+
 @dataclass
 class _Record:
     node: str
@@ -389,9 +401,7 @@ class Program:
         first = inputs[flat.inputs[0]]
         T, B = int(first.shape[0]), int(first.shape[1])
         recs = self._parse_record(record)
-        per_step = B * torch.finfo(self.dtype).bits // 8 * sum(
-            math.prod(s) for s in c.out_shapes.values())
-        tc = 1 if self.stepwise else max(1, min(T, self.chunk_bytes // max(per_step, 1)))
+        tc = chunk_steps(c, T, B, self.dtype, self.chunk_bytes, self.stepwise)
         single = tc == T  # one chunk: outputs are the chunk's tensors, no copy
 
         results: dict[str, Tensor] = {}

@@ -271,8 +271,9 @@ def _infer(name: str, node: nir.NIRNode, p: dict[str, Any], shape: Shape) -> Sha
         nd = 1 if kind is nir.Conv1d else 2
         w = p["weight"]
         if len(shape) != nd + 1:
-            raise ValidationError(f"expects input [C, {', '.join('LHW'[-nd:] if nd == 1 else 'HW')}]"
-                                  f", got shape {shape}", node=name, field="input_shape")
+            dims = "L" if nd == 1 else "H, W"
+            raise ValidationError(f"expects input [C, {dims}], got shape {shape}", node=name,
+                                  field="input_shape")
         if shape[0] != w.shape[1] * p["groups"]:
             raise ValidationError(
                 f"expects {w.shape[1] * p['groups']} input channels (C_in/groups={w.shape[1]}, "

@@ -56,7 +56,7 @@ def test_zero_dimensional_parameters_are_written(tmp_path):
     node = nir.LIF(tau=np.array(0.01), r=np.array(1.0), v_leak=np.array(0.0),
                    v_threshold=np.array(1.0), v_reset=np.array(0.0))
     graph = chain(nir.Linear(weight=np.ones((4, 3))), node, shape=(3,))
-    with pytest.raises(Exception):  # nir.write itself fails on 0-d data with gzip
+    with pytest.raises(TypeError):  # nir.write itself fails on 0-d data with gzip
         nir.write(tmp_path / "nir.nir", graph)
     nrf_nir.save(graph, tmp_path / "ours.nir")
     loaded = nrf_nir.load(tmp_path / "ours.nir")
