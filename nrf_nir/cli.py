@@ -66,8 +66,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .api import lower
     from .io import load
 
-    graph = load(args.file)
-    lowered = lower(graph, args.target, dt=args.dt, dtype=args.dtype, device=args.device)
+    graph = load(args.file, dialect=args.dialect)
+    options = {"progress": sys.stderr.isatty()} if args.target == "reference" else {}
+    lowered = lower(graph, args.target, dt=args.dt, dtype=args.dtype, device=args.device,
+                    **options)
     arrays = _load_npz(args.input)
     names = lowered.checked.flat.inputs
     if len(names) == 1 and len(arrays) == 1 and names[0] not in arrays:
@@ -187,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     p.add_argument("--record", nargs="*", default=[], metavar="NAME",
                    help="also record these nodes or '<neuron>.v' / '<neuron>.i' states")
+    p.add_argument("--dialect", default="auto",
+                   help="conventions of the file's producer: auto (recognise snnTorch, "
+                        "Rockpool, Norse files), none, or a dialect name")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("export", help="export a Norse / PyTorch model to a .nir file")

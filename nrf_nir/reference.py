@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from . import functional as fn
 from .errors import NIRError
@@ -356,8 +357,9 @@ class Program:
 
     def __init__(self, checked: Checked, semantics: Semantics, *, dtype: Any = None,
                  device: Any = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-                 stepwise: bool = False) -> None:
+                 stepwise: bool = False, progress: bool = False) -> None:
         self.checked = checked
+        self.progress = progress
         self.semantics = semantics
         self.dt = semantics.require_dt()
         self.dtype = resolve_dtype(dtype)
@@ -429,9 +431,12 @@ class Program:
                 for src in flat.preds[m]:
                     last_use[src] = max(last_use.get(src, -1), ui)
 
+        bar = tqdm(total=T, unit="step", desc="reference", disable=not self.progress,
+                   leave=False)
         for t0 in range(0, T, tc):
             t1 = min(T, t0 + tc)
             n = t1 - t0
+            bar.update(n)
             vals: dict[str, Tensor] = {name: inputs[name][t0:t1] for name in flat.inputs}
             for ui, unit in enumerate(units):
                 if unit.cyclic:
@@ -449,6 +454,7 @@ class Program:
                     results[key] = value
                 else:
                     results[key][t0:t1] = value
+        bar.close()
         return results
 
     def _gather(self, name: str, vals: dict[str, Tensor]) -> Any:
