@@ -130,6 +130,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .api import lower
+    from .io import load, write_atomic
+    from .targets import get
+
+    graph = load(args.file, dialect=args.dialect)
+    target = get(args.target)
+    lowered = lower(graph, args.target, dt=args.dt, strict=True)
+    writer = getattr(target, "artifact", None)
+    if writer is None:
+        raise NIRError(f"target {args.target!r} has no deployable artifact; it runs in-process "
+                       "(use 'nrf-nir run --target ...')", field="target")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise NIRError("exists and is not a directory", file=str(out))
+    out.mkdir(parents=True, exist_ok=True)
+    written = writer(lowered.backend, out)
+    summary = {"source": str(args.file), "target": args.target, "files": sorted(
+        str(p) for p in written)}
+    write_atomic(out / "deploy.json",
+                 lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    print(f"deployed {args.file} to {args.target}: {out}/ ({', '.join(summary['files'])})")
+    return 0
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from .targets import get, registered
 
@@ -206,6 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", type=_input_shape, default=None, metavar="D[,D...]",
                    help="per-sample input shape, e.g. 2,34,34 (default: module.input_shape)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("deploy", help="lower a .nir file to a hardware target and write its "
+                       "artifacts (configuration, design-rule and quantization report)")
+    p.add_argument("file")
+    p.add_argument("--target", required=True)
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument("--dt", type=_positive_float, default=None, metavar="S")
+    p.add_argument("--dialect", default="auto")
+    p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("targets", help="list registered targets and whether they are available")
     p.set_defaults(func=cmd_targets)

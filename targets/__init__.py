@@ -5,7 +5,8 @@ A target is an object with ``name``, ``description``, and
 - ``check(checked, semantics) -> list[Violation]``: what it cannot run, before running;
 - ``lower(checked, semantics, options) -> Any``: the backend object;
 - ``run(lowered, inputs, record) -> dict[str, Tensor]``: outputs ``[T, B, ...]``;
-- optionally ``artifact(lowered, directory)``: deployable files.
+- optionally ``artifact(lowered, directory) -> list[Path]``: write deployable files (and a
+  report) into ``directory``, return their paths (``nrf-nir deploy``).
 
 Targets register by module path so that importing the registry imports no backend framework.
 """
@@ -70,6 +71,11 @@ _REGISTRY: dict[str, str] = {
     "norse": "nrf_nir.targets.norse:TARGET",
     "snntorch": "nrf_nir.targets.snntorch:TARGET",
     "rockpool": "nrf_nir.targets.rockpool:TARGET",
+    "xylo": "nrf_nir.targets.xylo:TARGET",
+    "xylosim": "nrf_nir.targets.xylo:XYLOSIM_TARGET",
+    "lava-float": "nrf_nir.targets.lava:FLOAT_TARGET",
+    "lava-fixed": "nrf_nir.targets.lava:FIXED_TARGET",
+    "loihi": "nrf_nir.targets.lava:LOIHI_TARGET",
 }
 _LOADED: dict[str, Target] = {}
 
@@ -94,9 +100,9 @@ def get(name: str) -> Target:
         module_name, _, attr = _REGISTRY[name].partition(":")
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc:
+            _LOADED[name] = getattr(module, attr)
+        except (ImportError, AttributeError) as exc:
             raise NIRError(f"target {name!r} is not available: {exc}", field="target") from None
-        _LOADED[name] = getattr(module, attr)
     return _LOADED[name]
 
 
