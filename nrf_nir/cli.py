@@ -157,6 +157,43 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_conformance(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .conformance.cases import file_case, model_cases, node_cases
+    from .conformance.report import write_report
+    from .conformance.runner import run_suite, summary
+    from .targets import available, registered
+
+    if args.targets == "all":
+        targets = available()
+    else:
+        targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+        unknown = [t for t in targets if t not in registered()]
+        if unknown:
+            raise NIRError(f"unknown target(s) {', '.join(unknown)}; registered: "
+                           f"{', '.join(registered())}", field="targets")
+    cases = [file_case(f, T=args.T, B=args.B) for f in args.files]
+    if args.nodes or not (args.files or args.zoo):
+        cases += node_cases(T=args.T, B=min(args.B, 4))
+    if args.zoo:
+        zoo = model_cases()
+        if not zoo:
+            raise NIRError("the model zoo provides no conformance cases yet", field="zoo")
+        cases += zoo
+    results = run_suite(cases, targets, workers=args.workers, ray_address=args.ray_address,
+                        progress=sys.stderr.isatty())
+    meta = {"targets": ", ".join(targets), "cases": len(cases), "T": args.T, "B": args.B}
+    paths = write_report(results, Path(args.report), meta)
+    s = summary(results)
+    counts = ", ".join(f"{k} {v}" for k, v in s["by_status"].items() if v)
+    print(f"{s['ok']}/{s['total']} as expected ({counts})")
+    for line in s["failed"]:
+        print(f"  NOT AS EXPECTED: {line}")
+    print(f"report: {paths['html']} (also {paths['md'].name}, {paths['json'].name})")
+    return 0 if not s["failed"] else 1
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from .targets import get, registered
 
@@ -242,6 +279,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dt", type=_positive_float, default=None, metavar="S")
     p.add_argument("--dialect", default="auto")
     p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("conformance", help="run cases on targets, compare with the reference, "
+                       "write results.json, report.md and report.html")
+    p.add_argument("files", nargs="*", metavar="FILE", help=".nir files to use as cases")
+    p.add_argument("--nodes", action="store_true", help="the node cases (default with no FILE)")
+    p.add_argument("--zoo", action="store_true", help="the model zoo's cases")
+    p.add_argument("--targets", default="all", help="'all' (available ones) or a,b,c")
+    p.add_argument("--report", required=True, metavar="DIR")
+    p.add_argument("--workers", type=int, default=None, help="local processes (default: CPUs)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="run cases on a Ray cluster ('local' starts one)")
+    p.add_argument("--T", type=int, default=100, help="steps per file/node case")
+    p.add_argument("--B", type=int, default=8, help="samples per file case")
+    p.set_defaults(func=cmd_conformance)
 
     p = sub.add_parser("targets", help="list registered targets and whether they are available")
     p.set_defaults(func=cmd_targets)

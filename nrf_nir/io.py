@@ -49,7 +49,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         raise
 
 
-def write_atomic(path: PathLike, write: Callable[[Path], None]) -> None:
+def write_atomic(path: PathLike, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp_path)`` and move the result to ``path`` atomically."""
     with atomic_path(path) as tmp:
         write(tmp)

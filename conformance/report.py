@@ -1,0 +1,197 @@
+"""The conformance report: results.json, report.md and a self-contained report.html.
+
+The HTML has a target x case matrix coloured by verdict, metric tables, and for every case
+that is not an exact pass a raster plot (reference vs target, sample 0, differences marked),
+embedded as PNG so the file stands alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nrf_nir.conformance.runner import Result, summary
+from nrf_nir.io import write_atomic
+
+COLOURS = {"pass": "#2e7d32", "xfail": "#f9a825", "unsupported": "#9e9e9e", "fail": "#c62828",
+           "xpass": "#6a1b9a", "error": "#000000"}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.3g}"
+    return str(value)
+
+
+def _headline(r: Result) -> dict[str, Any]:
+    """The worst output's key metrics."""
+    if not r.metrics:
+        return {}
+    worst = min(r.metrics.values(), key=lambda m: m.get("exact", 0.0))
+    keys = ("exact", "first_divergence", "f1_pm3", "count_correlation", "van_rossum", "rmse",
+            "decision_agreement")
+    return {k: worst[k] for k in keys if k in worst}
+
+
+def raster_png(r: Result) -> bytes | None:
+    """Reference vs target raster (spikes) or traces (values) of sample 0."""
+    if not r.raster:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref, got = np.asarray(r.raster["reference"]), np.asarray(r.raster["target"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 2.8), sharey=True)
+    if r.raster.get("spiking", True):
+        for ax, data, title in ((axes[0], ref, "reference"), (axes[1], got, r.target)):
+            t, n = np.nonzero(data)
+            ax.scatter(t, n, s=3, c="k", marker="|")
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("step")
+        only_ref = np.nonzero((ref != 0) & (got == 0))
+        only_got = np.nonzero((got != 0) & (ref == 0))
+        axes[1].scatter(only_got[0], only_got[1], s=10, c="red", marker="|", label="extra")
+        axes[1].scatter(only_ref[0], only_ref[1], s=10, c="blue", marker="|", label="missing")
+        if len(only_ref[0]) or len(only_got[0]):
+            axes[1].legend(fontsize=7, loc="upper right")
+        axes[0].set_ylabel("neuron")
+    else:
+        axes[0].plot(ref[:, : min(8, ref.shape[1])], lw=0.8)
+        axes[0].set_title("reference", fontsize=9)
+        axes[1].plot(got[:, : min(8, got.shape[1])] - ref[:, : min(8, ref.shape[1])], lw=0.8)
+        axes[1].set_title(f"{r.target} - reference", fontsize=9)
+    fig.suptitle(f"{r.case} on {r.target}: {r.status}", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _matrix(results: Sequence[Result]) -> tuple[list[str], list[str], dict[tuple[str, str],
+                                                                           Result]]:
+    cases = list(dict.fromkeys(r.case for r in results))
+    targets = list(dict.fromkeys(r.target for r in results))
+    return cases, targets, {(r.case, r.target): r for r in results}
+
+
+def write_markdown(results: Sequence[Result], meta: dict[str, Any]) -> str:
+    s = summary(results)
+    cases, targets, cell = _matrix(results)
+    lines = ["# nrf-nir conformance report", "",
+             f"{s['ok']} of {s['total']} results as expected; "
+             + ", ".join(f"{k}: {v}" for k, v in s["by_status"].items() if v), ""]
+    for key, value in meta.items():
+        lines.append(f"- {key}: {value}")
+    lines += ["", "| case | " + " | ".join(targets) + " |",
+              "|---|" + "---|" * len(targets)]
+    for case in cases:
+        row = []
+        for t in targets:
+            r = cell.get((case, t))
+            if r is None:
+                row.append("")
+                continue
+            mark = "" if r.ok else " **!**"
+            exact = r.metrics and min(m.get("exact", 0) for m in r.metrics.values())
+            row.append(f"{r.status}{f' {exact:.4f}' if r.metrics and exact != 1.0 else ''}"
+                       f"{mark}")
+        lines.append(f"| `{case}` | " + " | ".join(row) + " |")
+    unexpected = [r for r in results if not r.ok]
+    if unexpected:
+        lines += ["", "## Not as expected", ""]
+        lines += [f"- `{r.case}` on `{r.target}`: {r.status} (expected {r.level}): {r.message}"
+                  for r in unexpected]
+    notes = [r for r in results if r.ok and r.status in ("xfail", "unsupported")]
+    if notes:
+        lines += ["", "## Expected differences", ""]
+        for r in notes:
+            up = f" ({r.upstream})" if r.upstream else ""
+            lines.append(f"- `{r.case}` on `{r.target}`: {r.status}: {r.reason or r.message}"
+                         f"{up}")
+    return "\n".join(lines) + "\n"
+
+
+def write_html(results: Sequence[Result], meta: dict[str, Any]) -> str:
+    s = summary(results)
+    cases, targets, cell = _matrix(results)
+    esc = html.escape
+    out = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+           "<title>nrf-nir conformance report</title><style>",
+           "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}",
+           "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}",
+           "td.c{color:white;text-align:center}.bad{outline:3px solid #ff1744}",
+           "img{max-width:100%}</style></head><body>",
+           "<h1>nrf-nir conformance report</h1>",
+           f"<p id='summary'>{s['ok']} of {s['total']} results as expected; "
+           + esc(", ".join(f"{k}: {v}" for k, v in s["by_status"].items() if v)) + "</p><ul>"]
+    out += [f"<li>{esc(str(k))}: {esc(str(v))}</li>" for k, v in meta.items()]
+    out.append("</ul><h2>Matrix</h2><table id='matrix'><tr><th>case</th>")
+    out += [f"<th>{esc(t)}</th>" for t in targets]
+    out.append("</tr>")
+    for case in cases:
+        out.append(f"<tr><td><a href='#{esc(case)}'>{esc(case)}</a></td>")
+        for t in targets:
+            r = cell.get((case, t))
+            if r is None:
+                out.append("<td></td>")
+                continue
+            exact = min((m.get("exact", 0) for m in r.metrics.values()), default=None)
+            label = r.status + (f" {exact:.3f}" if exact not in (None, 1.0) else "")
+            cls = "c" + ("" if r.ok else " bad")
+            out.append(f"<td class='{cls}' style='background:{COLOURS[r.status]}' "
+                       f"title='{esc(r.message or r.reason)}'>{esc(label)}</td>")
+        out.append("</tr>")
+    out.append("</table><h2>Cases</h2>")
+    for case in cases:
+        out.append(f"<h3 id='{esc(case)}'>{esc(case)}</h3><table><tr><th>target</th>"
+                   "<th>status</th><th>expected</th><th>metrics (worst output)</th>"
+                   "<th>note</th></tr>")
+        pictures = []
+        for t in targets:
+            r = cell.get((case, t))
+            if r is None:
+                continue
+            metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in _headline(r).items())
+            note = r.message or r.reason
+            if r.upstream:
+                note += f" ({r.upstream})"
+            out.append(f"<tr><td>{esc(t)}</td><td>{esc(r.status)}</td><td>{esc(r.level)}</td>"
+                       f"<td>{esc(metrics)}</td><td>{esc(note)}</td></tr>")
+            if r.metrics and any(m.get("exact") != 1.0 for m in r.metrics.values()):
+                png = raster_png(r)
+                if png:
+                    data = base64.b64encode(png).decode("ascii")
+                    pictures.append(f"<img alt='raster {esc(case)} {esc(t)}' "
+                                    f"src='data:image/png;base64,{data}'>")
+        out.append("</table>")
+        out += pictures
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_report(results: Sequence[Result], directory: Path,
+                 meta: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write results.json, report.md and report.html into ``directory`` (atomically)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = dict(meta or {})
+    payload = {"meta": meta, "summary": summary(results),
+               "results": [r.to_json() for r in results]}
+    paths = {"json": directory / "results.json", "md": directory / "report.md",
+             "html": directory / "report.html"}
+    write_atomic(paths["json"], lambda tmp: tmp.write_text(json.dumps(payload, indent=1,
+                                                                      default=str)))
+    write_atomic(paths["md"], lambda tmp: tmp.write_text(write_markdown(results, meta)))
+    write_atomic(paths["html"], lambda tmp: tmp.write_text(write_html(results, meta)))
+    return paths

@@ -1,0 +1,262 @@
+"""Run conformance cases on targets, compare with the reference, judge against manifests.
+
+Cases run in parallel on local processes (``workers``), or on a Ray cluster
+(``ray_address``). Each task runs one case: the reference once, then every requested target,
+and returns metrics per output plus a small raster sample for the report. Results are
+deterministic: inputs come from seeds and every simulator here is deterministic.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nrf_nir.conformance.cases import Case, spiking_outputs
+from nrf_nir.conformance.manifest import (
+    LOWER_BOUNDS,
+    MANIFEST_DIR,
+    Expectation,
+    load_manifest,
+)
+from nrf_nir.conformance.metrics import compare, rmse
+
+RASTER_NEURONS = 64
+RASTER_STEPS = 400
+
+
+@dataclass
+class Result:
+    """The verdict for one case on one target.
+
+    status: pass | fail | xfail (failed as expected) | xpass (passed where a failure was
+    expected: fails the run) | unsupported (the target's check() refused, as expected) | error.
+    ok: whether the status agrees with the manifest.
+    """
+
+    case: str
+    target: str
+    status: str
+    ok: bool
+    level: str
+    message: str = ""
+    reason: str = ""
+    upstream: str = ""
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    raster: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("raster")
+        return data
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+
+
+def _output_metrics(ref: Any, got: Any, spiking: bool, decode: str | None) -> dict[str, Any]:
+    a, b = _np(ref).astype(np.float64), _np(got).astype(np.float64)
+    if a.shape != b.shape:
+        return {"shape_mismatch": f"{list(a.shape)} vs {list(b.shape)}", "exact": 0.0}
+    if spiking:
+        return compare(a, b, decode=decode)
+    out: dict[str, Any] = {"exact": float((a == b).mean()) if a.size else 1.0,
+                           "rmse": rmse(a, b),
+                           "max_abs": float(np.abs(a - b).max()) if a.size else 0.0}
+    if decode is not None and a.ndim == 3:
+        from nrf_nir.conformance.metrics import decision_agreement
+
+        out["decision_agreement"] = decision_agreement(a, b, decode)
+    return out
+
+
+def _raster(ref: Any, got: Any) -> dict[str, Any]:
+    a = _np(ref)[:RASTER_STEPS, 0].reshape(min(RASTER_STEPS, _np(ref).shape[0]), -1)
+    b = _np(got)[:RASTER_STEPS, 0].reshape(a.shape[0], -1) if _np(got).shape == _np(
+        ref).shape else np.zeros_like(a)
+    return {"reference": a[:, :RASTER_NEURONS].astype(np.float32),
+            "target": b[:, :RASTER_NEURONS].astype(np.float32)}
+
+
+def run_case(case: Case, targets: Sequence[str], threads: int = 1) -> list[dict[str, Any]]:
+    """Run ``case`` on the reference and each target; raw measurements, no verdict."""
+    import torch
+
+    import nrf_nir
+    from nrf_nir.errors import NIRError
+
+    torch.set_num_threads(max(1, threads))
+    spiking = spiking_outputs(case.graph)
+    start = time.perf_counter()
+    reference = nrf_nir.run(case.graph, case.inputs)
+    ref_seconds = time.perf_counter() - start
+    raws = []
+    for target in targets:
+        raw: dict[str, Any] = {"case": case.name, "target": target, "violations": [],
+                               "metrics": {}, "error": None, "seconds": 0.0,
+                               "reference_seconds": ref_seconds}
+        try:
+            violations = nrf_nir.check(case.graph, target)
+        except NIRError as exc:
+            raw["error"] = f"check failed: {exc}"
+            raws.append(raw)
+            continue
+        raw["violations"] = [str(v) for v in violations]
+        if violations:
+            raws.append(raw)
+            continue
+        start = time.perf_counter()
+        try:
+            got = nrf_nir.run(case.graph, case.inputs, target=target)
+        except Exception as exc:  # noqa: BLE001 - a target crash is a result, not a stop
+            raw["error"] = f"{type(exc).__name__}: {exc}"
+            raw["traceback"] = traceback.format_exc(limit=4)
+            raws.append(raw)
+            continue
+        raw["seconds"] = time.perf_counter() - start
+        for name, ref in reference.items():
+            if name not in got:
+                raw["metrics"][name] = {"missing": True, "exact": 0.0}
+                continue
+            raw["metrics"][name] = _output_metrics(ref, got[name], spiking.get(name, True),
+                                                   case.decode)
+        first = next(iter(reference))
+        if first in got:
+            raw["raster"] = _raster(reference[first], got[first])
+            raw["raster"]["spiking"] = spiking.get(first, True)
+            raw["raster"]["output"] = first
+        raws.append(raw)
+    return raws
+
+
+def _meets(metrics: dict[str, dict[str, Any]], exp: Expectation) -> tuple[bool, str]:
+    """Whether every output meets ``exp``; and what falls short."""
+    short = []
+    for output, m in metrics.items():
+        if exp.level == "exact" or exp.level == "xfail":
+            if m.get("exact") != 1.0:
+                short.append(f"{output}: exact {m.get('exact', 0):.6f} < 1"
+                             + (f" (first divergence at step {m['first_divergence']})"
+                                if m.get("first_divergence") is not None else ""))
+            continue
+        for key, bound in exp.thresholds.items():
+            if key == "rmse_max":
+                if m.get("rmse", 0.0) > bound:
+                    short.append(f"{output}: rmse {m.get('rmse'):.3g} > {bound:g}")
+            elif key in LOWER_BOUNDS and key in m:
+                value = m[key]
+                if value is None or value < bound:
+                    short.append(f"{output}: {key} {value} < {bound:g}")
+    return not short, "; ".join(short)
+
+
+def judge(raw: dict[str, Any], exp: Expectation) -> Result:
+    """Compare raw measurements with the expectation."""
+    base = {"case": raw["case"], "target": raw["target"], "level": exp.level,
+            "reason": exp.reason, "upstream": exp.upstream, "metrics": raw["metrics"],
+            "violations": raw["violations"], "seconds": raw["seconds"],
+            "raster": raw.get("raster")}
+    if raw["error"]:
+        ok = exp.level == "xfail"
+        return Result(status="xfail" if ok else "error", ok=ok, message=raw["error"], **base)
+    if raw["violations"]:
+        ok = exp.level == "unsupported"
+        msg = "; ".join(raw["violations"])
+        if not ok:
+            msg = f"the target refuses this case but the manifest expects {exp.level}: {msg}"
+        return Result(status="unsupported", ok=ok, message=msg, **base)
+    if exp.level == "unsupported":
+        return Result(status="fail", ok=False, message="the manifest expects 'unsupported' but "
+                      "the target now runs this case: update the manifest", **base)
+    met, short = _meets(raw["metrics"], exp)
+    if exp.level == "xfail":
+        if met:
+            return Result(status="xpass", ok=False, message="passes exactly although the "
+                          "manifest expects a failure: update the manifest", **base)
+        return Result(status="xfail", ok=True, message=short, **base)
+    return Result(status="pass" if met else "fail", ok=met, message=short, **base)
+
+
+def run_suite(cases: Sequence[Case], targets: Sequence[str], *, workers: int | None = None,
+              ray_address: str | None = None, progress: bool = True,
+              manifest_dir: Path | None = None) -> list[Result]:
+    """Every case on every target, judged against the targets' manifests.
+
+    workers: local processes (default: the CPU count; 1 runs in this process).
+    ray_address: run the cases as Ray tasks on this cluster instead ("local" starts one).
+    """
+    from tqdm.auto import tqdm
+
+    manifests = {t: load_manifest(t, manifest_dir or MANIFEST_DIR) for t in targets}
+    raws: list[dict[str, Any]] = []
+    bar = tqdm(total=len(cases), unit="case", desc="conformance", disable=not progress)
+    if ray_address is not None:
+        raws = _run_ray(cases, targets, ray_address, bar)
+    else:
+        n = workers or os.cpu_count() or 1
+        if n <= 1 or len(cases) <= 1:
+            for case in cases:
+                raws += run_case(case, targets, threads=os.cpu_count() or 1)
+                bar.update()
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+                futures = [pool.submit(run_case, case, tuple(targets), 1) for case in cases]
+                for future in as_completed(futures):
+                    raws += future.result()
+                    bar.update()
+    bar.close()
+    order = {c.name: i for i, c in enumerate(cases)}
+    raws.sort(key=lambda r: (order[r["case"]], list(targets).index(r["target"])))
+    return [judge(raw, manifests[raw["target"]].expect(raw["case"])) for raw in raws]
+
+
+def _run_ray(cases: Sequence[Case], targets: Sequence[str], address: str,
+             bar: Any) -> list[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        from nrf_nir.errors import NIRError
+
+        raise NIRError("--ray-address needs Ray: pip install 'ray[default]'",
+                       field="ray_address") from None
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=None if address == "local" else address, include_dashboard=False,
+                 log_to_driver=False)
+        started = True
+    try:
+        remote = ray.remote(run_case)
+        refs = [remote.remote(case, tuple(targets), 1) for case in cases]
+        raws: list[dict[str, Any]] = []
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            raws += ray.get(done[0])
+            bar.update()
+        return raws
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def summary(results: Iterable[Result]) -> dict[str, Any]:
+    rows = list(results)
+    return {
+        "total": len(rows),
+        "ok": sum(r.ok for r in rows),
+        "failed": [f"{r.target} {r.case}: {r.status}: {r.message}" for r in rows if not r.ok],
+        "by_status": {s: sum(r.status == s for r in rows)
+                      for s in ("pass", "fail", "xfail", "xpass", "unsupported", "error")},
+    }

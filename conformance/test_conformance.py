@@ -1,0 +1,37 @@
+"""``pytest conformance/``: every node case on every available target, against its manifest.
+
+A target that is not installed is skipped with the reason printed; a case whose result differs
+from its manifest entry (in either direction) fails with the metrics that show where.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nrf_nir.conformance.cases import node_cases
+from nrf_nir.conformance.manifest import load_manifest
+from nrf_nir.conformance.runner import judge, run_case
+from nrf_nir.errors import NIRError
+from nrf_nir.targets import get, registered
+
+CASES = node_cases()
+
+
+def _available(name: str) -> str | None:
+    try:
+        get(name)
+    except NIRError as exc:
+        return exc.message
+    return None
+
+
+@pytest.mark.parametrize("target", registered())
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_case_meets_manifest(case, target):
+    missing = _available(target)
+    if missing:
+        pytest.skip(f"target {target} unavailable here: {missing}")
+    (raw,) = run_case(case, (target,))
+    result = judge(raw, load_manifest(target).expect(case.name))
+    assert result.ok, (f"{case.name} on {target}: {result.status} (expected {result.level}): "
+                       f"{result.message}; metrics {result.metrics}")

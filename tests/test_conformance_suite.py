@@ -1,0 +1,89 @@
+"""The conformance machinery: manifests fail loudly in both directions, parallel runs equal
+serial ones, and the report is written and well formed."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+import pytest
+
+from nrf_nir.cli import main
+from nrf_nir.conformance.cases import node_cases
+from nrf_nir.conformance.manifest import load_manifest
+from nrf_nir.conformance.report import write_report
+from nrf_nir.conformance.runner import run_suite
+from nrf_nir.errors import NIRError
+
+SOME = [c for c in node_cases(T=40, B=2) if c.name in (
+    "node/LIF/scalar", "node/LIF/ge", "node/CubaLI/leak", "node/recurrent-nested/value")]
+
+
+def test_parallel_equals_serial_and_is_deterministic():
+    a = run_suite(SOME, ["reference", "norse"], workers=1, progress=False)
+    b = run_suite(SOME, ["reference", "norse"], workers=2, progress=False)
+    assert [r.to_json() | {"seconds": 0} for r in a] == [r.to_json() | {"seconds": 0} for r in b]
+    assert all(r.ok for r in a)
+    statuses = {(r.case, r.target): r.status for r in a}
+    assert statuses[("node/LIF/ge", "norse")] == "unsupported"
+    assert statuses[("node/LIF/scalar", "norse")] == "pass"
+
+
+def test_manifest_changes_fail_loudly_in_both_directions(tmp_path):
+    (tmp_path / "norse.toml").write_text(
+        '[cases."node/LIF/scalar"]\nlevel = "xfail"\nreason = "pretend it is broken"\n'
+        '[cases."node/LIF/ge"]\nlevel = "exact"\n')
+    results = {r.case: r for r in run_suite(SOME[:2], ["norse"], workers=1, progress=False,
+                                            manifest_dir=tmp_path)}
+    assert results["node/LIF/scalar"].status == "xpass" and not results["node/LIF/scalar"].ok
+    assert results["node/LIF/ge"].status == "unsupported" and not results["node/LIF/ge"].ok
+    (tmp_path / "norse.toml").write_text('[cases."node/LIF/*"]\nlevel = "unsupported"\n'
+                                         'reason = "pretend"\n')
+    (result,) = run_suite(SOME[:1], ["norse"], workers=1, progress=False,
+                          manifest_dir=tmp_path)
+    assert result.status == "fail" and "now runs" in result.message
+
+
+def test_bad_manifests_are_refused(tmp_path):
+    (tmp_path / "x.toml").write_text('[cases."a"]\nlevel = "within"\n')
+    with pytest.raises(NIRError, match="threshold"):
+        load_manifest("x", tmp_path)
+    (tmp_path / "x.toml").write_text('[cases."a"]\nlevel = "xfail"\n')
+    with pytest.raises(NIRError, match="reason"):
+        load_manifest("x", tmp_path)
+    (tmp_path / "x.toml").write_text("[[[")
+    with pytest.raises(NIRError, match="TOML"):
+        load_manifest("x", tmp_path)
+
+
+class _Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_report_files(tmp_path):
+    results = run_suite(SOME, ["reference", "norse"], workers=1, progress=False)
+    # make one mismatch so that a raster is drawn
+    results[0].metrics = {"output": dict(results[0].metrics["output"], exact=0.5)}
+    paths = write_report(results, tmp_path, {"note": "test"})
+    data = json.loads(paths["json"].read_text())
+    assert data["summary"]["total"] == len(results)
+    assert "| case | reference | norse |" in paths["md"].read_text()
+    parser = _Collect()
+    parser.feed(paths["html"].read_text())
+    ids = {attrs.get("id") for _, attrs in parser.tags}
+    assert {"matrix", "summary"} <= ids
+    images = [a for t, a in parser.tags if t == "img"]
+    assert images and all(a["src"].startswith("data:image/png;base64,") for a in images)
+
+
+def test_cli_conformance_exit_codes(tmp_path, capsys):
+    assert main(["conformance", "--targets", "reference,norse", "--report",
+                 str(tmp_path / "rep"), "--workers", "1", "--T", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "as expected" in out and (tmp_path / "rep" / "report.html").exists()
+    assert main(["conformance", "--targets", "banana", "--report", str(tmp_path / "r2")]) == 2
