@@ -74,6 +74,11 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Tensors of a ``state_dict`` file or of a Lightning ``.ckpt`` (its ``state_dict``)."""
     if not os.path.exists(path):
         raise NIRError("no such file", file=path)
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither zip nor a pickle
+        raise NIRError("not a readable PyTorch checkpoint (neither torch.save's zip format "
+                       "nor a pickle)", file=path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

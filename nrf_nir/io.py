@@ -78,7 +78,10 @@ def _write_value(group: h5py.Group, key: str, value: Any, where: str) -> None:
         elif value.dtype == object:
             raise NIRError(f"cannot store an object array ({value!r:.60})", node=where, field=key)
         elif value.ndim >= 1 and value.size >= _COMPRESS_MIN_SIZE:
-            group.create_dataset(key, data=value, compression="gzip")
+            # fletcher32: a corrupted array fails to read instead of loading wrong numbers
+            group.create_dataset(key, data=value, compression="gzip", fletcher32=True)
+        elif value.ndim >= 1 and value.size > 0:
+            group.create_dataset(key, data=value, fletcher32=True)
         else:
             group.create_dataset(key, data=value)
         return
@@ -269,6 +272,8 @@ def build_node(data: dict[str, Any], where: str) -> nir.NIRNode:
         fields[_SHAPE_KEYS[kind]] = {("output" if kind == "Output" else "input"): shape}
     if kind == "Flatten":
         fields["input_type"] = {"input": fields.get("input_type")}
+    if kind in ("Conv1d", "Conv2d"):
+        fields.setdefault("input_shape", None)  # optional in NIR (inferred from the graph)
     allowed = {f.name for f in dataclasses.fields(cls) if f.init} - {"metadata"}
     unknown = sorted(set(fields) - allowed)
     if unknown:
@@ -277,6 +282,10 @@ def build_node(data: dict[str, Any], where: str) -> nir.NIRNode:
     for key, value in list(fields.items()):
         if isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 0:
             fields[key] = value.item()
+            value = fields[key]
+        if isinstance(value, str) and key != "padding":
+            raise ValidationError(f"must be numeric, got text {value[:40]!r}", node=where,
+                                  field=key)
     try:
         return cls(**fields, metadata=metadata)
     except TypeError as exc:
@@ -287,8 +296,10 @@ def build_node(data: dict[str, Any], where: str) -> nir.NIRNode:
         msg = f"missing field(s) {', '.join(missing)}" if missing else str(exc)
         raise ValidationError(f"{kind}: {msg}", node=where, field=field) from None
     except (AssertionError, ValueError, IndexError, AttributeError) as exc:
-        raise ValidationError(f"{kind} rejects its parameters: {exc or 'inconsistent shapes'}",
-                              node=where) from None
+        text = str(exc) or "inconsistent shapes"
+        named = [f.name for f in dataclasses.fields(cls) if f.init and f.name in text.lower()]
+        raise ValidationError(f"{kind} rejects its parameters: {text}", node=where,
+                              field=named[0] if named else None) from None
 
 
 def load(path: PathLike, *, validate: bool = True, dialect: str = "auto") -> nir.NIRGraph:
