@@ -9,13 +9,13 @@ deterministic: inputs come from seeds and every simulator here is deterministic.
 from __future__ import annotations
 
 import multiprocessing
-import multiprocessing
 import os
 import time
 import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np

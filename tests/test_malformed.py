@@ -181,9 +181,9 @@ FILE_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "flatten dims out of range": (_graph(lambda: _flatten(5)), "start_dim"),
     "recurrent edge shape mismatch": (_mutated(lambda g: g.nodes["rnn"].nodes.__setitem__(
         "w_rec", nir.Linear(weight=np.ones((6, 5)))), base=lambda: recurrent(4, 6)), "w_rec"),
-    "subgraph with two inputs named as a whole": (_mutated(lambda g: g.nodes["rnn"].nodes.__setitem__(
-        "input2", nir.Input(input_type=np.array([4]))), base=lambda: recurrent(4, 6)),
-        "2 Input nodes"),
+    "subgraph with two inputs named as a whole": (_mutated(
+        lambda g: g.nodes["rnn"].nodes.__setitem__("input2", nir.Input(input_type=np.array([4]))),
+        base=lambda: recurrent(4, 6)), "2 Input nodes"),
 }
 
 
