@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import pickle
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -302,6 +303,64 @@ def build_node(data: dict[str, Any], where: str) -> nir.NIRNode:
                               field=named[0] if named else None) from None
 
 
+def _read_hdf5(name: str) -> dict[str, Any]:
+    """The ``node`` group of a NIR file as nested dicts of arrays and strings."""
+    try:
+        handle = h5py.File(name, "r")
+    except OSError:
+        raise NIRError("not a readable HDF5 file (truncated, corrupted or another format)",
+                       file=name) from None
+    try:
+        with handle:
+            if "node" not in handle or not isinstance(handle["node"], h5py.Group):
+                raise NIRError("not a NIR file: no 'node' group", file=name)
+            return _read_group(handle["node"], "")
+    except NIRError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise NIRError(f"unreadable ({type(exc).__name__}: {exc})", file=name) from None
+
+
+#: Read files in a forked child process: the HDF5 C library can crash (segfault) on a
+#: corrupted file, and a crash there must become an error here, not kill the caller.
+ISOLATED_READ = os.environ.get("NRF_NIR_ISOLATED_READ", "1") != "0"
+
+
+def _read_file(name: str) -> dict[str, Any]:
+    """``_read_hdf5`` in a forked child; its result comes back pickled through a pipe."""
+    if not ISOLATED_READ or not hasattr(os, "fork"):
+        return _read_hdf5(name)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: read, send, and leave without running any cleanup of the parent's
+        try:
+            os.close(read_end)
+            try:
+                payload: tuple[str, Any] = ("ok", _read_hdf5(name))
+            except NIRError as exc:
+                payload = ("error", (exc.message, exc.node, exc.field))
+            except BaseException as exc:  # noqa: BLE001 - everything reaches the parent
+                payload = ("error", (f"unreadable ({type(exc).__name__}: {exc})", None, None))
+            with os.fdopen(write_end, "wb") as out:
+                out.write(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as inp:
+        data = inp.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else \
+            f"exit status {os.WEXITSTATUS(status)}"
+        raise NIRError(f"corrupted: reading it crashed the HDF5 library ({how})", file=name)
+    kind, result = pickle.loads(data)  # our own child's output
+    if kind == "error":
+        message, node, field = result
+        raise NIRError(message, node=node, field=field, file=name)
+    value: dict[str, Any] = result
+    return value
+
+
 def load(path: PathLike, *, validate: bool = True, dialect: str = "auto") -> nir.NIRGraph:
     """Read a ``.nir`` file (NIR HDF5) and, by default, validate it.
 
@@ -316,15 +375,7 @@ def load(path: PathLike, *, validate: bool = True, dialect: str = "auto") -> nir
     if os.path.isdir(name):
         raise NIRError("is a directory, not a .nir file", file=name)
     try:
-        handle = h5py.File(name, "r")
-    except OSError:
-        raise NIRError("not a readable HDF5 file (truncated, corrupted or another format)",
-                       file=name) from None
-    try:
-        with handle:
-            if "node" not in handle or not isinstance(handle["node"], h5py.Group):
-                raise NIRError("not a NIR file: no 'node' group", file=name)
-            data = _read_group(handle["node"], "")
+        data = _read_file(name)
         data.setdefault("type", "NIRGraph")
         graph = build_node(data, "")
         if not isinstance(graph, nir.NIRGraph):

@@ -25,11 +25,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _as_str(value: Any) -> str:
+def _as_str(value: Any, key: str) -> str:
     if isinstance(value, bytes):
-        return value.decode("utf8")
+        return value.decode("utf8", errors="replace")
     if hasattr(value, "item"):
-        return _as_str(value.item())
+        if getattr(value, "size", 1) != 1:
+            raise NIRError(f"metadata {key} must be one string, got an array of shape "
+                           f"{getattr(value, 'shape', '?')}", field=key)
+        return _as_str(value.item(), key)
     return str(value)
 
 
@@ -99,12 +102,12 @@ def read_semantics(graph: nir.NIRGraph) -> Semantics:
         raw = meta["dt"]
         try:
             kwargs["dt"] = float(raw.item() if hasattr(raw, "item") else raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise NIRError(f"metadata dt must be a number of seconds; got {raw!r}",
                            field="dt") from None
     for key in (*CHOICES, "producer", "producer_version"):
         if key in meta:
-            kwargs[key] = _as_str(meta[key])
+            kwargs[key] = _as_str(meta[key], key)
     return Semantics(**kwargs)
 
 

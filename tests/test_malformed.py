@@ -315,3 +315,21 @@ def test_bad_run_inputs_are_clear_errors(name):
 
 def test_the_corpus_has_at_least_50_cases():
     assert len(FILE_CASES) + len(CHECKPOINTS) + len(INPUTS) >= 50
+
+
+def test_a_crash_of_the_hdf5_library_becomes_an_error(tmp_path, monkeypatch):
+    """Corrupted files can segfault libhdf5 (found by benchmarks/fuzz_nir.py); the read runs in
+    a forked child so that the crash is reported, not fatal."""
+    import os
+    import signal
+
+    from nrf_nir import io as nio
+
+    path = _valid(tmp_path / "m.nir")
+
+    def crash(name):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    monkeypatch.setattr(nio, "_read_hdf5", crash)
+    with pytest.raises(NIRError, match="crashed the HDF5 library"):
+        nrf_nir.load(path)
