@@ -511,6 +511,8 @@ def worker_serve(spec: dict) -> None:
                 else:
                     times.append(dt)
                 del out
+                gc.collect()
+                _malloc_trim()  # idle workers must not sit on their peak memory
                 _send({"t": dt})
         m = mem.stop() if started else {}
     except Exception as e:
@@ -914,7 +916,8 @@ def main(argv=None) -> int:
     ap.add_argument("--B", type=int, default=None, help="batch size (default 64; quick 16)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3; quick 2)")
     ap.add_argument("--quick", action="store_true", help="short smoke run (T=100, B=16, 2 repeats)")
-    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    ap.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"),
+                    help="auto: cuda when available, else cpu (default)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads (default: torch.get_num_threads())")
     ap.add_argument("--nets", default=",".join(NETS))

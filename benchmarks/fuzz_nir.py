@@ -13,7 +13,6 @@ folder, to become a regression test. Prints counts and writes JSON.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random
@@ -25,7 +24,6 @@ import warnings
 from pathlib import Path
 
 import h5py
-import nir
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
