@@ -1,0 +1,1104 @@
+"""The ``snntorch`` target and the ``snntorch`` dialect.
+
+**Target.** A validated NIR graph becomes a ``torch.nn.Module`` of snnTorch 1.0.0 neurons
+(``Leaky``, ``Synaptic``, ``RLeaky``, ``RSynaptic``) and torch layers that reproduces
+docs/semantics.md. snnTorch computes ``mem = beta*mem + input`` (``Synaptic``: ``syn =
+alpha*syn + input; mem = beta*mem + syn``), so the contract's ``v + c*((r*x + v_leak) - v)`` is
+written as ``beta = 1 - c``, input ``c*r*x`` plus a per-step term; the same equations in another
+floating-point order, so a spike can flip where a membrane lies within rounding error of its
+threshold (measured: docs/targets/snntorch.md). Read from the snnTorch source:
+
+- Firing is ``(mem - threshold) > 0`` (the surrogate's forward), i.e. ``v > v_th``. ``ge`` uses
+  the next float below the threshold (``v >= th`` iff ``v > nextafter(th, -inf)``), exact.
+- ``reset_delay=True`` (snnTorch's default): the membrane a step returns is not reset; the reset
+  ``R = ((mem - threshold) > 0)`` is applied at the next step: "subtract" subtracts the threshold
+  *after* the decay (``beta*mem + x - R*th``), the contract subtracts it before
+  (``beta*(mem - z*th) + x``); the difference ``(1-beta)*th*z`` is fed back through the input
+  (``Synaptic``: through its current, corrected for the current's decay). "zero" multiplies the
+  old membrane by ``1 - R`` before integrating: the contract's value reset, exactly, for
+  ``Leaky``. ``Synaptic``/``RLeaky`` zero the whole new membrane instead (the step's input is
+  lost), so they run with ``reset_delay=False`` (immediate reset), which is exact when
+  ``v_th >= v_reset``. ``RSynaptic`` with ``reset_delay=False`` never applies its reset in 1.0.0
+  (it resets local copies of its arguments), so a CubaLIF in a recurrent loop with a value reset
+  runs as ``Synaptic`` with the recurrent edge stepped by this module.
+- ``v_reset != 0``: the module works with ``u = v - v_reset`` (threshold ``v_th - v_reset``,
+  leak ``v_leak - v_reset``), so both resets become snnTorch's.
+- Initial state: the membrane is passed in explicitly (``v_leak`` or 0, minus ``v_reset``).
+
+A ``LIF``/``CubaLIF`` in a loop ``lif -> W -> lif`` (``W`` a ``Linear``/``Affine`` used only
+there, or a ``Scale``, or a self-edge) becomes ``RLeaky``/``RSynaptic`` with ``W`` scaled into
+its recurrent layer. Other cycles are stepped by the module with the contract's back edges.
+Execution follows the reference's chunking (stateless layers on ``[Tc*B, ...]``).
+
+**Dialect.** Files written by ``snntorch.export_nir.export_to_nir`` carry snnTorch's
+conventions (dt = 1e-4 s hard-coded, ``r = tau/dt``, ``w_in = tau_syn/dt``, delayed subtract
+reset, membranes starting at 0, no metadata). :data:`DIALECT` recognises them and rewrites them
+into the contract (see docs/targets/snntorch.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import nir
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import snntorch as snn
+    from snntorch._neurons.neurons import SpikingNeuron
+
+from nrf_nir.errors import NIRError
+from nrf_nir.reference import DEFAULT_CHUNK_BYTES, default_device, resolve_dtype
+from nrf_nir.semantics import CHOICES, Semantics, write_semantics
+from nrf_nir.targets import Options, Violation
+from nrf_nir.validate import Checked, Identity, Shape
+
+NAME = "snntorch"
+SNNTORCH_VERSION = getattr(snn, "__version__", "unknown")
+
+#: The time step snntorch.export_nir hard-codes when it writes time constants.
+EXPORT_DT = 1e-4
+
+_LEAKY = (nir.LI, nir.LIF, nir.CubaLI, nir.CubaLIF)
+_SPIKING = (nir.IF, nir.LIF, nir.CubaLIF)
+_CUBA = (nir.CubaLI, nir.CubaLIF)
+_NEURONS = (nir.I, nir.IF, *_LEAKY)
+
+
+# --------------------------------------------------------------------------------------------
+# check: what snnTorch cannot express
+# --------------------------------------------------------------------------------------------
+
+def _initial_v(node: nir.NIRNode, p: dict[str, Any], sem: Semantics) -> np.ndarray:
+    if isinstance(node, (nir.I, nir.IF)) or sem.initial_state == "zero":
+        return np.zeros(())
+    return p["v_leak"]
+
+
+def violations(checked: Checked, semantics: Semantics) -> list[Violation]:
+    """Everything of ``checked`` that snnTorch 1.0.0 cannot compute as the reference does."""
+    out: list[Violation] = []
+    dt = semantics.dt
+
+    def add(node: str, fld: str, message: str) -> None:
+        out.append(Violation(NAME, node, fld, message))
+
+    ge = semantics.threshold == "ge"
+    for name, node in checked.flat.nodes.items():
+        p = checked.params[name]
+        kind = type(node).__name__
+        if isinstance(node, _LEAKY) and semantics.integration == "euler" and dt is not None:
+            fields = ("tau_syn", "tau_mem") if isinstance(node, _CUBA) else ("tau",)
+            for fld in fields:
+                if np.any(dt / p[fld] > 1):
+                    what = "alpha" if fld == "tau_syn" else "beta"
+                    add(name, fld, f"{kind}: dt/{fld} > 1 makes the Euler decay {what} = "
+                        f"1 - dt/{fld} negative; snnTorch clamps {what} to [0, 1]")
+        if isinstance(node, _SPIKING) and semantics.reset == "value":
+            v0 = _initial_v(node, p, semantics)
+            above = v0 >= p["v_threshold"] if ge else v0 > p["v_threshold"]
+            if np.any(above):
+                fld = "v_leak" if (semantics.initial_state == "leak"
+                                   and not isinstance(node, nir.IF)) else "v_threshold"
+                add(name, fld, f"{kind}: the initial membrane is above the threshold; snnTorch "
+                    "resets a membrane above threshold before the first step (the contract "
+                    "does not threshold the initial state)")
+            if isinstance(node, nir.CubaLIF):
+                theta = p["v_threshold"] - p["v_reset"]
+                if np.any(theta <= 0 if ge else theta < 0):
+                    add(name, "v_threshold",
+                        "CubaLIF with a value reset and v_threshold "
+                        f"{'<=' if ge else '<'} v_reset: snnTorch's Synaptic zeroes the whole "
+                        "next step with reset_delay=True, and with reset_delay=False re-resets "
+                        "a membrane of 0 that lies above its threshold")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# parameters
+# --------------------------------------------------------------------------------------------
+
+def _tensor(arr: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A float64 parameter rounded once to ``dtype``: 0-d when all its values are equal."""
+    arr = np.asarray(arr, dtype=np.float64)
+    flat = arr.reshape(-1)
+    if flat.size == 1 or bool(np.all(flat == flat[0])):
+        return torch.tensor(float(flat[0]), dtype=dtype, device=device)
+    return torch.as_tensor(arr, device=device).to(dtype)
+
+
+def _is(t: Tensor | None, value: float) -> bool:
+    return t is not None and t.dim() == 0 and float(t) == value
+
+
+@dataclass
+class NeuronPlan:
+    """One NIR neuron translated to snnTorch (all tensors in the run dtype).
+
+    kind: "leaky" (Leaky / RLeaky) or "synaptic" (Synaptic / RSynaptic).
+    reset: snnTorch's reset_mechanism ("subtract", "zero" or "none").
+    reset_delay: snnTorch's reset_delay.
+    beta, alpha: decay factors. threshold: snnTorch's threshold (of ``u = v - v_reset``).
+    theta_sub: the contract's subtracted amount ``v_th - v_reset``.
+    scale: multiplies the node's input (None: 1). bias: added to the membrane every step
+    (None: 0). shift: ``v_reset`` (None: 0), ``v = u + shift``. mem0: initial ``u``.
+    i_scale: the synaptic current fed to snnTorch is ``i_scale * i`` (reference's ``i``).
+    i_decay: the reference's current decay factor (for recording ``i``).
+    """
+
+    kind: str
+    reset: str
+    reset_delay: bool
+    spiking: bool
+    beta: Tensor
+    threshold: Tensor
+    theta_sub: Tensor
+    mem0: Tensor
+    scale: Tensor | None = None
+    bias: Tensor | None = None
+    shift: Tensor | None = None
+    alpha: Tensor | None = None
+    i_scale: Tensor | None = None
+    i_decay: Tensor | None = None
+
+
+def plan_neuron(node: nir.NIRNode, p: dict[str, Any], sem: Semantics, dtype: torch.dtype,
+                device: torch.device, *, recurrent: bool = False) -> NeuronPlan:
+    """Translate one validated neuron (see the module docstring for the equations)."""
+    dt = sem.require_dt()
+
+    def t(arr: Any) -> Tensor:
+        return _tensor(arr, dtype, device)
+
+    spiking = isinstance(node, _SPIKING)
+    synapse = isinstance(node, _CUBA)
+    one = torch.ones((), dtype=dtype, device=device)
+    if spiking:
+        v_reset = p["v_reset"]
+        theta = p["v_threshold"] - v_reset  # float64, rounded once
+        threshold = t(theta)
+        if sem.threshold == "ge":  # v >= th  <=>  v > (the float below th)
+            threshold = torch.nextafter(threshold, torch.full_like(threshold, -math.inf))
+        theta_sub = t(theta)
+    else:
+        v_reset = np.zeros(())
+        threshold = theta_sub = one
+    v0 = _initial_v(node, p, sem)
+    if isinstance(node, (nir.I, nir.IF)):
+        beta = one
+        scale: Tensor | None = t(dt * p["r"])  # dt*r in float64, rounded once (as the reference)
+        bias = None
+    else:
+        tau = p["tau_mem"] if synapse else p["tau"]
+        if sem.integration == "exponential":
+            a = np.exp(-dt / tau)
+            beta, c = t(a), t(1.0 - a)
+        else:
+            c = dt * t(1.0 / tau)  # the reference's coefficient, rounded the same way
+            beta = 1 - c
+        scale = c if np.all(p["r"] == 1) else c * t(p["r"])
+        leak = p["v_leak"] - v_reset
+        bias = None if np.all(leak == 0) else c * t(leak)
+    plan = NeuronPlan(kind="synaptic" if synapse else "leaky", reset="none", reset_delay=True,
+                      spiking=spiking, beta=beta, threshold=threshold, theta_sub=theta_sub,
+                      mem0=t(v0 - v_reset), bias=bias,
+                      shift=None if np.all(v_reset == 0) else t(v_reset))
+    if synapse:
+        if sem.integration == "exponential":
+            plan.alpha = t(np.exp(-dt / p["tau_syn"]))
+            plan.i_decay = plan.alpha
+        else:
+            c_syn = dt * t(1.0 / p["tau_syn"])
+            plan.alpha = 1 - c_syn
+            plan.i_decay = 1 - c_syn
+        i_scale = scale if scale is not None else one
+        plan.i_scale = i_scale
+        if not np.all(p["w_in"] == 1):
+            scale = t(p["w_in"]) * i_scale
+    plan.scale = None if _is(scale, 1.0) else scale
+    if spiking:
+        plan.reset = "subtract" if sem.reset == "subtract" else "zero"
+        # Leaky's delayed zero reset is the contract's; Synaptic/RLeaky need the immediate one
+        plan.reset_delay = plan.reset == "subtract" or (not synapse and not recurrent)
+    return plan
+
+
+def _drop_instance(module: nn.Module) -> nn.Module:
+    """snnTorch keeps every neuron ever built in a class-level list (for init_hidden
+    bookkeeping, unused here): remove ours so lowered networks can be freed."""
+    insts = SpikingNeuron.instances
+    for k in range(len(insts) - 1, -1, -1):
+        if insts[k] is module:
+            del insts[k]
+    return module
+
+
+# --------------------------------------------------------------------------------------------
+# layers
+# --------------------------------------------------------------------------------------------
+
+class _Stateful(nn.Module):
+    """A layer with state: ``init_state(batch)``, ``step(x, state) -> (y, state)``."""
+
+    state_names: tuple[str, ...] = ()
+
+    def init_state(self, batch: int) -> Any:
+        raise NotImplementedError
+
+    def step(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        raise NotImplementedError
+
+    def read(self, state: Any, key: str) -> Tensor:
+        raise NotImplementedError
+
+    def run(self, x: Tensor, state: Any, out: Tensor, record: dict[str, Tensor] | None) -> Any:
+        for t in range(out.shape[0]):
+            y, state = self.step(x[t], state)
+            out[t] = y
+            if record:
+                for key, buf in record.items():
+                    buf[t] = self.read(state, key)
+        return state
+
+
+@dataclass
+class NeuronState:
+    """mem: snnTorch's membrane (of ``u = v - v_reset``); syn: its current (Synaptic);
+    z: the last step's spikes; g: the last step's per-step membrane term (Synaptic)."""
+
+    mem: Tensor
+    syn: Tensor | None
+    z: Tensor
+    g: Tensor | None
+
+
+class SnnNeuron(_Stateful):
+    """One NIR neuron run by an snnTorch neuron, with the contract's input scaling, initial
+    state and reset timing (module docstring).
+
+    Each step feeds snnTorch ``scale * x + e``, where ``e`` adds to the membrane the term
+    ``G = bias + threshold*R - beta*theta_sub*z_prev`` (subtract reset; ``bias`` otherwise):
+    ``R`` is the reset snnTorch is about to apply (``(mem - threshold) > 0``), ``z_prev`` the
+    contract's last spike. For ``Synaptic`` the term goes through the current, so
+    ``e = G - alpha*G_prev`` (the current then holds exactly ``G`` on top of the real one).
+    """
+
+    def __init__(self, plan: NeuronPlan, shape: Shape, dtype: torch.dtype,
+                 device: torch.device, recurrent: nn.Module | None = None) -> None:
+        super().__init__()
+        self.plan, self.shape, self.dtype, self.device = plan, shape, dtype, device
+        self.synapse = plan.kind == "synaptic"
+        self.fused = recurrent is not None
+        kwargs: dict[str, Any] = {"threshold": plan.threshold, "reset_mechanism": plan.reset,
+                                  "reset_delay": plan.reset_delay, "init_hidden": False}
+        if self.fused:
+            assert recurrent is not None
+            if isinstance(recurrent, nn.Linear):
+                kwargs.update(linear_features=recurrent.in_features, learn_recurrent=False)
+            else:
+                kwargs.update(all_to_all=False, V=recurrent.scale, learn_recurrent=False)
+        if self.synapse:
+            cls: type = snn.RSynaptic if self.fused else snn.Synaptic
+            module = cls(alpha=plan.alpha, beta=plan.beta, **kwargs)
+        else:
+            cls = snn.RLeaky if self.fused else snn.Leaky
+            module = cls(beta=plan.beta, **kwargs)
+        if isinstance(recurrent, nn.Linear):
+            module.recurrent = recurrent
+        self.neuron = _drop_instance(module.to(device))
+        self.subtract = plan.spiking and plan.reset == "subtract"
+        self.k_z = plan.beta * plan.theta_sub if self.subtract else None
+        self.has_g = self.subtract or plan.bias is not None
+        self.state_names = ("v", "i") if self.synapse else ("v",)
+
+    def init_state(self, batch: int) -> NeuronState:
+        full = (batch, *self.shape)
+        zeros = torch.zeros(full, dtype=self.dtype, device=self.device)
+        return NeuronState(mem=self.plan.mem0.expand(full).clone(),
+                           syn=zeros.clone() if self.synapse else None, z=zeros,
+                           g=zeros.clone() if self.synapse and self.has_g else None)
+
+    def _g(self, state: NeuronState) -> Tensor | None:
+        plan = self.plan
+        if not self.subtract:
+            return plan.bias
+        reset = ((state.mem - plan.threshold) > 0).to(self.dtype)  # what snnTorch subtracts
+        g = plan.threshold * reset - self.k_z * state.z  # type: ignore[operator]
+        return g if plan.bias is None else plan.bias + g
+
+    def step(self, x: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
+        plan = self.plan
+        inp = x if plan.scale is None else plan.scale * x
+        g = self._g(state)
+        g_state = state.g
+        if g is not None:
+            if self.synapse:
+                e = g - plan.alpha * state.g  # type: ignore[operator]
+                g_state = g.expand_as(inp)
+            else:
+                e = g
+            inp = inp + e
+        args: tuple[Any, ...]
+        if self.synapse:
+            args = (state.z, state.syn, state.mem) if self.fused else (state.syn, state.mem)
+            spk, syn, mem = self.neuron(inp, *args)
+        else:
+            args = (state.z, state.mem) if self.fused else (state.mem,)
+            spk, mem = self.neuron(inp, *args)
+            syn = None
+        z = spk.to(self.dtype)
+        new = NeuronState(mem=mem, syn=syn, z=z, g=g_state)
+        if plan.spiking:
+            return z, new
+        return (mem if plan.shift is None else mem + plan.shift), new
+
+    def read(self, state: NeuronState, key: str) -> Tensor:
+        """A state in the reference's variables (converted back; equal within rounding)."""
+        plan = self.plan
+        if key == "v":
+            u = state.mem
+            if plan.spiking and plan.reset_delay:  # snnTorch's membrane is not reset yet
+                if plan.reset == "subtract":
+                    u = u - plan.theta_sub * state.z
+                else:
+                    u = u * (1 - state.z)
+            return u if plan.shift is None else u + plan.shift
+        syn = state.syn
+        assert syn is not None and plan.i_scale is not None
+        if bool((plan.i_scale == 0).any()):
+            raise NIRError("cannot record the current where c*r = 0: snnTorch's current is "
+                           "then scaled to zero", field="record")
+        if self.has_g:
+            g = self._g_current(state)
+            syn = syn - g
+        return plan.i_decay * (syn / plan.i_scale)  # type: ignore[operator]
+
+    def _g_current(self, state: NeuronState) -> Tensor:
+        return state.g if state.g is not None else torch.zeros((), dtype=self.dtype,
+                                                               device=self.device)
+
+
+class Delay(_Stateful):
+    """NIR ``Delay``: ``y[t] = x[t - d]`` per element, ``d = round(delay / dt)`` steps (a torch
+    delay line; snnTorch has no delay)."""
+
+    def __init__(self, steps: np.ndarray, shape: Shape, dtype: torch.dtype,
+                 device: torch.device) -> None:
+        super().__init__()
+        self.shape, self.dtype, self.device = shape, dtype, device
+        self.depth = int(steps.max()) if steps.size else 0
+        self.uniform = steps.size == 1 or bool(np.all(steps == steps.reshape(-1)[0]))
+        self.d = int(steps.reshape(-1)[0]) if steps.size else 0
+        self.steps = torch.as_tensor(np.broadcast_to(steps, shape).copy(), device=device)
+
+    def init_state(self, batch: int) -> Tensor:
+        return torch.zeros(self.depth, batch, *self.shape, dtype=self.dtype, device=self.device)
+
+    def run(self, x: Tensor, state: Tensor, out: Tensor,
+            record: dict[str, Tensor] | None) -> Tensor:
+        if self.depth == 0:
+            out.copy_(x)
+            return state
+        tc = x.shape[0]
+        buf = torch.cat([state, x], dim=0)
+        if self.uniform:
+            start = self.depth - self.d
+            out.copy_(buf[start:start + tc])
+        else:
+            t = torch.arange(tc, device=self.device).view(tc, *([1] * len(self.shape)))
+            idx = (self.depth + t - self.steps).unsqueeze(1).expand(tc, x.shape[1], *self.shape)
+            out.copy_(torch.gather(buf, 0, idx))
+        return buf[tc:].clone()
+
+    def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        out = torch.empty_like(x).unsqueeze(0)
+        state = self.run(x.unsqueeze(0), state, out, None)
+        return out[0], state
+
+
+class Scale(nn.Module):
+    """NIR ``Scale``: ``y = x * s``."""
+
+    def __init__(self, scale: Tensor) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+class Threshold(nn.Module):
+    """NIR ``Threshold``: ``y = x > theta`` (``x >= theta`` with ``threshold = "ge"``)."""
+
+    def __init__(self, theta: Tensor, ge: bool) -> None:
+        super().__init__()
+        self.theta, self.ge = theta, ge
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x >= self.theta if self.ge else x > self.theta).to(x.dtype)
+
+
+class Reshape(nn.Module):
+    """NIR ``Flatten``: a per-sample reshape to the inferred output shape."""
+
+    def __init__(self, shape: Shape) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+
+def _linear(weight: np.ndarray | Tensor, bias: np.ndarray | Tensor | None, dtype: torch.dtype,
+            device: torch.device) -> nn.Linear:
+    w = torch.as_tensor(weight, device=device).to(dtype)
+    layer = nn.utils.skip_init(nn.Linear, w.shape[1], w.shape[0], bias=bias is not None,
+                               device=device, dtype=dtype)
+    with torch.no_grad():
+        layer.weight.copy_(w)
+        if bias is not None:
+            layer.bias.copy_(torch.as_tensor(bias, device=device).to(dtype))
+    return layer
+
+
+def _conv(nd: int, p: dict[str, Any], dtype: torch.dtype, device: torch.device) -> nn.Module:
+    w = p["weight"]
+    has_bias = bool(np.any(p["bias"]))  # the reference passes no bias when it is all zero
+    cls = nn.Conv1d if nd == 1 else nn.Conv2d
+    layer = nn.utils.skip_init(cls, w.shape[1] * p["groups"], w.shape[0], tuple(w.shape[2:]),
+                               stride=p["stride"], padding=p["padding"],
+                               dilation=p["dilation"], groups=p["groups"], bias=has_bias,
+                               device=device, dtype=dtype)
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(w, device=device).to(dtype))
+        if has_bias:
+            layer.bias.copy_(torch.as_tensor(p["bias"], device=device).to(dtype))
+    return layer
+
+
+def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape: Shape,
+               sem: Semantics, dtype: torch.dtype, device: torch.device) -> nn.Module:
+    """The module of one validated node (neurons: an unfused :class:`SnnNeuron`)."""
+    dt = sem.require_dt()
+    if isinstance(node, (nir.Input, nir.Output, Identity)):
+        return nn.Identity()
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        return _linear(p["weight"], p.get("bias"), dtype, device)
+    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
+        return _conv(1 if isinstance(node, nir.Conv1d) else 2, p, dtype, device)
+    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+        return nn.AvgPool2d(p["kernel_size"], p["stride"], p["padding"], count_include_pad=True,
+                            divisor_override=1 if isinstance(node, nir.SumPool2d) else None)
+    if isinstance(node, nir.Flatten):
+        return Reshape(out_shape)
+    if isinstance(node, nir.Scale):
+        return Scale(_tensor(p["scale"], dtype, device))
+    if isinstance(node, nir.Threshold):
+        return Threshold(_tensor(p["threshold"], dtype, device), sem.threshold == "ge")
+    if isinstance(node, nir.Delay):
+        with np.errstate(all="ignore"):
+            steps = np.round(p["delay"] / dt).astype(np.int64)
+        return Delay(steps, in_shape, dtype, device)
+    if isinstance(node, _NEURONS):
+        return SnnNeuron(plan_neuron(node, p, sem, dtype, device), in_shape, dtype, device)
+    raise NIRError(f"the snntorch target has no mapping for {type(node).__name__}", field="type")
+
+
+# --------------------------------------------------------------------------------------------
+# recurrent patterns -> RLeaky / RSynaptic
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Fusion:
+    """A cycle ``neuron -> loop -> neuron`` run as one RLeaky/RSynaptic.
+
+    loop: the name of the recurrent ``Linear``/``Affine``/``Scale`` node (None: a self-edge).
+    """
+
+    neuron: str
+    loop: str | None
+
+
+def find_fusion(checked: Checked, members: tuple[str, ...], sem: Semantics) -> Fusion | None:
+    """The RLeaky/RSynaptic pattern of a cyclic unit, when it maps exactly."""
+    flat = checked.flat
+    if len(members) == 1:
+        (n,) = members
+        loop = None
+        if (n, n) not in checked.back:
+            return None
+    elif len(members) == 2:
+        n, loop = members
+        if not (isinstance(flat.nodes[loop], (nir.Linear, nir.Affine, nir.Scale))
+                and flat.preds[loop] == [n] and flat.succs[loop] == [n]
+                and (loop, n) in checked.back):
+            return None
+    else:
+        return None
+    node = flat.nodes[n]
+    if not isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF)):
+        return None
+    if loop is not None and isinstance(flat.nodes[loop], (nir.Linear, nir.Affine)):
+        if len(checked.in_shapes[n]) != 1:
+            return None  # RLeaky's linear recurrence acts on [B, n]
+        if np.any(checked.params[loop].get("bias", 0.0) != 0):
+            # RLeaky adds its recurrent bias from step 1 on (Linear(0) = bias), but a back
+            # edge carries 0 at step 1: the module steps this loop itself
+            return None
+    if sem.reset == "value":
+        if isinstance(node, nir.CubaLIF):
+            return None  # RSynaptic's immediate reset is broken in 1.0.0 (module docstring)
+        p = checked.params[n]
+        theta = p["v_threshold"] - p["v_reset"]
+        if np.any(theta <= 0 if sem.threshold == "ge" else theta < 0):
+            return None  # RLeaky needs reset_delay=False, exact only for v_th >= v_reset
+    return Fusion(n, loop)
+
+
+def _fused_layer(checked: Checked, fusion: Fusion, sem: Semantics, dtype: torch.dtype,
+                 device: torch.device) -> SnnNeuron:
+    flat, n = checked.flat, fusion.neuron
+    shape = checked.in_shapes[n]
+    plan = plan_neuron(flat.nodes[n], checked.params[n], sem, dtype, device, recurrent=True)
+    one = torch.ones((), dtype=dtype, device=device)
+    gain = plan.scale if plan.scale is not None else one  # what the input is multiplied by
+    recurrent: nn.Module
+    if fusion.loop is None:
+        recurrent = Scale(gain.clone())
+    else:
+        loop_node, p = flat.nodes[fusion.loop], checked.params[fusion.loop]
+        if isinstance(loop_node, nir.Scale):
+            recurrent = Scale(gain * _tensor(p["scale"], dtype, device))
+        else:
+            rows = gain.expand(shape).to(torch.float64).cpu().numpy()
+            w = rows[:, None] * p["weight"]
+            b = rows * p["bias"] if "bias" in p else np.zeros(shape)
+            recurrent = _linear(w, b, dtype, device)
+    return SnnNeuron(plan, shape, dtype, device, recurrent=recurrent)
+
+
+# --------------------------------------------------------------------------------------------
+# the network
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class NetworkState:
+    """nodes: node name -> its state (:class:`NeuronState` or a delay line). prev: source of
+    each recurrent edge stepped by this module -> its last output."""
+
+    nodes: dict[str, Any] = field(default_factory=dict)
+    prev: dict[str, Tensor] = field(default_factory=dict)
+
+
+class SnnTorchNetwork(nn.Module):
+    """A validated NIR graph as snnTorch neurons and torch layers.
+
+    ``forward(inputs, state=None, record=())`` runs ``[T, B, *shape]`` inputs (a tensor, or a
+    dict keyed by the graph's Input nodes) and returns ``(results, state)``: each Output node
+    and each recorded name (a node's output, or ``"<neuron>.v"`` / ``"<neuron>.i"``, converted
+    back to the reference's variables) maps to ``[T, B, ...]``.
+    """
+
+    def __init__(self, checked: Checked, semantics: Semantics, *, dtype: Any = None,
+                 device: Any = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                 stepwise: bool = False, fuse: bool = True) -> None:
+        super().__init__()
+        self.checked, self.semantics = checked, semantics
+        self.dt = semantics.require_dt()
+        self.dtype = resolve_dtype(dtype)
+        self.device = torch.device(device) if device is not None else default_device()
+        self.chunk_bytes, self.stepwise = int(chunk_bytes), bool(stepwise)
+        flat = checked.flat
+        self.fusions: dict[int, Fusion] = {}
+        if fuse:
+            for ui, unit in enumerate(checked.units):
+                found = find_fusion(checked, unit.members, semantics) if unit.cyclic else None
+                if found is not None:
+                    self.fusions[ui] = found
+        fused = {f.neuron: f for f in self.fusions.values()}
+        self.names = list(flat.nodes)
+        self.index = {name: k for k, name in enumerate(self.names)}
+        layers: list[nn.Module] = []
+        for name, node in flat.nodes.items():
+            if name in fused:
+                layers.append(_fused_layer(checked, fused[name], semantics, self.dtype,
+                                           self.device))
+            else:
+                layers.append(make_layer(node, checked.params[name], checked.in_shapes[name],
+                                         checked.out_shapes[name], semantics, self.dtype,
+                                         self.device))
+        self.layers = nn.ModuleList(layers)
+        # back edges stepped here (those of fused loops live inside RLeaky/RSynaptic)
+        inner = {(f.loop or f.neuron, f.neuron) for f in self.fusions.values()}
+        self.back = sorted(e for e in checked.back if e not in inner)
+
+    def layer(self, name: str) -> nn.Module:
+        return self.layers[self.index[name]]
+
+    def initial_state(self, batch: int) -> NetworkState:
+        c = self.checked
+        return NetworkState(
+            nodes={n: m.init_state(batch) for n, m in zip(self.names, self.layers, strict=True)
+                   if isinstance(m, _Stateful)},
+            prev={src: torch.zeros(batch, *c.out_shapes[src], dtype=self.dtype,
+                                   device=self.device) for src, _ in self.back})
+
+    def _parse_record(self, record: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
+        nodes = self.checked.flat.nodes
+        parsed: dict[str, tuple[str, str | None]] = {}
+        for key in record:
+            if key in nodes:
+                parsed[key] = (key, None)
+                continue
+            node, _, state = key.rpartition(".")
+            layer = self.layer(node) if node in self.index else None
+            if isinstance(layer, _Stateful) and state in layer.state_names:
+                parsed[key] = (node, state)
+                continue
+            raise NIRError(
+                f"cannot record {key!r}: not a node name, nor '<neuron>.v' / '<neuron>.i' "
+                f"(nodes: {', '.join(nodes)})", node=key, field="record")
+        return parsed
+
+    def forward(self, inputs: Any, state: NetworkState | None = None,
+                record: tuple[str, ...] = ()) -> tuple[dict[str, Tensor], NetworkState]:
+        c, flat = self.checked, self.checked.flat
+        if isinstance(inputs, Tensor):
+            if len(flat.inputs) != 1:
+                raise NIRError(f"the graph has {len(flat.inputs)} Input nodes: pass a dict",
+                               field="inputs")
+            inputs = {flat.inputs[0]: inputs}
+        xs = {n: inputs[n].to(device=self.device, dtype=self.dtype) for n in flat.inputs}
+        first = xs[flat.inputs[0]]
+        T, B = int(first.shape[0]), int(first.shape[1])
+        if state is None:
+            state = self.initial_state(B)
+        recs = self._parse_record(tuple(record))
+        results: dict[str, Tensor] = {
+            n: torch.empty(T, B, *c.out_shapes[n], dtype=self.dtype, device=self.device)
+            for n in flat.outputs}
+        for key, (node, st) in recs.items():
+            if key not in results:
+                shape = c.out_shapes[node] if st is None else c.in_shapes[node]
+                results[key] = torch.empty(T, B, *shape, dtype=self.dtype, device=self.device)
+        state_recs: dict[str, dict[str, Tensor]] = {}
+        for key, (node, st) in recs.items():
+            if st is not None:
+                state_recs.setdefault(node, {})[st] = results[key]
+        keep = set(flat.outputs) | {node for node, st in recs.values() if st is None}
+        last_use: dict[str, int] = {}
+        for ui, unit in enumerate(c.units):
+            for m in unit.members:
+                for src in flat.preds[m]:
+                    last_use[src] = max(last_use.get(src, -1), ui)
+        # the reference's chunking, so that matrix products see the same number of rows
+        per_step = B * torch.finfo(self.dtype).bits // 8 * sum(
+            math.prod(s) for s in c.out_shapes.values())
+        tc = 1 if self.stepwise else max(1, min(T, self.chunk_bytes // max(per_step, 1)))
+        with torch.no_grad():
+            for t0 in range(0, T, tc):
+                t1 = min(T, t0 + tc)
+                vals: dict[str, Tensor] = {n: xs[n][t0:t1] for n in flat.inputs}
+                for ui, unit in enumerate(c.units):
+                    if ui in self.fusions:
+                        self._run_fused(self.fusions[ui], vals, state, t1 - t0, B, t0,
+                                        state_recs, keep)
+                    elif unit.cyclic:
+                        self._run_cycle(unit.members, vals, state, t1 - t0, B, t0, state_recs)
+                    elif unit.members[0] not in vals:
+                        name = unit.members[0]
+                        vals[name] = self._run_node(name, flat.preds[name], vals, state,
+                                                    t1 - t0, B, t0, state_recs)
+                    for src in [s for s, u in last_use.items() if u == ui]:
+                        if src not in keep and src in vals:
+                            del vals[src]
+                for name in flat.outputs:
+                    results[name][t0:t1] = vals[name]
+                for key, (node, st) in recs.items():
+                    if st is None and key not in flat.outputs:
+                        results[key][t0:t1] = vals[node]
+        return results, state
+
+    def _run_node(self, name: str, preds: list[str], vals: dict[str, Tensor],
+                  state: NetworkState, n: int, B: int, t0: int,
+                  state_recs: dict[str, dict[str, Tensor]]) -> Tensor:
+        layer = self.layer(name)
+        x = vals[preds[0]]
+        for src in preds[1:]:
+            x = x + vals[src]
+        if not isinstance(layer, _Stateful):
+            y = layer(x.reshape(n * B, *x.shape[2:]))
+            return y.reshape(n, B, *y.shape[1:])
+        out = torch.empty(n, B, *self.checked.out_shapes[name], dtype=self.dtype,
+                          device=self.device)
+        rec = {k: v[t0:t0 + n] for k, v in state_recs.get(name, {}).items()}
+        state.nodes[name] = layer.run(x, state.nodes[name], out, rec or None)
+        return out
+
+    def _run_fused(self, fusion: Fusion, vals: dict[str, Tensor], state: NetworkState, n: int,
+                   B: int, t0: int, state_recs: dict[str, dict[str, Tensor]],
+                   keep: set[str]) -> None:
+        flat, name = self.checked.flat, fusion.neuron
+        loop = fusion.loop or name
+        preds = [src for src in flat.preds[name] if src != loop]
+        vals[name] = self._run_node(name, preds, vals, state, n, B, t0, state_recs)
+        if fusion.loop is not None and fusion.loop in keep:  # its output is recorded
+            loop_layer = self.layer(fusion.loop)
+            z = vals[name]
+            y = loop_layer(z.reshape(n * B, *z.shape[2:]))
+            vals[fusion.loop] = y.reshape(n, B, *y.shape[1:])
+
+    def _run_cycle(self, members: tuple[str, ...], vals: dict[str, Tensor],
+                   state: NetworkState, n: int, B: int, t0: int,
+                   state_recs: dict[str, dict[str, Tensor]]) -> None:
+        c, flat = self.checked, self.checked.flat
+        inside = set(members)
+        outs = {m: torch.empty(n, B, *c.out_shapes[m], dtype=self.dtype, device=self.device)
+                for m in members}
+        prev = state.prev
+        for t in range(n):
+            cur: dict[str, Tensor] = {}
+            for m in members:
+                parts = [prev[src] if (src, m) in c.back else cur[src] if src in inside
+                         else vals[src][t] for src in flat.preds[m]]
+                x = parts[0]
+                for part in parts[1:]:
+                    x = x + part
+                layer = self.layer(m)
+                if isinstance(layer, _Stateful):
+                    y, state.nodes[m] = layer.step(x, state.nodes[m])
+                    for key, buf in state_recs.get(m, {}).items():
+                        buf[t0 + t] = layer.read(state.nodes[m], key)
+                else:
+                    y = layer(x)
+                cur[m] = y
+                outs[m][t] = y
+            for src in prev:
+                if src in inside:
+                    prev[src] = cur[src]
+        vals.update(outs)
+
+
+# --------------------------------------------------------------------------------------------
+# the target
+# --------------------------------------------------------------------------------------------
+
+_OPTIONS = ("chunk_bytes", "stepwise", "fuse")
+
+
+class SnnTorchTarget:
+    name = NAME
+    description = (f"snnTorch {SNNTORCH_VERSION} neurons (Leaky, Synaptic, RLeaky, RSynaptic) "
+                   "and torch layers; equal to the reference within float rounding")
+
+    def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
+        return violations(checked, semantics)
+
+    def lower(self, checked: Checked, semantics: Semantics,
+              options: Options) -> SnnTorchNetwork:
+        extra = dict(options.extra or {})
+        unknown = sorted(set(extra) - set(_OPTIONS))
+        if unknown:
+            raise NIRError(f"unknown option(s) for the snntorch target: {', '.join(unknown)} "
+                           f"(known: {', '.join(_OPTIONS)})", field="options")
+        found = violations(checked, semantics)
+        if found:
+            raise NIRError("the snntorch target cannot run this graph: "
+                           + "; ".join(str(v) for v in found), field="target")
+        return SnnTorchNetwork(checked, semantics, dtype=options.dtype, device=options.device,
+                               **extra)
+
+    def run(self, lowered: SnnTorchNetwork, inputs: Mapping[str, Tensor],
+            record: tuple[str, ...]) -> dict[str, Tensor]:
+        results, _ = lowered(dict(inputs), record=tuple(record))
+        return results
+
+
+TARGET = SnnTorchTarget()
+
+
+# --------------------------------------------------------------------------------------------
+# the dialect: files written by snntorch.export_nir.export_to_nir
+# --------------------------------------------------------------------------------------------
+
+#: Node types snntorch.export_nir writes (anything else: not an snnTorch export).
+_EXPORTED_TYPES = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d,
+                   nir.Flatten, nir.LIF, nir.CubaLIF, nir.NIRGraph)
+_META_KEYS = ("dt", "semantics_version", *CHOICES)
+
+
+def _walk(graph: nir.NIRGraph, prefix: str = "") -> list[tuple[str, nir.NIRNode]]:
+    found: list[tuple[str, nir.NIRNode]] = []
+    for name, node in graph.nodes.items():
+        found.append((prefix + str(name), node))
+        if isinstance(node, nir.NIRGraph):
+            found.extend(_walk(node, f"{prefix}{name}."))
+    return found
+
+
+def _arr(value: Any) -> np.ndarray:
+    """A parameter as float64 (NaN when absent or not numeric: it then matches nothing)."""
+    if value is None:
+        return np.full((), np.nan)
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.full((), np.nan)
+
+
+def _zero(value: Any) -> bool:
+    return bool(np.all(_arr(value) == 0))
+
+
+def _is_over_dt(num: Any, den: Any) -> bool:
+    """``num == den / EXPORT_DT`` within float32 rounding (inf == inf allowed)."""
+    a, b = _arr(num), _arr(den)
+    with np.errstate(all="ignore"):
+        return bool(np.all(np.isclose(a, b / EXPORT_DT, rtol=1e-5, atol=0.0)))
+
+
+class SnnTorchDialect:
+    """Recognise and normalise NIR files written by ``snntorch.export_nir.export_to_nir``.
+
+    Heuristic (conservative): no nrf-nir metadata (no ``dt``, no semantics keys); only the
+    node types that exporter writes; at least one ``LIF``/``CubaLIF``; and every one of them
+    carries its signature: ``r = tau/1e-4`` (``tau_mem`` for CubaLIF), ``w_in = tau_syn/1e-4``,
+    ``v_leak = 0`` and ``v_reset = 0`` everywhere (relative tolerance 1e-5: float32 values).
+
+    reset: the reset mechanism assumed for every neuron, which the file does not record:
+    "subtract" (snnTorch's default, with its default ``reset_delay=True``) or "zero".
+    """
+
+    name = NAME
+
+    def __init__(self, reset: str = "subtract") -> None:
+        if reset not in ("subtract", "zero"):
+            raise NIRError(f"reset must be 'subtract' or 'zero', got {reset!r}", field="reset")
+        self.reset = reset
+
+    def detect(self, graph: nir.NIRGraph) -> str | None:
+        meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+        if any(k in meta for k in _META_KEYS):
+            return None
+        neurons = 0
+        for _, node in _walk(graph):
+            if not isinstance(node, _EXPORTED_TYPES):
+                return None
+            if isinstance(node, (nir.LIF, nir.CubaLIF)):
+                neurons += 1
+                if not (_zero(node.v_leak) and _zero(getattr(node, "v_reset", 0.0))):
+                    return None
+                if isinstance(node, nir.LIF) and not _is_over_dt(node.r, node.tau):
+                    return None
+                if isinstance(node, nir.CubaLIF) and not (
+                        _is_over_dt(node.r, node.tau_mem)
+                        and _is_over_dt(node.w_in, node.tau_syn)):
+                    return None
+        if not neurons:
+            return None
+        return ("every LIF/CubaLIF has r = tau/1e-4 (w_in = tau_syn/1e-4), v_leak = 0 and "
+                "v_reset = 0: the signature of snntorch.export_nir (dt = 1e-4 s hard-coded)")
+
+    def normalize(self, graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
+        g = copy.deepcopy(graph)
+        dt = EXPORT_DT
+        notes = [f"dt = {dt:g} s, the time step snntorch.export_nir hard-codes (r = tau/dt); "
+                 "initial membranes and currents 0, as snnTorch starts them; spikes on "
+                 "mem > threshold"]
+        subtract = self.reset == "subtract"
+        if subtract:
+            notes.append(
+                "reset assumed 'subtract' with reset_delay=True (snnTorch's defaults; the file "
+                "does not record the reset): snnTorch subtracts the threshold after the decay "
+                "(mem = beta*mem + x - th*z[t-1]), so v_reset is set to v_th*(1 - 1/beta) and "
+                "the reference subtracts v_th - v_reset = v_th/beta before the decay")
+        else:
+            notes.append("reset assumed 'zero' (as asked): the contract's reset to v_reset = 0")
+        bad_beta: list[str] = []
+        cuba_zero: list[str] = []
+        replaced: dict[str, nir.NIRNode] = {}
+        w_in_fixed = False
+        for name, node in _walk(g):
+            if not isinstance(node, (nir.LIF, nir.CubaLIF)):
+                continue
+            tau = _arr(node.tau if isinstance(node, nir.LIF) else node.tau_mem)
+            v_th = _arr(node.v_threshold)
+            with np.errstate(all="ignore"):
+                beta = 1.0 - dt / tau
+            if isinstance(node, nir.CubaLIF):
+                w_in, tau_syn = _arr(node.w_in), _arr(node.tau_syn)
+                with np.errstate(all="ignore"):
+                    node.w_in = w_in * (dt / tau_syn)
+                w_in_fixed = True
+                if not subtract:
+                    cuba_zero.append(name)
+            if isinstance(node, nir.LIF) and np.all(np.isinf(tau)):
+                # beta = 1: snnTorch integrates without leak; NIR's LIF cannot (tau = inf)
+                replaced[name] = nir.IF(r=np.full(tau.shape, 1.0 / dt),
+                                        v_threshold=np.asarray(node.v_threshold),
+                                        v_reset=np.zeros(np.shape(node.v_threshold)))
+                continue
+            if subtract:
+                if np.any(beta <= 0):
+                    bad_beta.append(name)
+                with np.errstate(all="ignore"):
+                    v_reset = np.where(beta > 0, v_th * (1.0 - 1.0 / np.where(beta > 0, beta,
+                                                                                  1.0)), 0.0)
+                node.v_reset = np.broadcast_to(v_reset, np.broadcast_shapes(
+                    v_reset.shape, np.shape(node.v_threshold))).copy()
+        infinite = [name for name, node in _walk(g) if isinstance(node, nir.CubaLIF) and not (
+            np.all(np.isfinite(_arr(node.tau_syn))) and np.all(np.isfinite(_arr(node.tau_mem))))]
+        infinite += [name for name, node in _walk(g) if isinstance(node, nir.LIF)
+                     and name not in replaced and not np.all(np.isfinite(_arr(node.tau)))]
+        if infinite:
+            notes.append("cannot express alpha = 1 or beta = 1 (tau = inf) here: NIR time "
+                         f"constants must be finite (the graph will not validate): "
+                         f"{', '.join(infinite)}")
+        if w_in_fixed:
+            notes.append("CubaLIF w_in multiplied by dt/tau_syn: snnTorch writes w_in = "
+                         "tau_syn/dt, but its Synaptic adds the input to the current unscaled "
+                         "(syn = alpha*syn + x), which is the contract's jump i += w_in*x with "
+                         "w_in = 1")
+        if replaced:
+            _replace_nodes(g, replaced)
+            notes.append(f"LIF with beta = 1 (tau = inf) written as IF(r = 1/dt): "
+                         f"{', '.join(sorted(replaced))}")
+        if bad_beta:
+            notes.append("cannot express snnTorch's subtract reset where beta = 0 (tau = dt; "
+                         "the threshold is subtracted after a complete decay); v_reset left 0 "
+                         f"there, spikes after a spike may differ: {', '.join(bad_beta)}")
+        if not subtract:
+            cuba_zero = sorted(set(cuba_zero) | set(_loop_neurons(g)))
+        if cuba_zero:
+            notes.append("cannot express snnTorch's Synaptic/RLeaky/RSynaptic zero reset (after "
+                         "a spike it zeroes the whole next step, dropping that step's input); "
+                         f"the contract's value reset is used instead: {', '.join(cuba_zero)}")
+        negative = [name for name, node in _walk(g) if isinstance(node, (nir.LIF, nir.CubaLIF))
+                    and np.any(_arr(node.v_threshold) < 0)]
+        if negative:
+            notes.append("snnTorch resets a membrane of 0 that lies above a negative threshold "
+                         "before the first step; the contract does not (threshold < 0 in "
+                         f"{', '.join(negative)})")
+        moved = _move_loop_biases(g)
+        if moved:
+            notes.append("snnTorch's RLeaky/RSynaptic add their recurrent bias from the first "
+                         "step on (nn.Linear of the initial zero spikes), but a NIR back edge "
+                         "carries 0 at step 1: the recurrent bias is moved onto the forward "
+                         f"input (an identity Affine) for {', '.join(moved)}")
+        dims = _strip_batch_dims(g)
+        if dims:
+            notes.append("leading batch dimension of size 1 removed from the shapes of "
+                         f"{', '.join(dims)} (the graph does not validate with it)")
+        write_semantics(g, Semantics(dt=dt, reset="subtract" if subtract else "value",
+                                     integration="euler", threshold="gt",
+                                     initial_state="zero", producer="snntorch",
+                                     producer_version="unknown"))
+        return g, notes
+
+
+def _replace_nodes(graph: nir.NIRGraph, replaced: dict[str, nir.NIRNode]) -> None:
+    for name, new in replaced.items():
+        parts = name.split(".")
+        holder = graph
+        # dotted names may be literal top-level keys (nirtorch flattens subgraphs that way)
+        if name in holder.nodes:
+            holder.nodes[name] = new
+            continue
+        for part in parts[:-1]:
+            holder = holder.nodes[part]
+        holder.nodes[parts[-1]] = new
+
+
+def _loop_neurons(graph: nir.NIRGraph, prefix: str = "") -> list[str]:
+    """LIF/CubaLIF nodes in a two-node loop or with a self-edge (RLeaky/RSynaptic exports)."""
+    found: list[str] = []
+    edges = {(str(a), str(b)) for a, b in graph.edges}
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            found.extend(_loop_neurons(node, f"{prefix}{name}."))
+        elif isinstance(node, (nir.LIF, nir.CubaLIF)) and any(
+                a == name and (b, a) in edges for a, b in edges):
+            found.append(prefix + str(name))
+    return found
+
+
+def _move_loop_biases(graph: nir.NIRGraph, prefix: str = "") -> list[str]:
+    """Rewrite each loop ``neuron -> Affine(W, b) -> neuron`` (the Affine used only there) as
+    ``neuron -> Linear(W) -> neuron`` plus an identity ``Affine(I, b)`` on the neuron's first
+    forward input, in every (nested) graph. Returns the loop node names."""
+    moved: list[str] = []
+    for name, node in list(graph.nodes.items()):
+        if isinstance(node, nir.NIRGraph):
+            moved.extend(_move_loop_biases(node, f"{prefix}{name}."))
+    edges = [(str(a), str(b)) for a, b in graph.edges]
+    for w_name, w in list(graph.nodes.items()):
+        if not isinstance(w, nir.Affine) or _zero(w.bias):
+            continue
+        ins = [a for a, b in edges if b == w_name]
+        outs = [b for a, b in edges if a == w_name]
+        if len(ins) != 1 or outs != ins:
+            continue
+        lif = ins[0]
+        if not isinstance(graph.nodes.get(lif), (nir.LIF, nir.CubaLIF)):
+            continue
+        feeds = [a for a, b in edges if b == lif and a != w_name]
+        if not feeds:
+            continue
+        weight, bias = _arr(w.weight), _arr(w.bias)
+        graph.nodes[w_name] = nir.Linear(weight=weight)
+        new = f"{w_name}_bias"
+        while new in graph.nodes:
+            new += "_"
+        n = weight.shape[0]
+        graph.nodes[new] = nir.Affine(weight=np.eye(n), bias=np.broadcast_to(bias, (n,)).copy())
+        k = edges.index((feeds[0], lif))
+        edges[k:k + 1] = [(feeds[0], new), (new, lif)]
+        moved.append(prefix + w_name)
+    graph.edges = edges
+    return moved
+
+
+def _strip_batch_dims(graph: nir.NIRGraph) -> list[str]:
+    """Drop a leading size-1 axis from Input/Output types when the graph does not validate
+    with it but does without it (older nirtorch exports kept the batch axis)."""
+    from nrf_nir.validate import validate
+
+    try:
+        validate(graph)
+        return []
+    except NIRError:
+        pass
+    trial = copy.deepcopy(graph)
+    changed: list[str] = []
+    for name, node in _walk(trial):
+        for attr in ("input_type", "output_type"):
+            types = getattr(node, attr, None)
+            if not isinstance(node, (nir.Input, nir.Output)) or not isinstance(types, dict):
+                continue
+            for key, shape in list(types.items()):
+                arr = np.asarray(shape).reshape(-1)
+                if arr.size >= 2 and arr[0] == 1:
+                    types[key] = arr[1:]
+                    if name not in changed:
+                        changed.append(name)
+    if not changed:
+        return []
+    try:
+        validate(trial)
+    except NIRError:
+        return []
+    graph.nodes = trial.nodes
+    return changed
+
+
+DIALECT = SnnTorchDialect()
