@@ -1,0 +1,999 @@
+"""The ``rockpool`` target and the Rockpool NIR dialect.
+
+**Target.** A validated NIR graph becomes Rockpool 3.1 float modules (``LIFTorch``,
+``LIFNeuronTorch``, ``LinearTorch``; torch layers wrapped with Rockpool's
+``TorchModule.from_torch``) driven by a small scheduler for the graph structure, with parameters
+translated so that each module computes docs/semantics.md's equations (see
+docs/targets/rockpool.md for the table and the measured agreement).
+
+======================  ==================================================================
+NIR node                Rockpool module
+======================  ==================================================================
+CubaLIF / CubaLI        ``LIFTorch(leak_mode="decays")``: ``alpha = 1 - c_mem``,
+                        ``beta = 1 - c_syn`` (exponential: ``exp(-dt/tau)``), input scaled
+                        by ``k*w_in`` with ``k = c_mem*r/beta``, ``bias = c_mem*v_leak``;
+                        a Linear self-loop becomes ``w_rec``; CubaLI: no spikes, ``y = vmem``;
+                        a synaptic decay of 0 everywhere: as LIF with input ``w_in*x``
+LIF / LI / IF / I       ``LIFNeuronTorch``: ``tau_mem`` chosen so that Rockpool's own
+                        ``exp(-dt/tau_mem)`` is exactly ``1 - c`` in float32 (IF/I:
+                        ``tau_mem = inf``), input scaled by ``c*r`` (IF/I: ``dt*r``),
+                        ``bias = c*v_leak``; LI/I: no spikes, ``y = vmem``
+Affine / Linear         ``LinearTorch`` (``weight = W.T``, bias for Affine)
+Conv, pooling, Flatten, torch layers made Rockpool modules by ``TorchModule.from_torch``
+Scale, Threshold
+Input/Output/Identity   pass-through
+======================  ==================================================================
+
+Rockpool neurons reset by subtracting their threshold and spike on ``v >= threshold``
+(``StepPWL``); the contract's ``subtract`` reset maps with the membrane shifted by ``v_reset``
+(Rockpool threshold ``v_th - v_reset``), ``max_spikes_per_dt = 1`` gives one spike per step, and
+``threshold = "gt"`` uses :class:`StepStrict` (``v > threshold``) as ``spike_generation_fn``.
+Value reset, Delay and recurrent cycles other than a CubaLIF's Linear self-loop have no Rockpool
+equivalent: ``check`` lists them.
+
+**Dialect.** :data:`DIALECT` recognises files written by Rockpool's ``to_nir`` and rewrites
+them into the contract (see :class:`RockpoolDialect`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import nir
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from nrf_nir.errors import NIRError
+from nrf_nir.reference import DEFAULT_CHUNK_BYTES
+from nrf_nir.semantics import Semantics, write_semantics
+from nrf_nir.targets import Options, Violation
+from nrf_nir.validate import Checked, Identity, Shape
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import rockpool
+    from rockpool.nn.modules.torch import LIFNeuronTorch, LIFTorch, LinearTorch, TorchModule
+    from rockpool.nn.modules.torch.lif_neuron_torch import tau_to_decay
+    from rockpool.nn.modules.torch.lif_torch import StepPWL
+
+NAME = "rockpool"
+ROCKPOOL_VERSION = getattr(rockpool, "__version__", "unknown")
+
+_SPIKING = (nir.IF, nir.LIF, nir.CubaLIF)
+_CUBA = (nir.CubaLI, nir.CubaLIF)
+_MEMBRANE = (nir.I, nir.IF, nir.LI, nir.LIF)
+_NEURONS = _CUBA + _MEMBRANE
+_LEAKS = ("exact", "tau")
+
+
+# --------------------------------------------------------------------------------------------
+# spike generation functions (Rockpool's ``spike_generation_fn`` extension point)
+# --------------------------------------------------------------------------------------------
+
+class StepStrict(StepPWL):
+    """One event where ``v > threshold`` (the contract's ``gt``); StepPWL's surrogate gradient.
+
+    Rockpool's own ``StepPWL`` emits ``floor(v/threshold)`` events where ``v >= threshold``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, threshold: Tensor = torch.tensor(1.0),  # noqa: B008
+                window: Tensor = torch.tensor(0.5),  # noqa: B008
+                max_spikes_per_dt: Tensor = torch.tensor(1.0)) -> Tensor:  # noqa: B008
+        ctx.save_for_backward(x, threshold)
+        ctx.window = window
+        return (x > threshold).to(x.dtype)
+
+
+class StepAtLeast(StepPWL):
+    """One event where ``v >= threshold``, for any sign of the threshold (StepPWL's
+    ``floor(v/threshold)`` counts events only for a positive threshold)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, threshold: Tensor = torch.tensor(1.0),  # noqa: B008
+                window: Tensor = torch.tensor(0.5),  # noqa: B008
+                max_spikes_per_dt: Tensor = torch.tensor(1.0)) -> Tensor:  # noqa: B008
+        ctx.save_for_backward(x, threshold)
+        ctx.window = window
+        return (x >= threshold).to(x.dtype)
+
+
+class NoSpike(torch.autograd.Function):
+    """No events: a non-spiking node (LI, CubaLI, I) whose output is the membrane."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, threshold: Any = None, window: Any = None,
+                max_spikes_per_dt: Any = None) -> Tensor:
+        return torch.zeros_like(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Any, ...]:
+        return torch.zeros_like(grad_output), None, None, None
+
+
+# --------------------------------------------------------------------------------------------
+# parameter translation
+# --------------------------------------------------------------------------------------------
+
+def _f32(x: Any) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64).astype(np.float32)
+
+
+@dataclass
+class NeuronPlan:
+    """The Rockpool parameters of one neuron node, flattened to ``n`` neurons.
+
+    alpha / beta: membrane / synaptic decay factors (float32). tau_mem: LIFNeuronTorch's time
+    constant (float32) whose ``exp(-dt/tau_mem)`` Rockpool computes. scale: input multiplier
+    (None: exactly 1). k: ratio of Rockpool's synaptic state to the contract's ``i``.
+    shift: ``v_reset`` subtracted from the membrane (None: 0). decay_mismatch: neurons whose
+    Rockpool decay is not the target value bit for bit.
+    """
+
+    kind: str  # "cuba" (LIFTorch) or "membrane" (LIFNeuronTorch)
+    spiking: bool
+    n: int
+    alpha: np.ndarray
+    beta: np.ndarray | None
+    tau_mem: np.ndarray | None
+    tau_syn: np.ndarray | None
+    scale: np.ndarray | None
+    k: np.ndarray | None
+    bias: np.ndarray
+    threshold: np.ndarray
+    shift: np.ndarray | None
+    v0: np.ndarray
+    problems: list[tuple[str, str]]
+    decay_mismatch: int = 0
+
+
+def _euler_c(tau: np.ndarray, dt: float) -> np.ndarray:
+    """The reference's float32 ``c = dt * (1/tau)`` (1/tau in float64, rounded, times dt in
+    float32), as float64 values."""
+    inv = torch.as_tensor(np.ascontiguousarray(1.0 / tau)).to(torch.float32)
+    return (dt * inv).double().numpy()
+
+
+def _decay_tau(alpha: np.ndarray, dt: float) -> tuple[np.ndarray, int]:
+    """Float32 ``tau_mem`` values for which Rockpool's ``tau_to_decay(dt, tau_mem)`` (what
+    ``LIFNeuronTorch.forward`` computes) equals ``alpha`` (float32) bit for bit.
+
+    Starts from ``-dt/ln(alpha)`` and walks float32 neighbours (up to 256 ulps each way, until
+    no neuron gets closer for 32 ulps each way); an
+    alpha of 1 is ``tau = inf``, of 0 a tau so short that ``exp`` underflows. Returns the taus
+    and how many neurons found no exact match (they keep the nearest decay)."""
+    alpha = np.asarray(alpha, dtype=np.float32).reshape(-1)
+    n = alpha.size
+    tau = np.empty(n, dtype=np.float32)
+    one, zero = alpha == 1, alpha == 0
+    tau[one] = np.inf
+    tau[zero] = np.float32(dt * 1e-3)  # exp(-1000) == 0 in float32
+    mid = ~(one | zero)
+    if mid.any():
+        with np.errstate(divide="ignore"):
+            start = (-dt / np.log(alpha[mid].astype(np.float64))).astype(np.float32)
+        bits = start.view(np.int32).astype(np.int64)
+        target = torch.from_numpy(alpha[mid].copy())
+        found = np.zeros(mid.sum(), dtype=bool)
+        best = start.copy()
+        best_err = np.full(mid.sum(), np.inf)
+        # The whole vector is evaluated for every offset so that each element goes through
+        # exactly the code path of the module's forward (same shape, same positions).
+        stale = 0
+        for step in range(513):
+            if stale > 64:  # no neuron got closer over the last 32 ulps each way
+                break
+            offset = (step + 1) // 2 * (1 if step % 2 else -1)
+            cand_bits = np.clip(bits + offset, 1, 0x7F7FFFFF).astype(np.int32)
+            cand = cand_bits.view(np.float32)
+            full = np.ones(n, dtype=np.float32)
+            full[mid] = cand
+            with torch.no_grad():
+                dec = tau_to_decay(dt, torch.from_numpy(full)).numpy()[mid]
+            err = np.abs(dec.astype(np.float64) - target.numpy().astype(np.float64))
+            better = ~found & (err < best_err)
+            stale = 0 if better.any() else stale + 1
+            best[better] = cand[better]
+            best_err[better] = err[better]
+            found |= err == 0
+            if found.all():
+                break
+        tau[mid] = best
+        missing = int((~found).sum())
+    else:
+        missing = 0
+    return tau, missing
+
+
+def neuron_plan(node: nir.NIRNode, p: dict[str, Any], shape: Shape, sem: Semantics,
+                leak: str = "exact") -> NeuronPlan:
+    """Translate one neuron node's parameters (float64, broadcast to ``shape``) to Rockpool's."""
+    dt = sem.require_dt()
+    n = math.prod(shape)
+
+    def full(arr: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(np.asarray(arr, dtype=np.float64), shape).reshape(-1).copy()
+
+    problems: list[tuple[str, str]] = []
+    spiking = isinstance(node, _SPIKING)
+    cuba = isinstance(node, _CUBA)
+    exponential = sem.integration == "exponential"
+    kind_name = type(node).__name__
+    # the reference's float32 parameters, as float64 values
+    r = _f32(full(p["r"])).astype(np.float64)
+    v_reset = _f32(full(p["v_reset"])).astype(np.float64) if spiking else np.zeros(n)
+    v_th = _f32(full(p["v_threshold"])).astype(np.float64) if spiking else np.ones(n)
+    subtract_shift = spiking and sem.reset == "subtract" and bool(np.any(v_reset != 0))
+    shift = v_reset if subtract_shift else np.zeros(n)
+    if spiking and sem.reset != "subtract":
+        problems.append(("reset", f"{kind_name}: Rockpool neurons reset by subtracting their "
+                         "threshold (v -= threshold); the graph asks for 'value' reset "
+                         "(v = v_reset)"))
+    threshold = _f32(v_th - shift)  # = the reference's float32 v_th - v_reset
+
+    if isinstance(node, (nir.I, nir.IF)):
+        dt_r = _f32(dt * full(p["r"]))  # the reference's dt*r, rounded once
+        v0 = _f32(0.0 - shift)
+        return NeuronPlan("membrane", spiking, n, alpha=np.ones(n, np.float32), beta=None,
+                          tau_mem=np.full(n, np.inf, np.float32), tau_syn=None,
+                          scale=None if np.all(dt_r == 1) else dt_r, k=None,
+                          bias=np.zeros(n, np.float32), threshold=threshold,
+                          shift=_f32(shift) if subtract_shift else None, v0=v0,
+                          problems=problems)
+
+    v_leak = _f32(full(p["v_leak"])).astype(np.float64)
+    tau = full(p["tau_mem"] if cuba else p["tau"])
+    v_start = v_leak if sem.initial_state == "leak" else np.zeros(n)
+    v0 = _f32(_f32(v_start).astype(np.float64) - shift)
+    if leak == "tau":  # SEMANTICS.md's translation, exact math, rounded once
+        if exponential:
+            a64, b64 = np.exp(-dt / tau), -np.expm1(-dt / tau)
+        else:
+            b64 = dt / tau
+            a64 = 1.0 - b64
+    elif exponential:
+        a64 = np.exp(-dt / tau)
+        b64 = _f32(1.0 - a64).astype(np.float64)  # the reference's t(1 - a)
+    else:
+        b64 = _euler_c(tau, dt)
+        a64 = 1.0 - b64  # exact in float64: both are float32 values
+    alpha = _f32(a64)
+    bias = _f32(b64 * (v_leak - shift))
+    field = "tau_mem" if cuba else "tau"
+    if cuba:
+        tau_syn = full(p["tau_syn"])
+        if leak == "tau":
+            beta64 = np.exp(-dt / tau_syn) if exponential else 1.0 - dt / tau_syn
+            beta = _f32(beta64)
+        else:
+            beta = _f32(np.exp(-dt / tau_syn) if exponential else 1.0 - _euler_c(tau_syn, dt))
+            beta64 = beta.astype(np.float64)
+        w_in = _f32(full(p["w_in"])).astype(np.float64)
+    # A synaptic decay of exactly 0 empties the current after every step (Euler: tau_syn = dt;
+    # exponential: exp(-dt/tau_syn) underflows): the node is then a LIF/LI of input w_in*x,
+    # which LIFNeuronTorch computes (LIFTorch would add the *decayed* current, 0).
+    degenerate = cuba and leak == "exact" and bool(np.all(beta == 0))
+    if not cuba or degenerate:
+        scale = _f32(b64 * r * (w_in if degenerate else 1.0))
+        plan = NeuronPlan("membrane", spiking, n, alpha=alpha, beta=None, tau_mem=None,
+                          tau_syn=None, scale=None if np.all(scale == 1) else scale, k=None,
+                          bias=bias, threshold=threshold,
+                          shift=_f32(shift) if subtract_shift else None, v0=v0,
+                          problems=problems)
+        if np.any(a64 < 0) or (leak == "tau" and np.any(a64 <= 0)):
+            problems.append((field, f"{kind_name}: the forward Euler decay 1 - dt/tau is "
+                             f"{float(np.min(a64)):.4g} (dt > tau); LIFNeuronTorch decays by "
+                             "exp(-dt/tau_mem), which is in [0, 1]"))
+            return plan
+        if leak == "tau":
+            with np.errstate(divide="ignore"):
+                plan.tau_mem = _f32(np.where(a64 >= 1, np.inf, -dt / np.log(a64)))
+        else:
+            plan.tau_mem, plan.decay_mismatch = _decay_tau(alpha, dt)
+        return plan
+
+    # CubaLI / CubaLIF: LIFTorch, i <- beta*(i + X); v <- alpha*v + i + bias
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = b64 * r / beta64
+    scale = _f32(k * w_in)
+    plan = NeuronPlan("cuba", spiking, n, alpha=alpha, beta=beta, tau_mem=None, tau_syn=None,
+                      scale=None if np.all(scale == 1) else scale, k=k, bias=bias,
+                      threshold=threshold, shift=_f32(shift) if subtract_shift else None,
+                      v0=v0, problems=problems)
+    if np.any(beta == 0) or not np.all(np.isfinite(scale)):
+        problems.append(("tau_syn", f"{kind_name}: the synaptic decay is 0 for some neurons "
+                         "and not for others (tau_syn = dt under Euler, or exp(-dt/tau_syn) "
+                         "underflows): LIFTorch adds the *decayed* current beta*i to the "
+                         "membrane, so no input would reach those neurons"))
+    if leak == "tau":
+        if np.any(a64 <= 0) or np.any(beta64 <= 0):
+            problems.append((field, f"{kind_name}: a decay 1 - dt/tau is <= 0 (dt >= tau): no "
+                             "time constant has exp(-dt/tau) <= 0 (use leak='exact', Rockpool's "
+                             "leak_mode='decays')"))
+        else:
+            plan.tau_mem = _f32(-dt / np.log(a64))
+            plan.tau_syn = _f32(np.where(beta64 >= 1, np.inf, -dt / np.log(beta64)))
+    return plan
+
+
+# --------------------------------------------------------------------------------------------
+# check
+# --------------------------------------------------------------------------------------------
+
+def _recurrent_pair(checked: Checked, members: tuple[str, ...]) -> tuple[str, str] | str:
+    """``(cubalif, w_rec)`` when a cycle is a CubaLIF with a Linear self-loop (Rockpool's
+    ``LIFTorch(has_rec=True)``), else the reason it is not."""
+    flat = checked.flat
+    if len(members) != 2:
+        return (f"a recurrent cycle of {len(members)} nodes ({', '.join(members)}); Rockpool "
+                "expresses recurrence only as LIFTorch's w_rec: a CubaLIF with one Linear "
+                "self-loop")
+    lifs = [m for m in members if isinstance(flat.nodes[m], nir.CubaLIF)]
+    dense = [m for m in members if isinstance(flat.nodes[m], (nir.Linear, nir.Affine))]
+    if len(lifs) != 1 or len(dense) != 1:
+        kinds = ", ".join(f"{m} ({type(flat.nodes[m]).__name__})" for m in members)
+        return (f"a recurrent cycle of {kinds}; Rockpool expresses recurrence only as "
+                "LIFTorch's w_rec: a CubaLIF with a Linear self-loop")
+    lif, rec = lifs[0], dense[0]
+    if flat.preds[rec] != [lif] or flat.succs[rec] != [lif] or (rec, lif) not in checked.back:
+        return (f"the recurrent weights {rec!r} also connect to other nodes; LIFTorch's w_rec "
+                "feeds only its own neurons")
+    if len(checked.in_shapes[lif]) != 1:
+        return f"a recurrent layer of shape {checked.in_shapes[lif]} (LIFTorch's w_rec is 1-D)"
+    p = checked.params[rec]
+    if "bias" in p and np.any(p["bias"] != 0):
+        return (f"the recurrent Affine {rec!r} has a bias; LIFTorch's w_rec has none")
+    return lif, rec
+
+
+def violations(checked: Checked, semantics: Semantics, leak: str = "exact") -> list[Violation]:
+    """Everything of ``checked`` that Rockpool 3.1's modules cannot compute as the reference
+    does (up to float32 rounding; see docs/targets/rockpool.md)."""
+    out: list[Violation] = []
+    flat = checked.flat
+    for unit in checked.units:
+        if unit.cyclic:
+            pair = _recurrent_pair(checked, unit.members)
+            if not isinstance(pair, str) and neuron_plan(
+                    flat.nodes[pair[0]], checked.params[pair[0]], checked.in_shapes[pair[0]],
+                    semantics, leak).kind != "cuba":
+                pair = (f"the CubaLIF {pair[0]!r} has a synaptic decay of 0 and runs as "
+                        "LIFNeuronTorch, which has no recurrent weights")
+            if isinstance(pair, str):
+                for m in unit.members:
+                    out.append(Violation(NAME, m, "edges", pair))
+    for name, node in flat.nodes.items():
+        if isinstance(node, nir.Delay):
+            out.append(Violation(NAME, name, "delay", "Delay: Rockpool 3.1 has no delay "
+                                 "module (synaptic or axonal delays)"))
+        elif isinstance(node, _NEURONS):
+            plan = neuron_plan(node, checked.params[name], checked.in_shapes[name],
+                               semantics, leak)
+            for fld, message in plan.problems:
+                out.append(Violation(NAME, name, fld, message))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# layers
+# --------------------------------------------------------------------------------------------
+
+class _Scale(nn.Module):
+    def __init__(self, scale: Tensor) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+class _Threshold(nn.Module):
+    def __init__(self, theta: Tensor, ge: bool) -> None:
+        super().__init__()
+        self.theta, self.ge = theta, ge
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x >= self.theta if self.ge else x > self.theta).to(x.dtype)
+
+
+class _Reshape(nn.Module):
+    def __init__(self, shape: Shape) -> None:
+        super().__init__()
+        self.per_sample = shape  # not ``shape``: a Rockpool module's ``shape`` is its (in, out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], *self.per_sample)
+
+
+def _rockpool(module: nn.Module) -> nn.Module:
+    """A torch layer as a Rockpool ``TorchModule`` (torch call API kept)."""
+    TorchModule.from_torch(module, retain_torch_api=True)
+    return module
+
+
+def _param(arr: np.ndarray | None, device: torch.device) -> Tensor:
+    if arr is None:
+        raise NIRError("internal: a Rockpool parameter was not computed", field="leak")
+    return torch.as_tensor(np.ascontiguousarray(arr, dtype=np.float32), device=device)
+
+
+class Dense:
+    """Affine / Linear as Rockpool's ``LinearTorch`` over the last axis."""
+
+    def __init__(self, p: dict[str, Any], device: torch.device) -> None:
+        w = torch.as_tensor(p["weight"], device=device).to(torch.float32).contiguous()
+        has_bias = "bias" in p
+        # weight = W.T as a view: LinearTorch computes F.linear(x, weight.T) = F.linear(x, W)
+        # with W contiguous, the very product the reference computes
+        self.module = LinearTorch(
+            (int(w.shape[1]), int(w.shape[0])), weight=w.T, has_bias=has_bias,
+            bias=_param(p["bias"], device) if has_bias else None)
+        self.n_in = int(w.shape[1])
+
+    def apply(self, x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        y, _, _ = self.module(x.reshape(-1, self.n_in))  # Rockpool API: (1, rows, n_in)
+        return y.reshape(*lead, y.shape[-1])
+
+
+class Stateless:
+    """A torch layer (made a Rockpool module) applied to ``[rows, *shape]``."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = _rockpool(module)
+
+    def apply(self, x: Tensor) -> Tensor:
+        return self.module(x)
+
+
+class Neuron:
+    """One neuron node as a Rockpool neuron module run over all time steps at once."""
+
+    def __init__(self, name: str, node: nir.NIRNode, plan: NeuronPlan, shape: Shape,
+                 sem: Semantics, device: torch.device, leak: str,
+                 w_rec: np.ndarray | None = None) -> None:
+        self.name, self.plan, self.shape, self.device = name, plan, shape, device
+        dt = sem.require_dt()
+        n = plan.n
+        if not plan.spiking:
+            spike_fn: Any = NoSpike
+        elif sem.threshold == "gt":
+            spike_fn = StepStrict
+        elif np.all(plan.threshold > 0):
+            spike_fn = StepPWL  # Rockpool's own: floor(v/th) events where v >= th, capped at 1
+        else:
+            spike_fn = StepAtLeast
+        self.spike_fn_name = spike_fn.__name__
+        common = dict(threshold=_param(plan.threshold, device), bias=_param(plan.bias, device),
+                      dt=dt, noise_std=0.0, spike_generation_fn=spike_fn,
+                      max_spikes_per_dt=torch.tensor(1.0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if plan.kind == "cuba":
+                rec: dict[str, Any] = {}
+                if w_rec is not None:
+                    rec = dict(has_rec=True, w_rec=_param(w_rec, device))
+                if leak == "tau":
+                    self.module: Any = LIFTorch(n, tau_mem=_param(plan.tau_mem, device),
+                                                tau_syn=_param(plan.tau_syn, device).reshape(n, 1),
+                                                **rec, **common)
+                else:
+                    self.module = LIFTorch(n, leak_mode="decays",
+                                           alpha=_param(plan.alpha, device),
+                                           beta=_param(plan.beta, device).reshape(n, 1),
+                                           **rec, **common)
+            else:
+                self.module = LIFNeuronTorch(n, tau_mem=_param(plan.tau_mem, device), **common)
+        self.module.to(device)
+        self.scale = None if plan.scale is None else _param(plan.scale, device)
+        self.shift = None if plan.shift is None else _param(plan.shift, device)
+        self.k = None if plan.k is None else torch.as_tensor(plan.k, device=device)
+        self.v0 = _param(plan.v0, device)
+        self.state_names = ("v", "i") if plan.kind == "cuba" else ("v",)
+
+    def reset(self) -> None:
+        m = self.module
+        m.vmem = self.v0.clone()
+        if self.plan.kind == "cuba":
+            m.isyn = torch.zeros(self.plan.n, 1, device=self.device)
+            m.spikes = torch.zeros(self.plan.n, device=self.device)
+
+    def run(self, x: Tensor, states: tuple[str, ...] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+        """``x`` ``[T, B, *shape]`` -> (output ``[T, B, *shape]``, requested states)."""
+        T, B = int(x.shape[0]), int(x.shape[1])
+        xs = x.reshape(T, B, self.plan.n)
+        if self.scale is not None:
+            xs = xs * self.scale
+        data = xs.permute(1, 0, 2).contiguous()  # Rockpool: [B, T, N]
+        need_record = bool(states) or not self.plan.spiking
+        self.reset()
+        out, _, rec = self.module(data, record=need_record)
+        if self.plan.spiking:
+            y = out
+        else:
+            y = rec["vmem"]
+        result = y.to(self.device).permute(1, 0, 2).reshape(T, B, *self.shape)
+        recorded: dict[str, Tensor] = {}
+        for s in states:
+            if s == "v":
+                v = rec["vmem"].to(self.device)
+                if self.shift is not None:
+                    v = v + self.shift
+                recorded[s] = v.permute(1, 0, 2).reshape(T, B, *self.shape)
+            elif s == "i":
+                i = (rec["isyn"].to(self.device)[..., 0].double() / self.k).float()
+                recorded[s] = i.permute(1, 0, 2).reshape(T, B, *self.shape)
+        self.reset()
+        return result.contiguous(), recorded
+
+
+def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape: Shape,
+               sem: Semantics, device: torch.device) -> Any:
+    """The stateless layer of one validated node (None: pass-through)."""
+
+    def t(arr: np.ndarray) -> Tensor:
+        flat = np.asarray(arr).reshape(-1)
+        if flat.size == 1 or bool(np.all(flat == flat[0])):
+            return torch.tensor(float(flat[0]), dtype=torch.float32, device=device)
+        return torch.as_tensor(arr, device=device).to(torch.float32)
+
+    if isinstance(node, (nir.Input, nir.Output, Identity)):
+        return None
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        return Dense(p, device)
+    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
+        w = p["weight"]
+        has_bias = bool(np.any(p["bias"]))  # the reference passes no bias when all zero
+        cls = nn.Conv1d if isinstance(node, nir.Conv1d) else nn.Conv2d
+        layer = nn.utils.skip_init(cls, w.shape[1] * p["groups"], w.shape[0], tuple(w.shape[2:]),
+                                   stride=p["stride"], padding=p["padding"],
+                                   dilation=p["dilation"], groups=p["groups"], bias=has_bias,
+                                   device=device, dtype=torch.float32)
+        with torch.no_grad():
+            layer.weight.copy_(torch.as_tensor(w).to(torch.float32))
+            if has_bias:
+                layer.bias.copy_(torch.as_tensor(p["bias"]).to(torch.float32))
+        return Stateless(layer)
+    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+        return Stateless(nn.AvgPool2d(p["kernel_size"], p["stride"], p["padding"],
+                                      count_include_pad=True,
+                                      divisor_override=1 if isinstance(node, nir.SumPool2d)
+                                      else None))
+    if isinstance(node, nir.Flatten):
+        return Stateless(_Reshape(out_shape))
+    if isinstance(node, nir.Scale):
+        return Stateless(_Scale(t(p["scale"])))
+    if isinstance(node, nir.Threshold):
+        return Stateless(_Threshold(t(p["threshold"]), sem.threshold == "ge"))
+    raise NIRError(f"the rockpool target has no mapping for {type(node).__name__}",
+                   field="type")
+
+
+# --------------------------------------------------------------------------------------------
+# the network
+# --------------------------------------------------------------------------------------------
+
+class RockpoolNetwork:
+    """A validated NIR graph as Rockpool modules plus the graph plumbing.
+
+    ``run(inputs, record)`` takes ``[T, B, *shape]`` tensors keyed by Input node and returns
+    each Output (and recorded name) as ``[T, B, ...]``. ``modules`` maps node names to their
+    Rockpool module (``LIFTorch``, ``LIFNeuronTorch``, ``LinearTorch`` or a wrapped torch layer).
+    """
+
+    def __init__(self, checked: Checked, semantics: Semantics, *, device: Any = None,
+                 leak: str = "exact", chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        if leak not in _LEAKS:
+            raise NIRError(f"leak must be one of {', '.join(_LEAKS)}; got {leak!r}",
+                           field="leak")
+        self.checked, self.semantics, self.leak = checked, semantics, leak
+        self.dt = semantics.require_dt()
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.chunk_bytes = int(chunk_bytes)
+        flat = checked.flat
+        self.pairs: dict[str, str] = {}  # recurrent CubaLIF -> its w_rec node
+        for unit in checked.units:
+            if unit.cyclic:
+                pair = _recurrent_pair(checked, unit.members)
+                if isinstance(pair, str):
+                    raise NIRError(pair, node=unit.members[0], field="edges")
+                self.pairs[pair[0]] = pair[1]
+        self.neurons: dict[str, Neuron] = {}
+        self.layers: dict[str, Any] = {}
+        for name, node in flat.nodes.items():
+            p, shape = checked.params[name], checked.in_shapes[name]
+            if isinstance(node, _NEURONS):
+                plan = neuron_plan(node, p, shape, semantics, leak)
+                w_rec = None
+                if name in self.pairs:
+                    weight = checked.params[self.pairs[name]]["weight"]
+                    kw = plan.scale if plan.scale is not None else np.ones(plan.n)
+                    # irec = spikes @ w_rec, w_rec[m, j] = (k*w_in)[j] * W[j, m]
+                    w_rec = (kw.astype(np.float64)[:, None] * weight).T
+                self.neurons[name] = Neuron(name, node, plan, shape, semantics, self.device,
+                                            leak, w_rec)
+            elif isinstance(node, nir.Delay):
+                raise NIRError("Delay: Rockpool 3.1 has no delay module", node=name,
+                               field="delay")
+            else:
+                self.layers[name] = make_layer(node, p, shape, checked.out_shapes[name],
+                                               semantics, self.device)
+
+    @property
+    def modules(self) -> dict[str, Any]:
+        mods: dict[str, Any] = {n: nrn.module for n, nrn in self.neurons.items()}
+        for n, layer in self.layers.items():
+            if layer is not None:
+                mods[n] = layer.module
+        return mods
+
+    @property
+    def decay_mismatch(self) -> int:
+        """Neurons whose Rockpool decay is not the contract's float32 decay bit for bit."""
+        return sum(nrn.plan.decay_mismatch for nrn in self.neurons.values())
+
+    def _parse_record(self, record: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
+        nodes = self.checked.flat.nodes
+        parsed: dict[str, tuple[str, str | None]] = {}
+        for key in record:
+            if key in nodes:
+                parsed[key] = (key, None)
+                continue
+            node, _, state = key.rpartition(".")
+            neuron = self.neurons.get(node)
+            if neuron is not None and state in neuron.state_names:
+                parsed[key] = (node, state)
+                continue
+            raise NIRError(
+                f"cannot record {key!r}: not a node name, nor '<neuron>.v' / '<neuron>.i' "
+                f"(nodes: {', '.join(nodes)})", node=key, field="record")
+        return parsed
+
+    def _apply(self, name: str, x: Tensor) -> Tensor:
+        layer = self.layers[name]
+        if layer is None:
+            return x
+        T, B = int(x.shape[0]), int(x.shape[1])
+        c = self.checked
+        per_step = B * 4 * sum(math.prod(s) for s in c.out_shapes.values())
+        tc = max(1, min(T, self.chunk_bytes // max(per_step, 1)))
+        parts = []
+        for t0 in range(0, T, tc):  # the reference's chunks: products with the same rows
+            chunk = x[t0:t0 + tc]
+            n = int(chunk.shape[0])
+            y = layer.apply(chunk.reshape(n * B, *chunk.shape[2:]))
+            parts.append(y.reshape(n, B, *y.shape[1:]))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def run(self, inputs: Mapping[str, Tensor], record: tuple[str, ...] = ()
+            ) -> dict[str, Tensor]:
+        c, flat = self.checked, self.checked.flat
+        recs = self._parse_record(tuple(record))
+        states: dict[str, list[str]] = {}
+        for node, st in recs.values():
+            if st is not None:
+                states.setdefault(node, []).append(st)
+        keep = set(flat.outputs) | {node for node, _ in recs.values()}
+        last_use: dict[str, int] = {}
+        for ui, unit in enumerate(c.units):
+            for m in unit.members:
+                for src in flat.preds[m]:
+                    last_use[src] = max(last_use.get(src, -1), ui)
+        vals: dict[str, Tensor] = {n: inputs[n].to(device=self.device, dtype=torch.float32)
+                                   for n in flat.inputs}
+        recorded: dict[str, Tensor] = {}
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        # Rockpool's neurons draw (zero-std) noise from torch's global generator: keep the
+        # caller's random stream untouched
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            for ui, unit in enumerate(c.units):
+                for name in unit.members:
+                    if name in vals or name in self.pairs.values():
+                        continue
+                    rec_src = self.pairs.get(name)
+                    preds = [s for s in flat.preds[name] if s != rec_src]
+                    x = vals[preds[0]]
+                    for src in preds[1:]:
+                        x = x + vals[src]
+                    if name in self.neurons:
+                        y, got = self.neurons[name].run(x, tuple(states.get(name, ())))
+                        for s, v in got.items():
+                            recorded[f"{name}.{s}"] = v
+                        vals[name] = y
+                        if rec_src is not None and rec_src in keep:
+                            vals[rec_src] = self._apply(rec_src, y)
+                    else:
+                        vals[name] = self._apply(name, x)
+                for src in [s for s, u in last_use.items() if u == ui]:
+                    if src not in keep and src in vals:
+                        del vals[src]
+        results = {n: vals[n] for n in flat.outputs}
+        for key, (node, st) in recs.items():
+            results[key] = vals[node] if st is None else recorded[key]
+        return results
+
+
+# --------------------------------------------------------------------------------------------
+# the target
+# --------------------------------------------------------------------------------------------
+
+class RockpoolTarget:
+    name = NAME
+    description = (f"Rockpool {ROCKPOOL_VERSION} float modules (LIFTorch, LIFNeuronTorch, "
+                   "LinearTorch), float32, CPU; subtract reset only")
+
+    def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
+        return violations(checked, semantics)
+
+    def lower(self, checked: Checked, semantics: Semantics, options: Options) -> RockpoolNetwork:
+        extra = dict(options.extra or {})
+        unknown = sorted(set(extra) - {"leak", "chunk_bytes"})
+        if unknown:
+            raise NIRError(f"unknown option(s) for the rockpool target: {', '.join(unknown)} "
+                           "(known: leak, chunk_bytes)", field="options")
+        if options.dtype not in (None, torch.float32):
+            raise NIRError("the rockpool target runs float32 only: Rockpool 3.1's LIFTorch and "
+                           "LIFNeuronTorch cast their parameters and records to float32",
+                           field="dtype")
+        leak = extra.get("leak", "exact")
+        found = violations(checked, semantics, leak if leak in _LEAKS else "exact")
+        if found:
+            raise NIRError("the rockpool target cannot run this graph: "
+                           + "; ".join(str(v) for v in found), field="target")
+        return RockpoolNetwork(checked, semantics, device=options.device, **extra)
+
+    def run(self, lowered: RockpoolNetwork, inputs: Mapping[str, Tensor],
+            record: tuple[str, ...]) -> dict[str, Tensor]:
+        return lowered.run(inputs, tuple(record))
+
+
+TARGET = RockpoolTarget()
+
+
+# --------------------------------------------------------------------------------------------
+# the dialect: NIR files written by Rockpool's ``to_nir``
+# --------------------------------------------------------------------------------------------
+
+def _numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def _shape_of(types: Any) -> tuple[int, ...] | None:
+    if isinstance(types, dict) and types:
+        value = next(iter(types.values()))
+        try:
+            arr = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+        except Exception:  # noqa: BLE001 - odd type annotations are not Rockpool's
+            return None
+        if arr.dtype.kind in "iuf" and arr.ndim <= 1:
+            return tuple(int(v) for v in arr.reshape(-1))
+    return None
+
+
+def _walk(graph: nir.NIRGraph, prefix: str = ""):  # type: ignore[no-untyped-def]
+    for name, node in graph.nodes.items():
+        full = f"{prefix}{name}"
+        if isinstance(node, nir.NIRGraph):
+            yield from _walk(node, full + ".")
+        else:
+            yield full, node
+
+
+def recover_dt(tau: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Per neuron, the dt that solves Rockpool's export ``r = tau * exp(-dt/tau) / dt``
+    (Newton's method in float64; ``r*dt - tau*exp(-dt/tau)`` increases with dt)."""
+    tau, r = np.broadcast_arrays(np.asarray(tau, np.float64), np.asarray(r, np.float64))
+    d = tau / (r + 1.0)
+    for _ in range(60):
+        e = np.exp(-d / tau)
+        f = r * d - tau * e
+        d_new = np.maximum(d - f / (r + e), d * 1e-3)
+        if np.all(np.abs(d_new - d) <= 1e-15 * np.abs(d)):
+            d = d_new
+            break
+        d = d_new
+    return d
+
+
+def _nice(dt: float) -> float | None:
+    """``dt`` rounded to 3 significant digits when that is within float32 rounding."""
+    snapped = float(f"{dt:.3g}")
+    return snapped if abs(snapped - dt) <= 2e-5 * dt else None
+
+
+_ROCKPOOL_TYPES = (nir.Input, nir.Output, nir.Linear, nir.Affine, nir.CubaLIF, nir.LIF, nir.LI)
+
+
+class RockpoolDialect:
+    """NIR files written by Rockpool 3.1's ``to_nir`` (via nirtorch's ``extract_nir_graph``).
+
+    **Detection** (conservative, all of): no nrf-nir metadata; only Input, Output, Linear,
+    Affine, CubaLIF, LIF and LI nodes; an Output declaring Rockpool's ``(batch, time, N)`` shape
+    ``[1, 1, N]`` (nirtorch records the shape of Rockpool's ``[B, T, N]`` output for its
+    one-sample trace); and every neuron node written as Rockpool writes it: ``v_leak = 0``,
+    ``v_reset = 0``, ``w_in = 1`` and ``r = tau*exp(-dt/tau)/dt`` with one ``dt`` for all the
+    node's neurons (relative spread below 1e-5).
+
+    **Normalisation** into the contract with ``integration = "exponential"``,
+    ``reset = "subtract"`` (Rockpool subtracts the threshold), ``threshold = "ge"`` (Rockpool's
+    ``StepPWL`` spikes on ``v >= threshold``), ``initial_state = "zero"`` and ``dt`` recovered
+    from ``r``: ``r`` becomes ``beta/(1 - alpha)`` (CubaLIF: LIFTorch adds ``beta*(i + x)``),
+    ``1/(1 - alpha)`` (LIF: LIFNeuronTorch adds ``x``) or ``beta/(1 - beta)`` (LI: ExpSynTorch
+    outputs ``beta*(i + x)``), with ``alpha = exp(-dt/tau_mem)``, ``beta = exp(-dt/tau_syn)``.
+    A layer whose recovered dt differs from the graph's gets its time constants scaled by
+    ``dt/dt_layer`` (same decay per step). Input/Output shapes lose nirtorch's batch/time axes.
+    """
+
+    name = NAME
+
+    def _neurons(self, graph: nir.NIRGraph) -> list[tuple[str, nir.NIRNode, np.ndarray]] | str:
+        found = []
+        for name, node in _walk(graph):
+            if not isinstance(node, _ROCKPOOL_TYPES):
+                return f"node {name!r} is a {type(node).__name__}"
+            if not isinstance(node, (nir.CubaLIF, nir.LIF, nir.LI)):
+                continue
+            try:
+                v_leak = _numpy(node.v_leak)
+                tau = _numpy(node.tau_mem if isinstance(node, nir.CubaLIF) else node.tau)
+                r = _numpy(node.r)
+                v_reset = _numpy(getattr(node, "v_reset", None) if getattr(
+                    node, "v_reset", None) is not None else 0.0)
+                w_in = _numpy(getattr(node, "w_in", 1.0) if getattr(
+                    node, "w_in", None) is not None else 1.0)
+            except (TypeError, ValueError):
+                return f"node {name!r} has non-numeric parameters"
+            if np.any(v_leak != 0) or np.any(v_reset != 0) or np.any(w_in != 1):
+                return f"node {name!r} has v_leak, v_reset or w_in that Rockpool does not write"
+            if tau.size == 0 or np.any(tau <= 0) or np.any(r <= 0) or not np.all(
+                    np.isfinite(tau)) or not np.all(np.isfinite(r)):
+                return f"node {name!r} has no positive tau and r"
+            dts = recover_dt(tau, r).reshape(-1)
+            if np.ptp(dts) > 1e-5 * np.median(dts):
+                return f"node {name!r}: r does not follow r = tau*exp(-dt/tau)/dt for one dt"
+            found.append((name, node, dts))
+        return found
+
+    def detect(self, graph: nir.NIRGraph) -> str | None:
+        meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+        if "semantics_version" in meta or "dt" in meta:
+            return None
+        signature = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)
+                     and (s := _shape_of(getattr(node, "output_type", None))) is not None
+                     and len(s) == 3 and s[:2] == (1, 1)]
+        if not signature:
+            return None
+        neurons = self._neurons(graph)
+        if isinstance(neurons, str):
+            return None
+        if not neurons:
+            return (f"Output {signature[0]!r} declares Rockpool's (batch, time, N) shape and "
+                    "the graph has only Linear/Affine layers")
+        dts = sorted({f"{(_nice(float(np.median(d))) or float(np.median(d))):g}"
+                      for _, _, d in neurons})
+        return (f"Output {signature[0]!r} declares Rockpool's (batch, time, N) shape [1, 1, N] "
+                f"and every neuron node has v_leak = 0 and r = tau*exp(-dt/tau)/dt "
+                f"(dt = {', '.join(dts)} s)")
+
+    def normalize(self, graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
+        neurons = self._neurons(graph)
+        if isinstance(neurons, str):
+            raise NIRError(f"not a Rockpool-written graph: {neurons}", field="dialect")
+        notes: list[str] = []
+        layer_dt: dict[str, float] = {}
+        for name, _, dts in neurons:
+            raw = float(np.median(dts))
+            layer_dt[name] = _nice(raw) or raw
+        counts: dict[float, int] = {}
+        for value in layer_dt.values():
+            counts[value] = counts.get(value, 0) + 1
+        dt = max(counts, key=lambda v: counts[v]) if counts else None
+        if dt is not None:
+            notes.append(
+                f"dt = {dt:g} s, recovered from Rockpool's r = tau*exp(-dt/tau)/dt "
+                f"({', '.join(f'{n}: {v:g}' for n, v in layer_dt.items())})")
+        else:
+            notes.append("no neuron node: dt is not stated (pass dt to run)")
+        odd = {n: v for n, v in layer_dt.items() if dt is not None and v != dt}
+        if odd:
+            notes.append(
+                "per-layer dt: " + ", ".join(f"{n} ran at dt = {v:g} s" for n, v in odd.items())
+                + f"; their time constants are scaled by {dt:g}/dt_layer so that each step "
+                "decays as in Rockpool")
+        notes.append(
+            "Rockpool conventions applied: integration 'exponential' (Rockpool decays by "
+            "exp(-dt/tau)), reset 'subtract' (v -= v_th), threshold 'ge' (StepPWL spikes on "
+            "v >= v_th), initial_state 'zero'; r rewritten as beta/(1 - alpha) (CubaLIF: "
+            "LIFTorch adds beta*(i + x)), 1/(1 - alpha) (LIF: LIFNeuronTorch adds x), "
+            "beta/(1 - beta) (LI: ExpSynTorch outputs beta*(i + x))")
+        notes.append(
+            "Rockpool 3.1's to_nir does not export neuron biases (it writes v_leak = 0), "
+            "recurrent weights (LIFTorch(has_rec=True) exports without w_rec), noise_std or "
+            "max_spikes_per_dt: if the model had biases or recurrence they are missing from "
+            "this file and cannot be restored")
+        notes.append(
+            "Rockpool's StepPWL emits floor(v/v_th) events per step (max_spikes_per_dt, "
+            "default 65536) and subtracts v_th for each; the contract emits at most one spike "
+            "per step: results differ wherever a Rockpool neuron fired more than once in a step")
+        fixed_io: list[str] = []
+        new = self._rebuild(graph, dt, layer_dt, "", fixed_io)
+        if fixed_io:
+            notes.append("nirtorch's batch/time axes dropped from the shapes of "
+                         + ", ".join(fixed_io))
+        if dt is not None:
+            write_semantics(new, Semantics(dt=dt, reset="subtract", integration="exponential",
+                                           threshold="ge", initial_state="zero",
+                                           producer="rockpool", producer_version=""))
+        return new, notes
+
+    def _rebuild(self, graph: nir.NIRGraph, dt: float | None, layer_dt: dict[str, float],
+                 prefix: str, fixed_io: list[str]) -> nir.NIRGraph:
+        nodes: dict[str, nir.NIRNode] = {}
+        for name, node in graph.nodes.items():
+            full = f"{prefix}{name}"
+            meta = dict(node.metadata or {}) if isinstance(getattr(node, "metadata", None),
+                                                           dict) else {}
+            if isinstance(node, nir.NIRGraph):
+                nodes[name] = self._rebuild(node, dt, layer_dt, full + ".", fixed_io)
+            elif isinstance(node, (nir.Input, nir.Output)):
+                attr = "input_type" if isinstance(node, nir.Input) else "output_type"
+                shape = _shape_of(getattr(node, attr, None))
+                if shape is not None and len(shape) > 1 and all(s == 1 for s in shape[:-1]):
+                    fixed_io.append(f"{full} {list(shape)} -> [{shape[-1]}]")
+                    shape = shape[-1:]
+                if isinstance(node, nir.Input):
+                    nodes[name] = nir.Input(input_type=np.array(shape or ()), metadata=meta)
+                else:
+                    nodes[name] = nir.Output(output_type=None if shape is None
+                                             else np.array(shape), metadata=meta)
+            elif isinstance(node, nir.Linear):
+                nodes[name] = nir.Linear(weight=_numpy(node.weight), metadata=meta)
+            elif isinstance(node, nir.Affine):
+                nodes[name] = nir.Affine(weight=_numpy(node.weight), bias=_numpy(node.bias),
+                                         metadata=meta)
+            else:
+                nodes[name] = self._neuron(node, dt, layer_dt[full], meta)
+        new = nir.NIRGraph(nodes=nodes, edges=[(str(a), str(b)) for a, b in graph.edges],
+                           type_check=False)
+        new.metadata = copy.deepcopy(dict(graph.metadata or {})) if isinstance(
+            graph.metadata, dict) else {}
+        return new
+
+    @staticmethod
+    def _neuron(node: nir.NIRNode, dt: float | None, dt_l: float,
+                meta: dict[str, Any]) -> nir.NIRNode:
+        scale = 1.0 if dt is None else dt / dt_l
+        if isinstance(node, nir.CubaLIF):
+            tau_mem, tau_syn = _numpy(node.tau_mem), _numpy(node.tau_syn)
+            v_th = _numpy(node.v_threshold)
+            beta = np.exp(-dt_l / tau_syn)
+            shape = np.broadcast_shapes(tau_mem.shape, tau_syn.shape, v_th.shape)
+            return nir.CubaLIF(tau_syn=np.broadcast_to(tau_syn * scale, shape).copy(),
+                               tau_mem=np.broadcast_to(tau_mem * scale, shape).copy(),
+                               r=np.broadcast_to(beta / -np.expm1(-dt_l / tau_mem),
+                                                 shape).copy(),
+                               v_leak=np.zeros(shape), v_threshold=np.broadcast_to(
+                                   v_th, shape).copy(),
+                               v_reset=np.zeros(shape), w_in=np.ones(shape), metadata=meta)
+        if isinstance(node, nir.LIF):
+            tau, v_th = _numpy(node.tau), _numpy(node.v_threshold)
+            shape = np.broadcast_shapes(tau.shape, v_th.shape)
+            return nir.LIF(tau=np.broadcast_to(tau * scale, shape).copy(),
+                           r=np.broadcast_to(1.0 / -np.expm1(-dt_l / tau), shape).copy(),
+                           v_leak=np.zeros(shape), v_threshold=np.broadcast_to(v_th, shape).copy(),
+                           v_reset=np.zeros(shape), metadata=meta)
+        tau = _numpy(node.tau)
+        beta = np.exp(-dt_l / tau)
+        return nir.LI(tau=tau * scale, r=beta / -np.expm1(-dt_l / tau),
+                      v_leak=np.zeros(tau.shape), metadata=meta)
+
+
+DIALECT = RockpoolDialect()
