@@ -21,6 +21,10 @@ A manifest is ``conformance/manifests/<target>.toml``::
     reason = "..."
     upstream = "https://github.com/.../issues/123"
 
+    [files]                              # user files (cases "file/..."): default exact,
+    level = "within"                     # and a refusal by check() is accepted
+    rmse_max = 1e-4
+
 The most specific match wins (an exact name beats a glob; among globs, the longest). A case
 must meet its level; doing better than an ``xfail`` (passing exactly) or running where
 ``unsupported`` was expected fails loudly too, so that behaviour changes are noticed.
@@ -49,6 +53,8 @@ class Expectation:
     reason: str = ""
     upstream: str = ""
     pattern: str = "default"
+    #: A refusal by the target's check() is fine (user files: nothing promises support).
+    allow_unsupported: bool = False
 
 
 def _expectation(pattern: str, entry: dict[str, Any], where: str) -> Expectation:
@@ -66,7 +72,8 @@ def _expectation(pattern: str, entry: dict[str, Any], where: str) -> Expectation
     if level in ("xfail", "unsupported") and not entry.get("reason"):
         raise NIRError(f"an {level!r} expectation needs a reason", file=where, node=pattern)
     return Expectation(level, thresholds, str(entry.get("reason", "")),
-                       str(entry.get("upstream", "")), pattern)
+                       str(entry.get("upstream", "")), pattern,
+                       allow_unsupported=pattern == "files")
 
 
 @dataclass
@@ -74,6 +81,8 @@ class Manifest:
     target: str
     default: Expectation
     entries: dict[str, Expectation]
+    files: Expectation = field(default_factory=lambda: Expectation(
+        pattern="files", allow_unsupported=True))
 
     def expect(self, case: str) -> Expectation:
         if case in self.entries:
@@ -82,6 +91,8 @@ class Manifest:
                  and fnmatch.fnmatchcase(case, p)]
         if globs:
             return self.entries[max(globs, key=len)]
+        if case.startswith("file/"):
+            return self.files
         return self.default
 
 
@@ -97,4 +108,7 @@ def load_manifest(target: str, directory: Path = MANIFEST_DIR) -> Manifest:
     default = _expectation("default", data.get("default", {}), str(path))
     entries = {name: _expectation(name, entry, str(path))
                for name, entry in data.get("cases", {}).items()}
-    return Manifest(target, default, entries)
+    manifest = Manifest(target, default, entries)
+    if "files" in data:
+        manifest.files = _expectation("files", data["files"], str(path))
+    return manifest

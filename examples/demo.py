@@ -1,9 +1,12 @@
-"""End-to-end demo of what nrf-nir does today: build, save, validate, inspect and run a model.
+"""End-to-end demo: export a model, deploy it to every available backend, run conformance.
 
     python examples/demo.py --out demo-out
 
-Writes ``model.nir``, ``outputs.npz``, ``raster.png`` and ``report.md`` to the output folder.
-(Export from Norse, the other backends and the conformance report join as their issues land.)
+1. export: a Norse model (a zoo model when the zoo provides one) becomes ``model.nir``;
+2. deploy: the file is checked against, and run on, every available target; targets with a
+   deployable artifact (hardware targets) write it to ``deploy/<target>/``;
+3. conformance: every target against the reference on this model and on the node cases,
+   reported in ``conformance/report.html`` (also ``report.md`` and ``results.json``).
 """
 
 from __future__ import annotations
@@ -12,103 +15,89 @@ import argparse
 import sys
 from pathlib import Path
 
-import nir
-import numpy as np
 import torch
 
 import nrf_nir
-from nrf_nir.inspect import render, summarize
-from nrf_nir.io import write_atomic
+from nrf_nir.errors import NIRError
 
 
-def build_model(seed: int = 0) -> nir.NIRGraph:
-    """A small recurrent classifier: 20 inputs -> recurrent CubaLIF(40) -> Linear -> LI(4)."""
-    rng = np.random.default_rng(seed)
-    n_in, n, n_out = 20, 40, 4
-    rnn = nir.NIRGraph(
-        nodes={
-            "input": nir.Input(input_type=np.array([n_in])),
-            "w_in": nir.Linear(weight=rng.normal(0, 3 / np.sqrt(n_in), (n, n_in))),
-            "lif": nir.CubaLIF(tau_syn=np.full(n, 5e-3), tau_mem=np.full(n, 1e-2),
-                               r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.full(n, 0.3),
-                               v_reset=np.zeros(n)),
-            "w_rec": nir.Linear(weight=rng.normal(0, 0.5 / np.sqrt(n), (n, n))),
-            "output": nir.Output(output_type=np.array([n])),
-        },
-        edges=[("input", "w_in"), ("w_in", "lif"), ("lif", "w_rec"), ("w_rec", "lif"),
-               ("lif", "output")],
-        type_check=False)
-    graph = nir.NIRGraph(
-        nodes={
-            "input": nir.Input(input_type=np.array([n_in])),
-            "rnn": rnn,
-            "readout": nir.Linear(weight=rng.normal(0, 1 / np.sqrt(n), (n_out, n))),
-            "li": nir.CubaLI(tau_syn=np.full(n_out, 5e-3), tau_mem=np.full(n_out, 1e-2),
-                             r=np.ones(n_out), v_leak=np.zeros(n_out)),
-            "output": nir.Output(output_type=np.array([n_out])),
-        },
-        edges=[("input", "rnn"), ("rnn", "readout"), ("readout", "li"), ("li", "output")],
-        type_check=False)
-    return nrf_nir.write_semantics(graph, nrf_nir.Semantics(
-        dt=1e-3, producer="nrf-nir demo", producer_version=nrf_nir.__version__))
+def build_model() -> tuple[torch.nn.Module, tuple[int, ...], str]:
+    """A zoo model when available, else a small recurrent Norse classifier."""
+    try:
+        from nrf_nir import models
+
+        for name in ("poker-dvs", "first-spike"):
+            if name in models.names():
+                module = models.build(name)
+                return module, tuple(module.input_shape), name
+    except (ImportError, AttributeError, NIRError):
+        pass
+    import norse.torch as snn
+
+    torch.manual_seed(0)
+    model = snn.SequentialState(snn.LIFRecurrentCell(20, 40), torch.nn.Linear(40, 4),
+                                snn.LICell())
+    with torch.no_grad():
+        model[0].input_weights.mul_(3.0)
+    return model, (20,), "demo-rnn"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo-out", type=Path)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--no-nodes", action="store_true", help="skip the node cases")
     args = parser.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
 
+    # 1. export
+    module, shape, name = build_model()
+    graph = nrf_nir.export(module, torch.zeros(1, *shape))
     model_path = out / "model.nir"
-    nrf_nir.save(build_model(), model_path)
-    graph = nrf_nir.load(model_path)
-    summary = summarize(nrf_nir.validate(graph))
-    print(render(summary))
+    nrf_nir.save(graph, model_path)
+    print(f"1. exported {name} to {model_path}")
 
-    rng = np.random.default_rng(1)
-    x = (rng.random((args.steps, 8, 20)) < 0.05).astype(np.float32)
-    res32 = nrf_nir.run(graph, x, record=("rnn.lif",))
-    res64 = nrf_nir.run(graph, x, dtype=torch.float64, record=("rnn.lif",))
-    spikes32, spikes64 = res32["rnn.lif"].cpu().numpy(), res64["rnn.lif"].cpu().numpy()
-    agreement = float((spikes32 == spikes64).mean())
-    decision = res32["output"].cpu().numpy().max(axis=0).argmax(axis=-1)
+    # 2. deploy
+    from nrf_nir.conformance.cases import file_case
+    from nrf_nir.targets import available, get
 
-    def write_npz(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, input=x, output=res32["output"].cpu().numpy(), spikes=spikes32)
+    case = file_case(str(model_path), T=args.steps, B=8)
+    targets = available()
+    for target in targets:
+        violations = nrf_nir.check(graph, target)
+        if violations:
+            print(f"2. {target:12s} refuses: {violations[0]}" + (
+                f" (+{len(violations) - 1} more)" if len(violations) > 1 else ""))
+            continue
+        lowered = nrf_nir.lower(graph, target)
+        result = lowered.run(case.inputs)
+        spikes = sum(int((v != 0).sum()) for v in result.values())
+        line = f"2. {target:12s} ran: {spikes} non-zero outputs"
+        writer = getattr(get(target), "artifact", None)
+        if writer is not None:
+            directory = out / "deploy" / target
+            directory.mkdir(parents=True, exist_ok=True)
+            files = writer(lowered.backend, directory)
+            line += f"; artifacts: {', '.join(str(Path(f).name) for f in files)}"
+        print(line)
 
-    write_atomic(out / "outputs.npz", write_npz)
+    # 3. conformance
+    from nrf_nir.conformance.cases import node_cases
+    from nrf_nir.conformance.report import write_report
+    from nrf_nir.conformance.runner import run_suite, summary
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3))
-    t, n = np.nonzero(spikes32[:, 0])
-    ax.scatter(t, n, s=2, c="k")
-    ax.set(xlabel="step", ylabel="neuron", title="rnn.lif spikes, sample 0 (reference, float32)")
-    fig.tight_layout()
-    write_atomic(out / "raster.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    report = [
-        "# nrf-nir demo report", "",
-        f"- model: `{model_path}` ({summary['counts']['neurons']} neurons, "
-        f"{summary['counts']['synapses']} synapses, dt = {summary['semantics']['dt']} s)",
-        f"- inputs: T = {args.steps}, B = 8, Bernoulli spikes p = 0.05",
-        f"- targets available: {', '.join(nrf_nir.targets.available())}; ran on {device}",
-        f"- spikes recorded in `rnn.lif`: {int(spikes32.sum())}",
-        f"- float32 vs float64 per-step spike agreement: {agreement:.6f}",
-        f"- decisions (argmax of max-over-time output): {decision.tolist()}",
-        "", "![raster](raster.png)", "",
-    ]
-    write_atomic(out / "report.md", lambda tmp: tmp.write_text("\n".join(report)))
-    print(f"\nreport written to {out / 'report.md'}")
-    return 0
+    cases = [case] + ([] if args.no_nodes else node_cases(T=60, B=2))
+    results = run_suite(cases, targets, progress=sys.stderr.isatty())
+    paths = write_report(results, out / "conformance",
+                         {"model": name, "targets": ", ".join(targets)})
+    s = summary(results)
+    print(f"3. conformance: {s['ok']}/{s['total']} as expected "
+          f"({', '.join(f'{k} {v}' for k, v in s['by_status'].items() if v)})")
+    for line in s["failed"]:
+        print(f"   NOT AS EXPECTED: {line}")
+    print(f"\nreport: {paths['html'].resolve()}")
+    return 0 if not s["failed"] else 1
 
 
 if __name__ == "__main__":
