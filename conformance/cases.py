@@ -216,6 +216,20 @@ def _structure_cases(T: int, B: int, seed: int) -> Iterator[Case]:
     yield Case("node/recurrent-LIF", graph, {"input": _spikes(rng, (T, B, n_in))},
                tags=("recurrent",))
 
+    for reset in ("value", "subtract"):  # the shape hardware wants: input -> hidden -> output
+        graph = nir.NIRGraph(
+            nodes={"input": nir.Input(input_type=np.array([n_in])),
+                   "w1": nir.Linear(weight=np.abs(rng.normal(0, 1.2, (24, n_in)))),
+                   "hidden": cuba(24),
+                   "w2": nir.Linear(weight=rng.normal(0.1, 0.35, (3, 24))),
+                   "out": cuba(3),
+                   "output": nir.Output(output_type=np.array([3]))},
+            edges=[("input", "w1"), ("w1", "hidden"), ("hidden", "w2"), ("w2", "out"),
+                   ("out", "output")], type_check=False)
+        write_semantics(graph, Semantics(dt=DT, reset=reset))
+        yield Case(f"node/two-layer/{reset}", graph, {"input": _spikes(rng, (T, B, n_in))},
+                   tags=("two-layer",))
+
     graph = nir.NIRGraph(
         nodes={"a": nir.Input(input_type=np.array([6])), "b": nir.Input(input_type=np.array([4])),
                "wa": nir.Linear(weight=np.abs(rng.normal(0, 1.5, (n, 6)))),

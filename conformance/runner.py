@@ -140,6 +140,12 @@ def run_case(case: Case, targets: Sequence[str], threads: int = 1) -> list[dict[
     return raws
 
 
+def _worker_init() -> None:
+    """Spawned workers inherit the 'spawn' start method; Lava needs 'fork' for the processes
+    it starts itself (it refuses any other), and a worker starts no pools of its own."""
+    multiprocessing.set_start_method("fork", force=True)
+
+
 def _meets(metrics: dict[str, dict[str, Any]], exp: Expectation) -> tuple[bool, str]:
     """Whether every output meets ``exp``; and what falls short."""
     short = []
@@ -211,7 +217,8 @@ def run_suite(cases: Sequence[Case], targets: Sequence[str], *, workers: int | N
                 bar.update()
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=n, mp_context=ctx,
+                                     initializer=_worker_init) as pool:
                 futures = [pool.submit(run_case, case, tuple(targets), 1) for case in cases]
                 for future in as_completed(futures):
                     raws += future.result()

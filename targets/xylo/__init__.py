@@ -1,0 +1,41 @@
+"""Xylo Audio 2 (SynSense SYNS61201): design rules, quantization, XyloSim and a bit-exact
+batched emulator (docs/targets/xylo.md).
+
+- ``TARGET`` (``xylo``): our integer emulator in torch, batched over samples;
+- ``XYLOSIM_TARGET`` (``xylosim``): SynSense's XyloSim through Rockpool (imported without
+  samna); both run the same integer configuration and agree bit for bit.
+"""
+
+from __future__ import annotations
+
+from .artifact import load_artifact, write_artifact
+from .config import XyloConfig
+from .emulator import XyloEmulator
+from .metrics import count_correlation, exact_agreement, windowed_f1
+from .quantize import calibrate, quantize
+from .rules import SPEC, Network, XyloSpec, analyse
+from .target import TARGET, XyloLowered, XyloTarget, decode_outputs
+from .xylosim_engine import run_xylosim
+
+
+def __getattr__(name: str) -> object:
+    """``XYLOSIM_TARGET`` resolves only where xylosim and rockpool are installed, so that the
+    registry lists the ``xylosim`` target as unavailable elsewhere."""
+    if name == "XYLOSIM_TARGET":
+        import importlib.util
+
+        missing = [m for m in ("xylosim", "rockpool") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ImportError(f"the xylosim target needs {' and '.join(missing)} "
+                              "(pip install 'nrf-nir[rockpool]')")
+        from .target import XYLOSIM_TARGET
+
+        return XYLOSIM_TARGET
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+__all__ = [
+    "SPEC", "TARGET", "XYLOSIM_TARGET", "Network", "XyloConfig", "XyloEmulator",
+    "XyloLowered", "XyloSpec", "XyloTarget", "analyse", "calibrate", "count_correlation",
+    "decode_outputs", "exact_agreement", "load_artifact", "quantize", "run_xylosim",
+    "windowed_f1", "write_artifact",
+]

@@ -1,0 +1,249 @@
+"""The ``xylo`` (our integer emulator) and ``xylosim`` (SynSense's XyloSim) targets.
+
+Both lower a graph the same way (``rules.analyse`` -> ``quantize.quantize`` -> an integer
+``XyloConfig``) and differ only in the engine that runs it; they agree bit for bit.
+
+Target options (``nrf_nir.lower(graph, "xylo", **options)``):
+
+- ``headroom`` (float >= 1, default 2): thresholds use at most ``32767 / headroom``;
+- ``calibration``: inputs (one ``[T, B, *shape]`` array or a dict per Input node) on which
+  the headroom that best matches the reference is picked (``calibration_headrooms`` lists
+  the candidates);
+- ``align_latency`` (bool, default False): shift each output back by the steps Xylo runs
+  behind the reference (one per hop from a hidden neuron), zero-filling the end;
+- ``chunk`` (emulator): time steps of input currents per matrix product.
+
+``run`` takes event counts (non-negative integers; more than 15 per step count as 15) and
+returns each Output node's spikes (membrane readouts: ``v_int / scale + v_leak``) as
+``[T, B, *shape]`` in the run dtype. ``record`` accepts a neuron node name (its spike counts)
+and ``"<neuron>.v"``, ``".i"``, ``".i2"`` (raw int32 membrane and synaptic currents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nrf_nir.errors import NIRError
+from nrf_nir.reference import default_device, resolve_dtype
+from nrf_nir.semantics import Semantics
+from nrf_nir.targets import Options, Violation
+from nrf_nir.validate import Checked
+
+from .config import XyloConfig
+from .emulator import XyloEmulator
+from .metrics import shift
+from .quantize import CALIBRATION_HEADROOMS, DEFAULT_HEADROOM, calibrate, quantize
+from .rules import SPEC, Network, analyse
+
+OPTIONS = ("headroom", "calibration", "calibration_headrooms", "align_latency", "chunk")
+
+RULES = (
+    f"input channels <= {SPEC.max_inputs} (all Input nodes together, flattened)",
+    f"hidden neurons <= {SPEC.max_hidden}, output neurons <= {SPEC.max_outputs}",
+    f"synaptic currents per neuron: hidden <= {SPEC.hidden_synapses}, output <= "
+    f"{SPEC.output_synapses}",
+    "node types: Linear/Affine/Conv/pooling/Scale/Flatten/Identity (composed into dense "
+    "weights), LIF/CubaLIF, LI synaptic filters, LI/CubaLI readouts",
+    "outputs are output neurons fed only by hidden neurons; inputs feed hidden neurons only",
+    f"membrane decays: dash = round(log2(tau/dt)) <= {SPEC.dash_max}; synaptic decays "
+    f"1 <= dash <= {SPEC.dash_max}",
+    "int8 weights (shift <= 7) and int16 thresholds/biases can hold each layer's scale",
+    "thresholds above v_leak",
+)
+
+
+@dataclass
+class XyloLowered:
+    """A graph lowered to Xylo: the integer configuration and how to run it."""
+
+    target: str
+    config: XyloConfig
+    report: dict[str, Any]
+    network: Network | None = None
+    dtype: torch.dtype = torch.float32
+    device: torch.device = field(default_factory=default_device)
+    align_latency: bool = False
+    chunk: int = 256
+    _emulator: XyloEmulator | None = None
+    _sim: Any = None
+
+    @property
+    def emulator(self) -> XyloEmulator:
+        if self._emulator is None:
+            self._emulator = XyloEmulator(self.config, device=self.device, chunk=self.chunk)
+        return self._emulator
+
+    def pack(self, inputs: Mapping[str, Tensor]) -> Tensor:
+        """The Input nodes' ``[T, B, *shape]`` tensors as Xylo's ``[T, B, Nin]`` counts."""
+        return pack_inputs(self.config, inputs)
+
+    def run_raw(self, x: Tensor, record: tuple[str, ...] = ()) -> dict[str, Tensor]:
+        """Run packed counts on this target's engine; raw integer results."""
+        if self.target == "xylosim":
+            from .xylosim_engine import build, run_xylosim
+
+            if self._sim is None:
+                self._sim = build(self.config)
+            raw = run_xylosim(self.config, x.cpu().numpy(), record=record, sim=self._sim)
+            return {k: torch.from_numpy(v) for k, v in raw.items()}
+        return self.emulator.run(x, record=record)
+
+
+def pack_inputs(config: XyloConfig, inputs: Mapping[str, Tensor]) -> Tensor:
+    parts = []
+    for slot in config.layout["inputs"]:
+        if slot["name"] not in inputs:
+            raise NIRError("missing input", node=slot["name"], field="inputs")
+        x = torch.as_tensor(inputs[slot["name"]])
+        parts.append(x.reshape(x.shape[0], x.shape[1], -1))
+    x = torch.cat(parts, 2) if len(parts) > 1 else parts[0]
+    if x.is_floating_point() and not torch.equal(x, torch.round(x)):
+        raise NIRError("Xylo inputs are event counts per step and channel: non-negative "
+                       "integers (a spike is 1)", node=config.layout["inputs"][0]["name"],
+                       field="inputs")
+    if x.numel() and float(x.min()) < 0:
+        raise NIRError("Xylo inputs are event counts: they cannot be negative",
+                       node=config.layout["inputs"][0]["name"], field="inputs")
+    return x.to(torch.int32)
+
+
+def decode_outputs(config: XyloConfig, raw: Mapping[str, Tensor], *,
+                   align_latency: bool = False, dtype: torch.dtype = torch.float32
+                   ) -> dict[str, Tensor]:
+    """Output node -> ``[T, B, *shape]``: output spikes, or membrane readouts decoded to
+    ``v_int / scale + v_leak``; shifted back by the layer's lag when ``align_latency``."""
+    layers = {la["name"]: la for la in config.layout["output_layers"]}
+    result = {}
+    for out in config.layout["outputs"]:
+        la = layers[out["layer"]]
+        lo, hi = la["offset"], la["offset"] + la["size"]
+        if la["readout"] == "spikes":
+            y = raw["spikes_out"][:, :, lo:hi].to(dtype)
+        else:
+            v = raw["v_out"][:, :, lo:hi].to(torch.float64)
+            leak = torch.as_tensor(np.asarray(la["v_leak"], np.float64), device=v.device)
+            y = (v / la["scale"] + leak).to(dtype)
+        if align_latency:
+            y = shift(y, int(la["lag"]))
+        result[out["name"]] = y.reshape(y.shape[0], y.shape[1], *out["shape"])
+    return result
+
+
+def _parse_record(config: XyloConfig, record: tuple[str, ...]
+                  ) -> dict[str, tuple[str, int, int, list[int]]]:
+    """record name -> (raw key, first index, size, node shape)."""
+    hidden = {la["name"]: la for la in config.layout["hidden"]}
+    outs = {la["name"]: la for la in config.layout["output_layers"]}
+    parsed = {}
+    for key in record:
+        node, _, state = key.rpartition(".")
+        if key in hidden or key in outs:
+            node, state = key, ""
+        la = hidden.get(node) or outs.get(node)
+        is_out = node in outs
+        table = {"": "spikes_out" if is_out else "spikes", "v": "v_out" if is_out else "v",
+                 "i": "i_out" if is_out else "i", "i2": None if is_out else "i2"}
+        if la is None or state not in table or table[state] is None:
+            raise NIRError(f"cannot record {key!r} on Xylo: record a neuron node (hidden: "
+                           f"{', '.join(hidden) or 'none'}; output: {', '.join(outs)}) or "
+                           "'<neuron>.v', '.i', '.i2' (hidden only)", node=key, field="record")
+        parsed[key] = (table[state], la["offset"], la["size"], la["shape"])  # type: ignore[assignment]
+    return parsed
+
+
+class XyloTarget:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        if name == "xylo":
+            self.description = ("Xylo Audio 2: design rules, int8/int16 quantization, "
+                                "batched integer emulator in torch (bit-exact with XyloSim)")
+        else:
+            self.description = ("Xylo Audio 2 via SynSense XyloSim 0.1.3 (Rockpool 3.1.0): "
+                                "same design rules and quantization as 'xylo'")
+
+    def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
+        return analyse(checked, semantics, target=self.name)[1]
+
+    def lower(self, checked: Checked, semantics: Semantics, options: Options) -> XyloLowered:
+        extra = dict(options.extra or {})
+        unknown = sorted(set(extra) - set(OPTIONS))
+        if unknown:
+            raise NIRError(f"unknown option(s) for the {self.name} target: "
+                           f"{', '.join(unknown)} (known: {', '.join(OPTIONS)})",
+                           field="options")
+        if self.name == "xylosim":
+            from .xylosim_engine import xylosim_class
+
+            try:
+                xylosim_class()  # fail now, with a clear message, when it is not installed
+            except ImportError as exc:
+                raise NIRError(str(exc), field="target") from None
+        net, violations = analyse(checked, semantics, target=self.name)
+        if violations or net is None:
+            raise NIRError(f"the {self.name} target cannot run this graph: "
+                           + "; ".join(str(v) for v in violations), field="target")
+        device = torch.device(options.device) if options.device is not None \
+            else default_device()
+        headroom = float(extra.get("headroom", DEFAULT_HEADROOM))
+        scores = None
+        if extra.get("calibration") is not None:
+            headroom, scores = self._calibrate(checked, semantics, net, extra, device)
+        config, qreport = quantize(net, headroom=headroom)
+        report = {
+            "target": self.name, "chip": SPEC.name,
+            "design_rules": {"rules": list(RULES), "violations": []},
+            "quantization": qreport,
+            "calibration": scores,
+        }
+        return XyloLowered(self.name, config, report, net, resolve_dtype(options.dtype),
+                           device, bool(extra.get("align_latency", False)),
+                           int(extra.get("chunk", 256)))
+
+    def _calibrate(self, checked: Checked, semantics: Semantics, net: Network,
+                   extra: dict[str, Any], device: torch.device
+                   ) -> tuple[float, list[dict[str, Any]]]:
+        from nrf_nir.api import prepare_inputs
+        from nrf_nir.reference import Program
+
+        calib = prepare_inputs(checked, extra["calibration"], torch.float64)
+        reference = Program(checked, semantics, dtype=torch.float64,
+                            device=torch.device("cpu")).run(calib)
+        reference = {k: v for k, v in reference.items() if k in checked.flat.outputs}
+        probe, _ = quantize(net)
+        x = pack_inputs(probe, calib)
+        candidates = tuple(extra.get("calibration_headrooms", CALIBRATION_HEADROOMS))
+        return calibrate(net, reference, x, candidates=candidates, device=device)
+
+    def run(self, lowered: XyloLowered, inputs: Mapping[str, Tensor],
+            record: tuple[str, ...]) -> dict[str, Tensor]:
+        cfg = lowered.config
+        x = lowered.pack(inputs)
+        recs = _parse_record(cfg, tuple(record))
+        keys = {raw for raw, *_ in recs.values() if raw != "spikes_out"}
+        if any(la["readout"] == "vmem" for la in cfg.layout["output_layers"]):
+            keys.add("v_out")
+        raw = lowered.run_raw(x, tuple(sorted(keys)))
+        out = decode_outputs(cfg, raw, align_latency=lowered.align_latency,
+                             dtype=lowered.dtype)
+        for key, (rk, lo, size, shape) in recs.items():
+            val = raw[rk][:, :, lo:lo + size]
+            if rk in ("spikes", "spikes_out"):
+                val = val.to(lowered.dtype)
+            out[key] = val.reshape(val.shape[0], val.shape[1], *shape)
+        return out
+
+    def artifact(self, lowered: XyloLowered, directory: str | Path) -> list[Path]:
+        from .artifact import write_artifact
+
+        return write_artifact(lowered, directory)
+
+
+TARGET = XyloTarget("xylo")
+XYLOSIM_TARGET = XyloTarget("xylosim")

@@ -1,0 +1,94 @@
+"""SynSense's XyloSim (``xylosim`` 0.1.3 through Rockpool 3.1.0's Xylo Audio 2 module).
+
+``import rockpool.devices.xylo`` fails without the ``samna`` package (its ``syns65302``
+subpackage imports samna outside a ``try``), and the PyPI package named samna must never be
+installed or imported (it downloads software when imported). So, as measured in DESIGN.md
+section 4: an empty package object with the real ``__path__`` is registered for
+``rockpool.devices.xylo`` in ``sys.modules``, so that its ``__init__`` never runs, and
+``rockpool.devices.xylo.syns61201.XyloSim`` is imported beneath it.
+``XyloSim.from_specification`` then builds a ``xylosim.v2.XyloLayer``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from nrf_nir.errors import NIRError
+
+from .config import XyloConfig
+from .emulator import RECORDABLE
+
+_CLASS: Any = None
+
+
+def xylosim_class() -> Any:
+    """Rockpool's ``syns61201.XyloSim`` (Xylo Audio 2), imported without samna."""
+    global _CLASS
+    if _CLASS is not None:
+        return _CLASS
+    try:
+        import rockpool.devices as devices
+        import xylosim.v2  # noqa: F401  (fail early with a clear message)
+    except ImportError as exc:
+        raise ImportError(f"the xylosim target needs rockpool 3.1.0 and xylosim 0.1.3 "
+                          f"(pip install 'nrf-nir[rockpool]'): {exc}") from None
+    name = "rockpool.devices.xylo"
+    if name not in sys.modules:
+        shim = types.ModuleType(name)
+        shim.__path__ = [os.path.join(os.path.dirname(devices.__file__), "xylo")]
+        shim.__package__ = name
+        sys.modules[name] = shim
+        devices.xylo = shim  # type: ignore[attr-defined]
+    from rockpool.devices.xylo.syns61201.xylo_sim import XyloSim
+
+    _CLASS = XyloSim
+    return XyloSim
+
+
+def build(config: XyloConfig) -> Any:
+    """A Rockpool ``XyloSim`` module for ``config`` (``from_specification``; the output
+    decays are always given explicitly, else Rockpool leaves the readout silent)."""
+    config.validate()
+    spec = config.specification()
+    dt = spec.pop("dt")
+    return xylosim_class().from_specification(**spec, dt=dt)
+
+
+def run_xylosim(config: XyloConfig, inputs: Any, *, record: Iterable[str] = (),
+                sim: Any = None) -> dict[str, np.ndarray]:
+    """Run ``inputs`` (``[T, B, Nin]`` event counts) sample by sample in XyloSim, each from
+    the reset state. Same keys and meaning as :meth:`XyloEmulator.run` (numpy int32)."""
+    record = tuple(record)
+    for key in record:
+        if key not in RECORDABLE:
+            raise NIRError(f"cannot record {key!r}; known: {', '.join(RECORDABLE)}",
+                           field="record")
+    x = np.asarray(inputs)
+    if x.ndim != 3 or x.shape[2] != config.n_in:
+        raise NIRError(f"inputs must be [T, B, {config.n_in}] event counts, got "
+                       f"{list(x.shape)}", field="inputs")
+    if np.any(x != np.round(x)) or np.any(x < 0):
+        raise NIRError("Xylo inputs are event counts: non-negative integers", field="inputs")
+    # XyloSim clamps to 15 events itself; clamping here keeps the uint8 conversion valid
+    x = np.minimum(x, 15).astype(np.int64)
+    T, B = x.shape[:2]
+    sim = build(config) if sim is None else sim
+    res = {"spikes_out": np.zeros((T, B, config.n_out), np.int32)}
+    for key in record:
+        res[key] = np.zeros((T, B, config.n_out if key.endswith("_out") else config.n_hidden),
+                            np.int32)
+    names = {"spikes": "Spikes", "v": "Vmem", "i": "Isyn", "i2": "Isyn2",
+             "v_out": "Vmem_out", "i_out": "Isyn_out"}
+    for b in range(B):
+        sim.reset_state()
+        out, _, rec = sim.evolve(x[:, b], record=bool(record))
+        res["spikes_out"][:, b] = np.asarray(out).reshape(T, config.n_out)
+        for key in record:
+            res[key][:, b] = np.asarray(rec[names[key]]).reshape(T, -1)
+    return res
