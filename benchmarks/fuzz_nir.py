@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import h5py
+import nir
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -150,15 +151,25 @@ def random_input(shape: tuple[int, ...], rng: np.random.Generator) -> object:
     return (rng.random((3, 1, *shape)) < 0.5)
 
 
+_LOADED: dict[int, nir.NIRGraph] = {}
+
+
 def one(blob: bytes, path: Path, rng: np.random.Generator) -> str:
     mode = rng.integers(0, 3)
-    if mode == 0:
-        data, what = mutate_bytes(blob, rng)
-        path.write_bytes(data)
+    if mode == 2:  # a valid file (loaded once) on a random input array
+        what = "input"
+        if id(blob) not in _LOADED:
+            path.write_bytes(blob)
+            _LOADED[id(blob)] = nrf_nir.load(path)
+        graph = _LOADED[id(blob)]
     else:
-        path.write_bytes(blob)
-        what = mutate_hdf5(path, rng) if mode == 1 else "input"
-    graph = nrf_nir.load(path)
+        if mode == 0:
+            data, what = mutate_bytes(blob, rng)
+            path.write_bytes(data)
+        else:
+            path.write_bytes(blob)
+            what = mutate_hdf5(path, rng)
+        graph = nrf_nir.load(path)
     checked = nrf_nir.validate(graph)
     if mode == 2:
         shape = checked.out_shapes[checked.flat.inputs[0]]
@@ -177,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--corpus", type=Path, default=Path("benchmarks/results/fuzz_crashes"))
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/fuzz.json"))
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes, each fuzzing count/workers inputs from seed + i")
     args = parser.parse_args(argv)
+    if args.workers > 1:
+        return _parallel(args, argv)
     warnings.simplefilter("ignore")
     import torch
 
@@ -217,6 +232,31 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
     return 0 if counts["unhandled"] == 0 else 1
+
+
+def _parallel(args: argparse.Namespace, argv: list[str] | None) -> int:
+    import subprocess
+
+    procs, parts = [], []
+    for i in range(args.workers):
+        part = args.json.with_name(f"{args.json.stem}.part{i}.json")
+        parts.append(part)
+        procs.append(subprocess.Popen([
+            sys.executable, __file__, "--count", str(args.count // args.workers), "--seed",
+            str(args.seed + i), "--corpus", str(args.corpus), "--json", str(part)]))
+    codes = [p.wait() for p in procs]
+    reports = [json.loads(p.read_text()) for p in parts]
+    total = {"command": " ".join(["python", "benchmarks/fuzz_nir.py", *(argv or sys.argv[1:])]),
+             "count": sum(r["count"] for r in reports),
+             "seeds": [r["seed"] for r in reports],
+             "seconds": max(r["seconds"] for r in reports),
+             **{k: sum(r[k] for r in reports) for k in ("ok", "nir_error", "unhandled")},
+             "crash_kinds": {k: v for r in reports for k, v in r["crash_kinds"].items()}}
+    for part in parts:
+        part.unlink()
+    args.json.write_text(json.dumps(total, indent=1))
+    print(json.dumps(total, indent=1))
+    return 0 if total["unhandled"] == 0 and not any(codes) else 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import faulthandler
 import os
 import pickle
 import tempfile
@@ -335,6 +336,7 @@ def _read_file(name: str) -> dict[str, Any]:
     if pid == 0:  # child: read, send, and leave without running any cleanup of the parent's
         try:
             os.close(read_end)
+            faulthandler.disable()  # a crash here is reported by the parent, quietly
             try:
                 payload: tuple[str, Any] = ("ok", _read_hdf5(name))
             except NIRError as exc:

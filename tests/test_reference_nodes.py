@@ -15,7 +15,7 @@ import nir
 import numpy as np
 import pytest
 import torch
-from oracle import oracle_run
+from tests.oracle import oracle_run
 
 import nrf_nir
 
