@@ -191,6 +191,7 @@ class Neuron(Kernel):
         as ``lif_euler`` then ``Firing.fire`` (value reset): ``v + c*((x + v_leak) - v)``,
         ``z = v > v_th``, then ``v - v*z`` (= 0 where z, else v) plus ``v_reset*z``."""
         c, v_leak = self.k["c"], self.k["v_leak"]
+        assert c is not None  # Euler LIF always has its coefficient
         v_reset = firing.v_reset
         reset_zero = v_reset.dim() == 0 and float(v_reset) == 0.0
         tmp = torch.empty_like(v)
