@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[backends,dev]"
 	$(BIN)/python -m pip uninstall --quiet -y torchvision || true
+	$(BIN)/python scripts/install_lava.py
 	$(BIN)/python -c "import torch, nir, norse, nrf_nir; print('installed: torch', torch.__version__, 'nir', nir.__version__, 'nrf_nir', nrf_nir.__version__)"
 	touch $(STAMP)
 
@@ -32,6 +33,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_reference.py
+	$(BIN)/python benchmarks/bench_xylo.py
+	$(BIN)/python benchmarks/bench_loihi.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,86 @@
+"""Lava (Intel Loihi) targets: ``lava-float``, ``lava-fixed`` and ``loihi`` (docs/targets/lava.md).
+
+- ``lava-float`` (:data:`FLOAT_TARGET`): Lava 0.10 processes (RingBuffer source, Dense, LIF,
+  RingBuffer sinks) run by ``Loihi2SimCfg(select_tag="floating_pt")``; the reference's
+  equations translated exactly, Lava's one-step-per-Dense latency removed.
+- ``lava-fixed`` (:data:`FIXED_TARGET`): the same processes with Loihi-2 fixed-point models
+  (``fixed_pt``), quantization chosen and reported by nrf-nir; ``artifact`` writes a lava-dl
+  netx HDF5 network.
+- ``loihi`` (:data:`LOIHI_TARGET`): nrf-nir's batched PyTorch emulator of those fixed-point
+  models, bit-exact with ``lava-fixed``; needs no Lava.
+
+``FLOAT_TARGET`` and ``FIXED_TARGET`` import Lava on first access (an ``ImportError`` when
+Lava is not installed, so the registry lists them as unavailable); ``LOIHI_TARGET`` never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nrf_nir.errors import NIRError
+from nrf_nir.semantics import Semantics
+from nrf_nir.targets import Options, Violation
+from nrf_nir.validate import Checked
+
+from .common import LavaProgram, default_dtype, outputs, parse_options
+from .emulator import LoihiEmulator
+from .plan import LOIHI_NAME, analyse, plan_or_raise, quantize
+
+
+class LoihiTarget:
+    name = LOIHI_NAME
+    description = ("nrf-nir's batched PyTorch emulator of Lava's Loihi-2 fixed-point CUBA LIF "
+                   "and Dense; bit-exact with lava-fixed")
+
+    def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
+        return analyse(checked, semantics, self.name)[1]
+
+    def lower(self, checked: Checked, semantics: Semantics, options: Options) -> LavaProgram:
+        extra = parse_options(options, ("vth",), self.name)
+        plan = plan_or_raise(checked, semantics, self.name)
+        device = torch.device(options.device) if options.device is not None else (
+            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        fixed = quantize(plan, vth=extra.get("vth"))
+        prog = LavaProgram(self.name, checked, semantics, plan, default_dtype(options),
+                           fixed=fixed, options=extra, device=device)
+        prog.options["emulator"] = LoihiEmulator(fixed, device=device)
+        return prog
+
+    def run(self, lowered: LavaProgram, inputs: Mapping[str, Tensor],
+            record: tuple[str, ...]) -> dict[str, Tensor]:
+        name = lowered.plan.input_name
+        if name not in inputs:
+            raise NIRError(f"missing input {name!r}", node=name, field="inputs")
+        x = inputs[name]
+        if x.dim() < 2:
+            raise NIRError("inputs are [T, B, *shape]", node=name, field="inputs")
+        T, B = int(x.shape[0]), int(x.shape[1])
+        x = x.reshape(T, B, -1)
+        if x.shape[2] != lowered.plan.n_in:
+            raise NIRError(f"expected {lowered.plan.n_in} values per sample, got {x.shape[2]}",
+                           node=name, field="inputs")
+        if not bool(torch.all(x == torch.round(x))):
+            raise NIRError("the loihi target takes integer inputs (spikes, or graded spike "
+                           "payloads); got non-integer values", node=name, field="inputs")
+        wanted = set(lowered.plan.record_layers(tuple(record)).values())
+        emu: LoihiEmulator = lowered.options["emulator"]
+        spikes = emu.run(x, layers=wanted, checked=True)
+        return outputs(lowered, {k: spikes[k].cpu() for k in wanted}, tuple(record), T, B)
+
+
+LOIHI_TARGET = LoihiTarget()
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("FLOAT_TARGET", "FIXED_TARGET"):
+        from . import lava_targets  # imports Lava: ImportError when it is not installed
+
+        return getattr(lava_targets, name)
+    raise AttributeError(name)
+
+
+__all__ = ["FLOAT_TARGET", "FIXED_TARGET", "LOIHI_TARGET"]

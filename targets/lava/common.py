@@ -1,0 +1,87 @@
+"""Shared pieces of the three Lava targets: lowered programs, inputs and outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nrf_nir.errors import NIRError
+from nrf_nir.reference import resolve_dtype
+from nrf_nir.semantics import Semantics
+from nrf_nir.targets import Options
+from nrf_nir.validate import Checked
+
+from .plan import FixedPlan, Plan
+
+
+@dataclass
+class LavaProgram:
+    """A graph lowered for ``lava-float``, ``lava-fixed`` or ``loihi``.
+
+    plan: the float translation; fixed: the quantized network (fixed / loihi); options: target
+    options (``copies``: samples per Lava network; ``vth``: forced threshold mantissa).
+    """
+
+    target: str
+    checked: Checked
+    semantics: Semantics
+    plan: Plan
+    dtype: torch.dtype
+    fixed: FixedPlan | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def quantization_report(self) -> dict[str, Any]:
+        if self.fixed is None:
+            return {}
+        return self.fixed.report()
+
+
+def parse_options(options: Options, known: tuple[str, ...], target: str) -> dict[str, Any]:
+    extra = dict(options.extra or {})
+    unknown = sorted(set(extra) - set(known))
+    if unknown:
+        raise NIRError(f"unknown option(s) for the {target} target: {', '.join(unknown)} "
+                       f"(known: {', '.join(known) or 'none'})", field="options")
+    return extra
+
+
+def input_array(prog: LavaProgram, inputs: Mapping[str, Tensor], *,
+                integers: bool) -> np.ndarray:
+    """The single input as ``[T, B, n_in]`` float64 numpy."""
+    name = prog.plan.input_name
+    if name not in inputs:
+        raise NIRError(f"missing input {name!r}", node=name, field="inputs")
+    x = inputs[name].detach().to("cpu", torch.float64).numpy()
+    if x.ndim < 2:
+        raise NIRError("inputs are [T, B, *shape]", node=name, field="inputs")
+    x = x.reshape(x.shape[0], x.shape[1], -1)
+    if x.shape[2] != prog.plan.n_in:
+        raise NIRError(f"expected {prog.plan.n_in} values per sample, got {x.shape[2]}",
+                       node=name, field="inputs")
+    if integers and not np.all(x == np.round(x)):
+        raise NIRError(f"the {prog.target} target takes integer inputs (spikes, or graded "
+                       "spike payloads); got non-integer values", node=name, field="inputs")
+    return x
+
+
+def outputs(prog: LavaProgram, spikes: Mapping[int, Any], record: tuple[str, ...],
+            T: int, B: int) -> dict[str, Tensor]:
+    """Output nodes and recorded neurons as ``[T, B, *shape]`` tensors of ``prog.dtype``."""
+    plan = prog.plan
+    result: dict[str, Tensor] = {}
+    for name, k in plan.record_layers(record).items():
+        shape = plan.out_shapes.get(name, plan.layers[k].shape)
+        z = spikes[k]
+        t = z if isinstance(z, Tensor) else torch.from_numpy(np.ascontiguousarray(z))
+        result[name] = t.to(prog.dtype).reshape(T, B, *shape)
+    return result
+
+
+def default_dtype(options: Options) -> torch.dtype:
+    return resolve_dtype(options.dtype)

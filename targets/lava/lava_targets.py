@@ -1,0 +1,84 @@
+"""``lava-float`` and ``lava-fixed``: NIR graphs as Lava 0.10 processes (imports Lava)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from torch import Tensor
+
+from nrf_nir.semantics import Semantics
+from nrf_nir.targets import Options, Violation
+from nrf_nir.validate import Checked
+
+from . import runner
+from .common import LavaProgram, default_dtype, input_array, outputs, parse_options
+from .plan import FIXED_NAME, FLOAT_NAME, FixedPlan, Plan, analyse, plan_or_raise, quantize
+
+
+def float_spec(plan: Plan) -> runner.NetSpec:
+    return runner.NetSpec("floating_pt", plan.n_in, [
+        runner.LayerSpec(n=ly.n, source=ly.source, depth=ly.depth, w_ff=ly.w_ff,
+                         w_rec=ly.w_rec, bias=ly.beta, du=ly.du, dv=ly.dv, vth=ly.vth)
+        for ly in plan.layers])
+
+
+def fixed_spec(fixed: FixedPlan) -> runner.NetSpec:
+    return runner.NetSpec("fixed_pt", fixed.plan.n_in, [
+        runner.LayerSpec(n=fl.n, source=fl.source, depth=fl.depth, w_ff=fl.w_ff,
+                         w_rec=fl.w_rec, bias=fl.bias, du=fl.du, dv=fl.dv, vth=fl.vth)
+        for fl in fixed.layers])
+
+
+class _LavaTarget:
+    name = ""
+    description = ""
+    fixed_point = False
+
+    def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
+        return analyse(checked, semantics, self.name)[1]
+
+    def lower(self, checked: Checked, semantics: Semantics, options: Options) -> LavaProgram:
+        known = ("copies", "vth") if self.fixed_point else ("copies",)
+        extra = parse_options(options, known, self.name)
+        plan = plan_or_raise(checked, semantics, self.name)
+        fixed = quantize(plan, vth=extra.get("vth")) if self.fixed_point else None
+        return LavaProgram(self.name, checked, semantics, plan, default_dtype(options),
+                           fixed=fixed, options=extra)
+
+    def spec(self, prog: LavaProgram) -> runner.NetSpec:
+        if self.fixed_point:
+            assert prog.fixed is not None
+            return fixed_spec(prog.fixed)
+        return float_spec(prog.plan)
+
+    def run(self, lowered: LavaProgram, inputs: Mapping[str, Tensor],
+            record: tuple[str, ...]) -> dict[str, Tensor]:
+        x = input_array(lowered, inputs, integers=self.fixed_point)
+        T, B = x.shape[0], x.shape[1]
+        wanted = set(lowered.plan.record_layers(tuple(record)).values())
+        spikes = runner.run_network(self.spec(lowered), x, wanted,
+                                    max_copies=lowered.options.get("copies"))
+        return outputs(lowered, spikes, tuple(record), T, B)
+
+
+class LavaFloatTarget(_LavaTarget):
+    name = FLOAT_NAME
+    description = (f"Lava {runner.LAVA_VERSION} processes (RingBuffer, Dense, LIF) on the CPU "
+                   "simulator, floating_pt; latency-compensated")
+
+
+class LavaFixedTarget(_LavaTarget):
+    name = FIXED_NAME
+    description = (f"Lava {runner.LAVA_VERSION} processes with Loihi-2 fixed-point models "
+                   "(fixed_pt), nrf-nir's quantization; artifact: lava-dl netx HDF5")
+    fixed_point = True
+
+    def artifact(self, lowered: LavaProgram, directory: Path) -> list[Path]:
+        from .netx import write_artifact
+
+        return write_artifact(lowered, Path(directory))
+
+
+FLOAT_TARGET = LavaFloatTarget()
+FIXED_TARGET = LavaFixedTarget()

@@ -1,0 +1,156 @@
+"""The ``lava-fixed`` artifact: a lava-dl ``netx`` HDF5 network (and how to load it).
+
+Layout (what ``lava.lib.dl.netx.hdf5.Network`` 0.6.0 reads; slayer's ``export_hdf5`` writes
+the same)::
+
+    layer/{i}/type      b"dense"
+    layer/{i}/shape     [n]
+    layer/{i}/weight    [n, n_src] integers (Lava's effective 8-bit weights)
+    layer/{i}/bias      [n] integers (only when nonzero): netx's bias_mant, bias_exp = 6
+    layer/{i}/neuron/   type b"CUBA", iDecay = du + 1, vDecay = dv, vThMant = vth,
+                        refDelay 1, gradedSpike False
+
+netx maps ``du = iDecay - 1``, ``dv = vDecay``, ``vth = vThMant``, ``bias_exp = 6``; its
+``optimize_weight_bits`` re-encodes the integer weights exactly (every value is already a
+Loihi weight). The constant input that ``lava-fixed`` gives a LIF/IF layer through a timed
+Dense equals netx's neuron bias (``u`` keeps only this step's input when ``du = 4095``), but a
+neuron bias acts from Lava step 1, before the layer's first real step: load the network with
+``reset_interval`` (any value above the run length) and ``reset_offset=1`` so that netx's
+``LIFReset`` zeroes layer ``i`` at step ``i + 2``, its first real step. Then netx's spikes equal
+``lava-fixed``'s, with the same latency (one step per layer).
+
+Not representable (``write_artifact`` refuses, naming the layer): a layer tree that is not a
+chain, outputs other than the last layer, recurrent loops, and a CubaLIF layer with a constant
+input (netx's bias adds to v, lava-fixed's to the synaptic current).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from nrf_nir.errors import NIRError
+from nrf_nir.io import write_atomic
+
+from .common import LavaProgram
+from .plan import BIAS_MAX, FixedPlan
+
+#: ``reset_interval`` to pass to netx: larger than any run (each layer resets once).
+RESET_INTERVAL = 2**30
+NETX_FILE = "network.net"
+
+
+def netx_problems(fixed: FixedPlan) -> list[str]:
+    """Why ``fixed`` cannot be written as a netx network (empty: it can)."""
+    problems = []
+    plan = fixed.plan
+    for k, fl in enumerate(fixed.layers):
+        kind = plan.layers[k].kind
+        if fl.source != k - 1:
+            problems.append(f"layer {fl.name!r}: netx networks are chains; this layer's input "
+                            "is not the previous layer")
+        if fl.w_rec is not None:
+            problems.append(f"layer {fl.name!r}: recurrent loop (not written to netx here)")
+        if kind == "CubaLIF" and np.any(fl.bias != 0):
+            problems.append(f"layer {fl.name!r}: CubaLIF with a constant input (Affine bias) "
+                            "enters the synaptic current; netx's neuron bias enters v")
+        if np.any(np.abs(fl.bias) > BIAS_MAX):
+            problems.append(f"layer {fl.name!r}: bias beyond 13 bits")
+        if not np.any(fl.w_ff):
+            problems.append(f"layer {fl.name!r}: all-zero weights (netx cannot encode them)")
+    last = len(fixed.layers) - 1
+    for name, k in plan.outputs.items():
+        if k != last:
+            problems.append(f"output {name!r} reads layer {fixed.layers[k].name!r}; netx's "
+                            "output is its last layer")
+    return problems
+
+
+def write_netx(fixed: FixedPlan, path: Path) -> None:
+    problems = netx_problems(fixed)
+    if problems:
+        raise NIRError("the network cannot be written as a lava-dl netx HDF5 file: "
+                       + "; ".join(problems), field="target")
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            layers = f.create_group("layer")
+            for k, fl in enumerate(fixed.layers):
+                g = layers.create_group(str(k))
+                g.create_dataset("type", (1,), "S10", [b"dense"])
+                g.create_dataset("shape", data=np.array([fl.n]))
+                g.create_dataset("weight", data=fl.w_ff.astype(np.int64))
+                if np.any(fl.bias != 0):
+                    g.create_dataset("bias", data=fl.bias.astype(np.int64))
+                g.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
+                g.create_dataset("neuron/iDecay", data=fl.du + 1)
+                g.create_dataset("neuron/vDecay", data=fl.dv)
+                g.create_dataset("neuron/vThMant", data=fl.vth)
+                g.create_dataset("neuron/refDelay", data=1)
+                g.create_dataset("neuron/gradedSpike", data=False)
+
+    write_atomic(path, write)
+
+
+def write_artifact(prog: LavaProgram, directory: Path) -> list[Path]:
+    """``network.net`` (netx HDF5), ``lava.json`` (how to load and run it) and
+    ``quantization.json`` (the quantization report)."""
+    fixed = prog.fixed
+    if fixed is None:
+        raise NIRError("the artifact needs a lava-fixed program", field="target")
+    directory.mkdir(parents=True, exist_ok=True)
+    net = directory / NETX_FILE
+    write_netx(fixed, net)
+    plan = fixed.plan
+    info: dict[str, Any] = {
+        "format": "lava-dl netx HDF5 (lava-dl 0.6.0, lava-nc 0.10.0)",
+        "file": NETX_FILE,
+        "load": (f"lava.lib.dl.netx.hdf5.Network(net_config='{NETX_FILE}', "
+                 f"reset_interval={RESET_INTERVAL}, reset_offset=1)"),
+        "run_config": "Loihi2SimCfg(select_tag='fixed_pt')",
+        "input": {"node": plan.input_name, "shape": list(plan.input_shape),
+                  "neurons": plan.n_in, "values": "binary spikes (input_message_bits=0)"},
+        "outputs": {name: list(plan.out_shapes[name]) for name in plan.outputs},
+        "latency_steps": len(fixed.layers),
+        "how_to_align": ("run T + latency_steps steps (zero input after T); output step t of "
+                         "the graph is Lava step t + latency_steps"),
+        "dt": plan.dt,
+    }
+    meta = directory / "lava.json"
+    quant = directory / "quantization.json"
+    write_atomic(meta, lambda tmp: tmp.write_text(json.dumps(info, indent=2) + "\n"))
+    write_atomic(quant, lambda tmp: tmp.write_text(
+        json.dumps(prog.quantization_report(), indent=2) + "\n"))
+    return [net, meta, quant]
+
+
+def run_netx(path: Path, x: np.ndarray, latency: int) -> np.ndarray:
+    """Load a netx network with Lava and run ``x`` ``[T, n_in]`` (one sample); spikes
+    ``[T, n_out]`` aligned like lava-fixed's. Processes are stopped whatever happens."""
+    from lava.lib.dl.netx.hdf5 import Network
+
+    from .runner import LAVA, _stop, children
+
+    T = int(x.shape[0])
+    steps = T + latency
+    data = np.zeros((x.shape[1], steps), dtype=np.int32)
+    data[:, :T] = x.T
+    before = children()
+    root = None
+    try:
+        net = Network(net_config=str(path), reset_interval=RESET_INTERVAL, reset_offset=1)
+        src = LAVA["Source"](data=data)
+        root = src
+        sink = LAVA["Sink"](shape=net.out.shape, buffer=steps)
+        src.s_out.connect(net.inp)
+        net.out.connect(sink.a_in)
+        src.run(condition=LAVA["RunSteps"](num_steps=steps),
+                run_cfg=LAVA["Loihi2SimCfg"](select_tag="fixed_pt"))
+        got = np.asarray(sink.data.get())
+        return got[:, latency:latency + T].T.astype(np.int8)
+    finally:
+        _stop(getattr(root, "_runtime", None), before)

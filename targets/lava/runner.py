@@ -1,0 +1,373 @@
+"""Build and run Lava processes (lava-nc 0.10.0) for a :class:`~.plan.Plan`.
+
+Imports Lava (install it with ``scripts/install_lava.py``). Every run builds new processes,
+compiles them, runs ``T + depth`` steps and reads the sinks once; whatever happens (an error in
+Lava, in reading back, or a KeyboardInterrupt) the ``finally`` stops the runtime (in a helper
+thread with a time limit) and then ends any child process the run started that is still alive,
+by its pid. ``children()`` lists this process's children (the tests count them).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def _import_lava() -> dict[str, Any]:
+    """Import Lava's pieces. Lava calls ``multiprocessing.set_start_method('fork')`` at import,
+    which raises when the start method is already fixed; when it is fixed to 'fork' already,
+    the call is made a no-op for the import."""
+    current = mp.get_start_method(allow_none=True)
+    if current not in (None, "fork"):
+        raise ImportError(f"Lava needs the 'fork' multiprocessing start method; this process "
+                          f"already uses {current!r}")
+    original = mp.set_start_method
+
+    def set_start_method(method: str, force: bool = False) -> None:
+        if method == "fork" and mp.get_start_method(allow_none=True) == "fork":
+            return
+        original(method, force=force)
+
+    mp.set_start_method = set_start_method  # type: ignore[assignment]
+    try:
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc.dense.process import Dense
+        from lava.proc.io.sink import RingBuffer as Sink
+        from lava.proc.io.source import RingBuffer as Source
+        from lava.proc.lif.process import LIF
+    finally:
+        mp.set_start_method = original  # type: ignore[assignment]
+    import lava.magma.compiler.var_model  # noqa: F401  (fails without install_lava's fix 1)
+
+    return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, Sink=Sink,
+                Source=Source, LIF=LIF)
+
+
+LAVA = _import_lava()
+
+try:
+    from importlib.metadata import version as _version
+
+    LAVA_VERSION = _version("lava-nc")
+except Exception:  # noqa: BLE001 - only for the description
+    LAVA_VERSION = "unknown"
+
+#: Seconds to wait for ``Runtime.stop()`` before ending the children directly.
+STOP_TIMEOUT = 20.0
+#: Weight elements per Lava network when samples run side by side (block-diagonal copies).
+COPY_BUDGET = 1_000_000
+#: A run's time limit: RUN_TIMEOUT + steps * STEP_TIMEOUT seconds.
+RUN_TIMEOUT = 120.0
+STEP_TIMEOUT = 0.05
+
+
+def _tracker_pid() -> int | None:
+    """multiprocessing's resource tracker: one per interpreter, started by the first shared
+    memory use and kept for the interpreter's life (not a run's process)."""
+    try:
+        from multiprocessing import resource_tracker
+
+        return resource_tracker._resource_tracker._pid  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def children() -> set[int]:
+    """Pids of this process's live child processes (all threads, from /proc), less
+    multiprocessing's resource tracker."""
+    pids: set[int] = set()
+    base = f"/proc/{os.getpid()}/task"
+    try:
+        tids = os.listdir(base)
+    except OSError:
+        return {p.pid for p in mp.active_children() if p.pid is not None}
+    for tid in tids:
+        try:
+            with open(f"{base}/{tid}/children") as fh:
+                pids.update(int(p) for p in fh.read().split())
+        except OSError:
+            continue
+    pids.discard(_tracker_pid())  # type: ignore[arg-type]
+    return pids
+
+
+@dataclass
+class LayerSpec:
+    """One LIF population and its Dense inputs, in Lava's own units (float or integers)."""
+
+    n: int
+    source: int
+    depth: int
+    w_ff: np.ndarray
+    w_rec: np.ndarray | None
+    bias: np.ndarray          # constant a_in per step (delivered through a timed Dense)
+    du: float | int
+    dv: float | int
+    vth: float | int
+
+
+@dataclass
+class NetSpec:
+    tag: str                  # "floating_pt" or "fixed_pt"
+    n_in: int
+    layers: list[LayerSpec]
+
+
+class LavaRunError(RuntimeError):
+    """A Lava run that failed in one of its processes, or did not finish in time."""
+
+
+def _actors(runtime: Any) -> list[Any]:
+    mi = getattr(runtime, "_messaging_infrastructure", None)
+    return list(getattr(mi, "actors", None) or [])
+
+
+def _stop(runtime: Any, before: set[int], graceful: bool = True) -> None:
+    """Stop the runtime, then end the run's children still alive.
+
+    graceful: ask Lava's runtime to stop (bounded in time); False when the run did not finish
+    (a process died, a time limit, an interrupt): Lava would wait forever on the dead process,
+    so its processes are ended directly, the shared-memory manager last (so that it unlinks
+    its segments).
+    """
+    if graceful and runtime is not None and getattr(runtime, "_is_started", False):
+        errors: list[BaseException] = []
+
+        def stop() -> None:
+            try:
+                runtime.stop()
+            except BaseException as exc:  # noqa: BLE001 - reported below, cleanup goes on
+                errors.append(exc)
+
+        th = threading.Thread(target=stop, name="lava-stop", daemon=True)
+        th.start()
+        th.join(STOP_TIMEOUT)
+    mi = getattr(runtime, "_messaging_infrastructure", None)
+    smm = getattr(mi, "smm", None)
+    manager = getattr(smm, "_process", None)
+    left = [p for p in mp.active_children() if p.pid not in before and p is not manager]
+    _end(left)
+    if manager is not None and manager.is_alive():
+        th = threading.Thread(target=lambda: _quiet(smm.shutdown), daemon=True)
+        th.start()
+        th.join(5)
+    _end([p for p in mp.active_children() if p.pid not in before])
+    ports = list(getattr(runtime, "_open_ports", None) or [])
+    for port in ports:
+        _quiet(port.join)  # releases the channel threads of this run
+    if not graceful:  # the manager may not have unlinked the channels' shared memory
+        seen = set()
+        for port in ports:
+            shm = getattr(port, "_shm", None)
+            if shm is not None and getattr(shm, "name", None) not in seen:
+                seen.add(shm.name)
+                _quiet(shm.close)
+                _quiet(shm.unlink)
+    extra = children() - before  # not multiprocessing's (none expected): by pid
+    for pid in extra:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + 5
+    for pid in extra:
+        while True:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                break
+            if time.monotonic() > deadline:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                deadline = time.monotonic() + 5
+            time.sleep(0.01)
+
+
+def _end(procs: list[Any]) -> None:
+    """SIGTERM, wait up to 5 s, SIGKILL (Lava's SystemProcess.join takes no timeout: the base
+    class's join is used)."""
+    for p in procs:
+        _quiet(p.terminate)
+    for p in procs:
+        _quiet(lambda p=p: mp.Process.join(p, 5))
+        if p.is_alive():
+            _quiet(p.kill)
+            _quiet(lambda p=p: mp.Process.join(p, 5))
+
+
+def _quiet(fn: Any) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - best effort during cleanup
+        pass
+
+
+def _run_lava(root: Any, steps: int, tag: str, while_running: Any = None) -> None:
+    """Compile and start the processes, then run them in a worker thread, watched: a Lava
+    process that dies mid-run makes Lava's runtime wait forever, so the watch raises
+    :class:`LavaRunError` instead (also after ``RUN_TIMEOUT + steps * STEP_TIMEOUT`` s)."""
+    errors: list[BaseException] = []
+    # compile and start the processes here (an interrupt leaves nothing running behind us);
+    # only the run itself goes to the worker thread
+    root.create_runtime(run_cfg=LAVA["Loihi2SimCfg"](select_tag=tag))
+    runtime = root.runtime
+
+    def work() -> None:
+        try:
+            runtime.start(LAVA["RunSteps"](num_steps=steps))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    th = threading.Thread(target=work, name="lava-run", daemon=True)
+    th.start()
+    deadline = time.monotonic() + RUN_TIMEOUT + steps * STEP_TIMEOUT
+    while th.is_alive():
+        th.join(0.05)
+        if not th.is_alive():
+            break
+        if while_running is not None:  # tests: an interrupt during the run
+            while_running()
+        dead = [a for a in _actors(runtime) if a.exitcode is not None]
+        if dead:
+            th.join(0.5)  # Lava may still report the error itself
+            if th.is_alive():
+                detail = ""
+                for a in dead:
+                    exc = _quiet_exception(a)
+                    if exc:
+                        detail = f": {exc}"
+                        break
+                raise LavaRunError(f"a Lava process ended during the run{detail}")
+        if time.monotonic() > deadline:
+            raise LavaRunError(f"the Lava run did not finish within "
+                               f"{RUN_TIMEOUT + steps * STEP_TIMEOUT:.0f} s")
+    if errors:
+        raise errors[0]
+
+
+def _quiet_exception(actor: Any) -> str:
+    try:
+        got = actor.exception
+    except Exception:  # noqa: BLE001
+        return ""
+    if not got:
+        return ""
+    exc, tb = got
+    return f"{type(exc).__name__}: {exc}\n{tb}"
+
+
+def _block(w: np.ndarray, copies: int) -> np.ndarray:
+    return w if copies == 1 else np.kron(np.eye(copies, dtype=w.dtype), w)
+
+
+def run_network(spec: NetSpec, x: np.ndarray, wanted: set[int],
+                max_copies: int | None = None, _after_run: Any = None,
+                _while_running: Any = None) -> dict[int, np.ndarray]:
+    """Run ``x`` ``[T, B, n_in]`` and return the spikes ``[T, B, n]`` of the ``wanted`` layers,
+    aligned with the reference (Lava's latency removed). Samples run side by side as
+    block-diagonal copies of the network (``max_copies`` per Lava network at most)."""
+    T, B = int(x.shape[0]), int(x.shape[1])
+    need = set(wanted)
+    for k in sorted(wanted, reverse=True):
+        s = spec.layers[k].source
+        while s >= 0 and s not in need:
+            need.add(s)
+            s = spec.layers[s].source
+    layers = sorted(need)
+    weights = sum(spec.layers[k].w_ff.size + (0 if spec.layers[k].w_rec is None
+                                               else spec.layers[k].w_rec.size) for k in layers)
+    copies = max(1, min(B, int((COPY_BUDGET / max(weights, 1)) ** 0.5)))
+    if max_copies is not None:
+        copies = max(1, min(copies, int(max_copies)))
+    out = {k: np.zeros((T, B, spec.layers[k].n), dtype=np.int8) for k in wanted}
+    for b0 in range(0, B, copies):
+        b1 = min(B, b0 + copies)
+        res = _run_once(spec, x[:, b0:b1], layers, wanted, _after_run, _while_running)
+        for k in wanted:
+            out[k][:, b0:b1] = res[k]
+    return out
+
+
+def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
+              after_run: Any = None, while_running: Any = None) -> dict[int, np.ndarray]:
+    L = LAVA
+    T, c = int(x.shape[0]), int(x.shape[1])
+    steps = T + max(spec.layers[k].depth for k in wanted)
+    fixed = spec.tag == "fixed_pt"
+    dtype = np.int32 if fixed else np.float64
+    data = np.zeros((c * spec.n_in, steps), dtype=dtype)
+    data[:, :T] = x.reshape(T, c * spec.n_in).T
+    binary = bool(np.all((x == 0) | (x == 1)))
+    in_bits = 0 if binary else 24
+    before = children()
+    root = None
+    finished = False
+    try:
+        src = L["Source"](data=data)
+        root = src
+        lifs: dict[int, Any] = {}
+        bias_layers = [k for k in layers if np.any(spec.layers[k].bias != 0)]
+        bias_src = None
+        offsets: dict[int, int] = {}
+        if bias_layers:
+            total = sum(c * spec.layers[k].n for k in bias_layers)
+            bdata = np.zeros((total, steps), dtype=dtype)
+            o = 0
+            for k in bias_layers:
+                ly = spec.layers[k]
+                offsets[k] = o
+                # sent at Lava step t >= depth, arrives (one Dense hop) from step depth + 1:
+                # the neuron's first real step
+                bdata[o:o + c * ly.n, ly.depth - 1:] = np.tile(ly.bias, c).astype(dtype)[:, None]
+                o += c * ly.n
+            bias_src = L["Source"](data=bdata)
+        for k in layers:
+            ly = spec.layers[k]
+            lif = L["LIF"](shape=(c * ly.n,), du=ly.du, dv=ly.dv, vth=ly.vth,
+                           bias_mant=0, bias_exp=0, u=0, v=0)
+            lifs[k] = lif
+            port = src.s_out if ly.source < 0 else lifs[ly.source].s_out
+            dense = L["Dense"](weights=_block(ly.w_ff.astype(dtype), c),
+                               num_message_bits=in_bits if ly.source < 0 else 0)
+            port.connect(dense.s_in)
+            dense.a_out.connect(lif.a_in)
+            if ly.w_rec is not None:
+                rec = L["Dense"](weights=_block(ly.w_rec.astype(dtype), c))
+                lif.s_out.connect(rec.s_in)
+                rec.a_out.connect(lif.a_in)
+            if k in offsets:
+                sel = np.zeros((c * ly.n, bdata.shape[0]), dtype=dtype)
+                sel[np.arange(c * ly.n), offsets[k] + np.arange(c * ly.n)] = 1
+                bdense = L["Dense"](weights=sel, num_message_bits=24)
+                bias_src.s_out.connect(bdense.s_in)  # type: ignore[union-attr]
+                bdense.a_out.connect(lif.a_in)
+        sinks = {}
+        for k in wanted:
+            sink = L["Sink"](shape=(c * spec.layers[k].n,), buffer=steps)
+            lifs[k].s_out.connect(sink.a_in)
+            sinks[k] = sink
+        _run_lava(root, steps, spec.tag, while_running)
+        finished = True
+        if after_run is not None:  # tests: a failure after the run
+            after_run()
+        res = {}
+        for k, sink in sinks.items():
+            ly = spec.layers[k]
+            got = np.asarray(sink.data.get())  # (c*n, steps), one read
+            got = got[:, ly.depth:ly.depth + T]
+            res[k] = got.reshape(c, ly.n, T).transpose(2, 0, 1).astype(np.int8)
+        return res
+    finally:
+        _stop(getattr(root, "_runtime", None), before, graceful=finished)
