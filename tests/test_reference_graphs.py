@@ -17,9 +17,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.oracle import oracle_run
 
 import nrf_nir
+from tests.oracle import oracle_run
 
 F64 = torch.float64
 

@@ -15,9 +15,9 @@ import nir
 import numpy as np
 import pytest
 import torch
-from tests.oracle import oracle_run
 
 import nrf_nir
+from tests.oracle import oracle_run
 
 F64 = torch.float64
 
