@@ -87,3 +87,26 @@ def synapse_jump(x: Tensor, i: Tensor, w_in: Tensor | None) -> Tensor:
 def synapse_decay_euler(i: Tensor, neg_c_syn: Tensor) -> Tensor:
     """Cuba current decay (Norse order): ``i + (-c_syn) * i``."""
     return i + neg_c_syn * i
+
+
+def delay_line(history: Tensor, x: Tensor, steps: Tensor | None, d: int
+               ) -> tuple[Tensor, Tensor]:
+    """``y[t] = x[t - d]`` over a chunk, with the previous ``depth`` steps in ``history``.
+
+    history: ``[depth, B, *shape]`` (zeros at the start); x: ``[Tc, B, *shape]``; steps: the
+    per-element delays in steps (``[*shape]``), or None when every element is delayed by ``d``.
+    Returns ``(y [Tc, B, *shape], new history [depth, B, *shape])``.
+    """
+    depth, tc = history.shape[0], x.shape[0]
+    if depth == 0:
+        return x.clone(), history
+    buf = torch.cat([history, x], dim=0)
+    if steps is None:
+        start = depth - d
+        y = buf[start:start + tc].clone()
+    else:
+        shape = x.shape[2:]
+        t = torch.arange(tc, device=x.device).view(tc, *([1] * len(shape)))
+        idx = (depth + t - steps).unsqueeze(1).expand(tc, x.shape[1], *shape)
+        y = torch.gather(buf, 0, idx)
+    return y, buf[tc:].clone()

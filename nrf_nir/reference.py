@@ -252,19 +252,9 @@ class Delay(Kernel):
 
     def run(self, x: Tensor, state: tuple[Tensor, ...], out: Tensor,
             record: dict[str, Tensor] | None) -> tuple[Tensor, ...]:
-        if self.depth == 0:
-            out.copy_(x)
-            return state
-        tc = x.shape[0]
-        buf = torch.cat([state[0], x], dim=0)
-        if self.uniform:
-            start = self.depth - self.d
-            out.copy_(buf[start:start + tc])
-        else:
-            t = torch.arange(tc, device=self.device).view(tc, *([1] * len(self.shape)))
-            idx = (self.depth + t - self.steps).unsqueeze(1).expand(tc, x.shape[1], *self.shape)
-            out.copy_(torch.gather(buf, 0, idx))
-        return (buf[tc:].clone(),)
+        y, history = fn.delay_line(state[0], x, None if self.uniform else self.steps, self.d)
+        out.copy_(y)
+        return (history,)
 
     def step(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         out = torch.empty_like(x).unsqueeze(0)

@@ -57,6 +57,7 @@ with warnings.catch_warnings():  # Norse 1.1.0 uses the deprecated torch.jit.scr
     from norse.torch.module.lif_box import LIFBoxCell
 
 from nrf_nir.errors import NIRError
+from nrf_nir.functional import delay_line
 from nrf_nir.reference import DEFAULT_CHUNK_BYTES, chunk_steps, default_device, resolve_dtype
 from nrf_nir.semantics import Semantics
 from nrf_nir.targets import Options, Violation
@@ -246,19 +247,9 @@ class Delay(_Stateful):
 
     def run(self, x: Tensor, state: Tensor, out: Tensor,
             record: dict[str, Tensor] | None) -> Tensor:
-        if self.depth == 0:
-            out.copy_(x)
-            return state
-        tc = x.shape[0]
-        buf = torch.cat([state, x], dim=0)
-        if self.uniform:
-            start = self.depth - self.d
-            out.copy_(buf[start:start + tc])
-        else:
-            t = torch.arange(tc, device=self.device).view(tc, *([1] * len(self.shape)))
-            idx = (self.depth + t - self.steps).unsqueeze(1).expand(tc, x.shape[1], *self.shape)
-            out.copy_(torch.gather(buf, 0, idx))
-        return buf[tc:].clone()
+        y, history = delay_line(state, x, None if self.uniform else self.steps, self.d)
+        out.copy_(y)
+        return history
 
     def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         out = torch.empty_like(x).unsqueeze(0)
