@@ -238,10 +238,11 @@ def _run_ray(cases: Sequence[Case], targets: Sequence[str], address: str,
 
         raise NIRError("--ray-address needs Ray: pip install 'ray[default]'",
                        field="ray_address") from None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry: nothing leaves
     started = False
     if not ray.is_initialized():
         ray.init(address=None if address == "local" else address, include_dashboard=False,
-                 log_to_driver=False)
+                 log_to_driver=False, configure_logging=False)
         started = True
     try:
         remote = ray.remote(run_case)
