@@ -486,6 +486,7 @@ def worker_serve(spec: dict) -> None:
         return
     _send({"ready": True})
     times: list[float] = []
+    others_log: list = []
     info: dict = {}
     started = False
     try:
@@ -501,10 +502,13 @@ def worker_serve(spec: dict) -> None:
                     started = True
                 gc.collect()
                 sync(device)
+                c0, r0 = _cpu_times(), _self_cpu()
                 t0 = time.perf_counter()
                 out = fn()
                 sync(device)
                 dt = time.perf_counter() - t0
+                others = _others_busy(c0, _cpu_times(), _self_cpu() - r0)
+                others_log.append(others)
                 if "warmup_s" not in info:
                     info = {"warmup_s": dt, "out_shape": list(out.shape),
                             "out_sum": float(out.double().sum())}
@@ -513,16 +517,19 @@ def worker_serve(spec: dict) -> None:
                 del out
                 gc.collect()
                 _malloc_trim()  # idle workers must not sit on their peak memory
-                _send({"t": dt})
+                _send({"t": dt, "others_busy": others})
         m = mem.stop() if started else {}
     except Exception as e:
         _send({"ok": False, "error": f"{type(e).__name__}: {e}",
                "traceback": traceback.format_exc()})
         return
     res = {"ok": True, "times_s": times, **info, **m,
+           "others_busy_during_runs": others_log,
            "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
     if times:
-        res.update(best_s=min(times), mean_s=sum(times) / len(times))
+        ib = times.index(min(times))
+        res.update(best_s=times[ib], mean_s=sum(times) / len(times),
+                   best_run_others_busy=others_log[ib + 1] if len(others_log) > ib + 1 else None)
     _send(res)
 
 
@@ -738,6 +745,25 @@ def _cpu_times() -> tuple[int, int] | None:
     return sum(v), idle
 
 
+def _self_cpu() -> float:
+    """CPU seconds used by this process so far (all its threads)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _others_busy(a: tuple[int, int] | None, b: tuple[int, int] | None,
+                 own_s: float) -> float | None:
+    """Fraction of the machine's CPU capacity used by *other* processes between the
+    /proc/stat samples ``a`` and ``b`` (``own_s``: CPU seconds this process used)."""
+    if a is None or b is None or b[0] == a[0]:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = (b[0] - a[0]) - (b[1] - a[1])
+    return max(0.0, (busy - own_s * hz) / (b[0] - a[0]))
+
+
 def cpu_busy(interval: float = 0.3) -> float | None:
     """Fraction of all CPUs busy over ``interval`` seconds (Linux), else None."""
     a = _cpu_times()
@@ -785,8 +811,14 @@ def time_approaches(base: dict, net: str, approaches: list[str],
             busy = wait_idle(idle_wait)
             msg = workers[a].request("run")
             busy_log.setdefault(a, []).append(busy)
-            print(f" {a}={msg['t']:.3f}s" if "t" in msg else f" {a}=FAILED", end="", flush=True)
+            if "t" in msg:
+                ob = msg.get("others_busy")
+                flag = "*" if ob is not None and ob > 0.1 else ""
+                print(f" {a}={msg['t']:.3f}s{flag}", end="", flush=True)
+            else:
+                print(f" {a}=FAILED", end="", flush=True)
         print(flush=True)
+    print("  (* = other processes used > 10% of the CPUs during that run)")
     for a in order:
         wk = workers[a]
         res[a] = wk.failed if wk.failed is not None else wk.request("done")
@@ -839,6 +871,10 @@ def _tb(r: dict) -> str:
     return str(r.get("traceback") or r.get("stderr") or "")
 
 
+def _pct(x) -> str:
+    return f"{'-':>8}" if x is None else f"{100 * x:7.0f}%"
+
+
 def fmt_mb(b):
     return "-" if b is None else f"{b / 2**20:9.1f}"
 
@@ -869,7 +905,7 @@ def summarize(net: str, res: dict, T: int, B: int) -> dict:
 def print_table(net: str, res: dict, summ: dict, T: int, B: int, check: dict | None) -> None:
     print(f"\n=== {net}  (T={T}, B={B}) ===")
     print(f"{'approach':<14} {'best s':>9} {'mean s':>9} {'warmup s':>9} {'samples/s':>10} "
-          f"{'sample-steps/s':>15} {'peak MB':>9} {'/ref':>7}")
+          f"{'sample-steps/s':>15} {'peak MB':>9} {'/ref':>7} {'others%':>8}")
     ref = res.get("reference", {}).get("best_s") if res.get("reference", {}).get("ok") else None
     for a, r in res.items():
         if not r.get("ok"):
@@ -878,7 +914,7 @@ def print_table(net: str, res: dict, summ: dict, T: int, B: int, check: dict | N
         rel = f"{r['best_s'] / ref:7.2f}" if ref else "      -"
         print(f"{a:<14} {r['best_s']:9.3f} {r['mean_s']:9.3f} {r['warmup_s']:9.3f} "
               f"{B / r['best_s']:10.1f} {T * B / r['best_s']:15.0f} "
-              f"{fmt_mb(r.get('peak_mem_bytes'))} {rel}")
+              f"{fmt_mb(r.get('peak_mem_bytes'))} {rel} {_pct(r.get('best_run_others_busy'))}")
     if "ref_over_norse_best" in summ:
         print(f"reference / norse_best ({summ['norse_best']}) = {summ['ref_over_norse_best']:.3f}"
               f"  target <= {TARGET_VS_NORSE}: {'PASS' if summ['pass_vs_norse'] else 'FAIL'}")

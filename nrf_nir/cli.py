@@ -296,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("targets", help="list registered targets and whether they are available")
     p.set_defaults(func=cmd_targets)
+
+    from nrf_nir.models.cli import add_parser as add_zoo_parser
+
+    add_zoo_parser(sub)
     return parser
 
 

@@ -8,7 +8,7 @@ precomputed by the caller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -26,6 +26,12 @@ class Firing:
     v_reset: Tensor
     ge: bool = False
     subtract: bool = False
+    reset_is_zero: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Decided once: reading a tensor's value every step would sync a GPU every step.
+        zero = self.v_reset.dim() == 0 and float(self.v_reset) == 0.0
+        object.__setattr__(self, "reset_is_zero", zero)
 
     def fire(self, v: Tensor, out: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Return ``(z, v_after_reset)``; ``z`` has ``v``'s dtype (0. or 1.) and is written
@@ -45,7 +51,7 @@ class Firing:
             v = v - z * (self.v_th - self.v_reset)
         else:
             v = v * (1 - z)
-            if self.v_reset.dim() != 0 or float(self.v_reset) != 0.0:
+            if not self.reset_is_zero:
                 v = v + z * self.v_reset
         return z, v
 

@@ -50,7 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from nrf_nir.errors import NIRError
-from nrf_nir.reference import DEFAULT_CHUNK_BYTES
+from nrf_nir.reference import DEFAULT_CHUNK_BYTES, chunk_steps
 from nrf_nir.semantics import Semantics, write_semantics
 from nrf_nir.targets import Options, Violation
 from nrf_nir.validate import Checked, Identity, Shape
@@ -661,8 +661,7 @@ class RockpoolNetwork:
             return x
         T, B = int(x.shape[0]), int(x.shape[1])
         c = self.checked
-        per_step = B * 4 * sum(math.prod(s) for s in c.out_shapes.values())
-        tc = max(1, min(T, self.chunk_bytes // max(per_step, 1)))
+        tc = chunk_steps(c, T, B, torch.float32, self.chunk_bytes)
         parts = []
         for t0 in range(0, T, tc):  # the reference's chunks: products with the same rows
             chunk = x[t0:t0 + tc]

@@ -57,7 +57,7 @@ with warnings.catch_warnings():
 
 from nrf_nir.errors import NIRError
 from nrf_nir.functional import delay_line
-from nrf_nir.reference import DEFAULT_CHUNK_BYTES, default_device, resolve_dtype
+from nrf_nir.reference import DEFAULT_CHUNK_BYTES, chunk_steps, default_device, resolve_dtype
 from nrf_nir.semantics import CHOICES, Semantics, write_semantics
 from nrf_nir.targets import Options, Violation
 from nrf_nir.validate import Checked, Identity, Shape
@@ -691,9 +691,7 @@ class SnnTorchNetwork(nn.Module):
                 for src in flat.preds[m]:
                     last_use[src] = max(last_use.get(src, -1), ui)
         # the reference's chunking, so that matrix products see the same number of rows
-        per_step = B * torch.finfo(self.dtype).bits // 8 * sum(
-            math.prod(s) for s in c.out_shapes.values())
-        tc = 1 if self.stepwise else max(1, min(T, self.chunk_bytes // max(per_step, 1)))
+        tc = chunk_steps(c, T, B, self.dtype, self.chunk_bytes, self.stepwise)
         with torch.no_grad():
             for t0 in range(0, T, tc):
                 t1 = min(T, t0 + tc)

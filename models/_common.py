@@ -1,0 +1,156 @@
+"""Shared pieces of the zoo: the time-stepping wrapper, checkpoints, seeding, training loop
+helpers and decoding."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nrf_nir.errors import NIRError
+
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+DT = 1e-3
+
+
+def _is_stateful(m: nn.Module) -> bool:
+    try:
+        return "state" in inspect.signature(m.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtin forward
+        return False
+
+
+class Stepper(nn.Module):
+    """A named chain of one-step modules run over time: ``forward(x[T, B, ...]) -> [T, B, ...]``.
+
+    ``layers`` is a plain ``nn.Sequential`` of Norse cells and torch layers; Norse cells keep
+    their state between steps. ``to_nir_sequence`` hands the same chain (same parameters) to
+    the exporter, so the exported node names are the layer names.
+    """
+
+    def __init__(self, layers: Iterable[tuple[str, nn.Module]], input_shape: tuple[int, ...],
+                 dt: float = DT) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(OrderedDict(layers))
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.dt = float(dt)
+        self._stateful = [_is_stateful(m) for m in self.layers]
+
+    def step(self, x: torch.Tensor, state: list[Any] | None = None
+             ) -> tuple[torch.Tensor, list[Any]]:
+        state = [None] * len(self.layers) if state is None else state
+        for k, m in enumerate(self.layers):
+            if self._stateful[k]:
+                x, state[k] = m(x, state[k])
+            else:
+                x = m(x)
+        return x, state
+
+    def forward(self, x: torch.Tensor, record: bool = False) -> Any:
+        state: list[Any] | None = None
+        outs, hidden = [], []
+        for t in range(x.shape[0]):
+            if record:
+                h, state = self._step_record(x[t], state)
+                hidden.append(h)
+                outs.append(h[-1])
+            else:
+                y, state = self.step(x[t], state)
+                outs.append(y)
+        y = torch.stack(outs)
+        if record:
+            names = list(self.layers._modules)
+            return y, {n: torch.stack([h[k] for h in hidden]) for k, n in enumerate(names)}
+        return y
+
+    def _step_record(self, x: torch.Tensor, state: list[Any] | None
+                     ) -> tuple[list[torch.Tensor], list[Any]]:
+        state = [None] * len(self.layers) if state is None else state
+        hidden = []
+        for k, m in enumerate(self.layers):
+            if self._stateful[k]:
+                x, state[k] = m(x, state[k])
+            else:
+                x = m(x)
+            hidden.append(x)
+        return hidden, state
+
+    def to_nir_sequence(self) -> nn.Module:
+        return self.layers
+
+
+def checkpoint_path(name: str) -> Path:
+    return CHECKPOINTS / f"{name}.pt"
+
+
+def save_checkpoint(module: nn.Module | dict[str, torch.Tensor], path: Path) -> int:
+    """Write a state_dict (of ``module``, or the mapping itself); returns the file size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    items = module.state_dict() if isinstance(module, nn.Module) else module
+    state = OrderedDict((k, v.detach().clone().contiguous()) for k, v in items.items())
+    torch.save(state, path)
+    return path.stat().st_size
+
+
+def load_checkpoint(module: nn.Module, path: Path) -> nn.Module:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a broken file is a user error
+        raise NIRError(f"cannot read the checkpoint ({type(exc).__name__}: {exc})",
+                       file=str(path)) from None
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise NIRError(f"the checkpoint does not fit the model (missing {missing}, "
+                       f"unexpected {unexpected})", file=str(path))
+    return module
+
+
+def rng(*seed: int) -> np.random.Generator:
+    return np.random.default_rng(list(seed))
+
+
+def decisions(out: torch.Tensor, decode: str) -> torch.Tensor:
+    """Class per sample of ``[T, B, ...]`` outputs, exactly as the conformance suite decodes."""
+    from nrf_nir.conformance.metrics import decisions as _decisions
+
+    return _decisions(out, decode)
+
+
+def progress(iterable: Iterable[Any], *, total: int | None = None, desc: str = "",
+             enabled: bool = True) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=not enabled, leave=False,
+                dynamic_ncols=True)
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def set_threads(n: int | None) -> None:
+    if n:
+        torch.set_num_threads(int(n))
+
+
+def run_reference(graph: Any, x: torch.Tensor | np.ndarray, **kwargs: Any) -> torch.Tensor:
+    """Run an exported graph in the reference simulator on CPU, float32."""
+    import nrf_nir
+
+    out = nrf_nir.run(graph, x, device="cpu", **kwargs)
+    return out["output"]
+
+
+TrainFn = Callable[..., dict[str, Any]]

@@ -1,0 +1,390 @@
+"""The model zoo (nrf_nir.models): committed checkpoints load, export, run in the reference with
+the same decisions as the Norse / PyTorch model, and meet their metric targets; the dataset
+loaders read files the tests write; unexpressible models fail with one error naming the
+modules. No training here beyond a few steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import nrf_nir
+from nrf_nir import models
+from nrf_nir.errors import NIRError, UnsupportedError
+from nrf_nir.models import _common
+
+COMMITTED = [n for n in models.names() if models.has_checkpoint(n)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small CPU models run fastest on one thread (and the machine is shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_names_and_info():
+    assert models.names()[:3] == ["poker-dvs", "first-spike", "time-surface"]
+    for name in models.names():
+        info = models.info(name)
+        assert info["decode"] in ("max", "count", "first")
+        assert info["input_shape"] == list(models.build(name, pretrained=False).input_shape)
+    with pytest.raises(NIRError, match="unknown zoo model"):
+        models.spec("no-such-model")
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_checkpoint_is_small_and_loads_weights_only(name):
+    path = _common.checkpoint_path(name)
+    assert path.stat().st_size <= 2 * 1024 * 1024
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    module = models.build(name)
+    own = models.checkpoint_state(name, module)
+    assert set(own) == set(state)
+    for k, v in state.items():
+        assert torch.equal(own[k], v), k
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_reference_reproduces_the_model(name):
+    """Exported graph in the reference: same outputs bit for bit and the same decisions (so
+    the same accuracy) as the Norse module on a small held-out batch."""
+    s = models.spec(name)
+    module = models.build(name)
+    graph = models.export(name)
+    assert graph.metadata["dt"] == pytest.approx(module.dt)
+    x, y = s.generate(16, getattr(s, "T_TEST", s.T_EVAL), seed=777)
+    with torch.no_grad():
+        want = module(x)
+    got = nrf_nir.run(graph, x, device="cpu")["output"]
+    assert got.shape == want.shape
+    assert torch.equal(got, want)
+    d_want, d_got = _common.decisions(want, s.DECODE), _common.decisions(got, s.DECODE)
+    assert torch.equal(d_want, d_got)
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_metric_target_met(name):
+    result = models.evaluate(name, **models.spec(name).QUICK_EVAL)
+    assert result["passed"], result
+
+
+def test_conformance_cases():
+    cases = models.conformance_cases(T=20, B=2)
+    assert [c.name for c in cases] == [f"model/{n}" for n in COMMITTED]
+    for case in cases:
+        x = case.inputs["input"]
+        assert x.dtype == np.float32 and x.shape[:2] == (20, 2)
+        assert case.decode in ("max", "count", "first")
+        nrf_nir.validate(case.graph)
+
+
+def test_train_runs_a_few_steps(tmp_path):
+    for name in COMMITTED[:1]:
+        result = models.train(name, steps=2, show_progress=False, path=str(tmp_path / "m.pt"),
+                              eval_n=8)
+        assert (tmp_path / "m.pt").exists()
+        assert result["evaluation"]["metric"] in result["evaluation"]
+
+
+# --------------------------------------------------------------------------------------------
+# POKER-DVS
+
+
+def test_poker_dvs_generator_is_seeded_and_balanced():
+    from nrf_nir.models import poker_dvs
+
+    x1, y1 = poker_dvs.generate(8, 10, seed=3)
+    x2, y2 = poker_dvs.generate(8, 10, seed=3)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert x1.shape == (10, 8, 2, 35, 35) and x1.dtype == torch.float32
+    assert 0.002 < float(x1.mean()) < 0.05  # sparse events
+    assert not torch.equal(x1, poker_dvs.generate(8, 10, seed=4)[0])
+    _, y = poker_dvs.generate(400, 1, seed=0)
+    assert np.bincount(y.numpy(), minlength=4).min() > 60
+
+
+def test_poker_dvs_tonic_loader(tmp_path):
+    from nrf_nir.models import poker_dvs
+
+    rng = np.random.default_rng(0)
+    written = {}
+    for split in ("pips_train", "pips_test"):
+        for label in ("cl", "di", "he", "sp"):
+            folder = tmp_path / "POKERDVS" / split / label
+            folder.mkdir(parents=True)
+            for k in range(2):
+                n = 50
+                ev = np.stack([np.sort(rng.integers(0, 5000, n)), rng.integers(0, 35, n),
+                               rng.integers(0, 35, n), rng.integers(0, 2, n)], 1)
+                np.save(folder / f"{label}{k}.npy", ev)
+                written[(split, label, k)] = ev
+    train = poker_dvs.load_tonic(tmp_path, train=True)
+    test = poker_dvs.load_tonic(tmp_path / "POKERDVS", train=False)
+    assert len(train) == len(test) == 8
+    # class folders in name order (cl, di, he, sp), labels in tonic's order (cl, he, di, sp)
+    assert [lbl for _, lbl in train] == [0, 0, 2, 2, 1, 1, 3, 3]
+    events, label = train[4]  # he0
+    ev = written[("pips_train", "he", 0)]
+    assert label == 1 and events.dtype.names == ("t", "x", "y", "p")
+    assert np.array_equal(events["t"], ev[:, 0]) and np.array_equal(events["p"], ev[:, 3])
+
+    frames = poker_dvs.to_frames(events, time_window=1000)
+    t = ev[:, 0]
+    n = int(np.floor((t[-1] - t[0] - 1000) / 1000) + 1)
+    assert frames.shape == (n, 2, 35, 35)
+    k = (t - t[0]) // 1000
+    keep = k < n
+    assert frames.sum() == keep.sum()
+    first = ev[k == 0]
+    f0 = np.zeros((2, 35, 35))
+    np.add.at(f0, (first[:, 3], first[:, 2], first[:, 1]), 1)
+    assert np.array_equal(frames[0], f0)
+    # frames feed the model directly
+    module = models.build("poker-dvs", pretrained=False)
+    assert module(torch.from_numpy(frames[:, None])).shape == (n, 1, 4)
+
+    with pytest.raises(NIRError, match="POKER-DVS"):
+        poker_dvs.load_tonic(tmp_path / "nothing")
+    bad = tmp_path / "bad" / "pips_train" / "xx"
+    bad.mkdir(parents=True)
+    np.save(bad / "a.npy", np.zeros((3, 4), np.int64))
+    with pytest.raises(NIRError, match="unknown class"):
+        poker_dvs.load_tonic(tmp_path / "bad")
+
+
+# --------------------------------------------------------------------------------------------
+# First-spike coding
+
+
+def test_first_spike_generator_and_time_decoding():
+    from nrf_nir.models import first_spike
+
+    x, y = first_spike.generate(16, 100, seed=1)
+    assert x.shape == (100, 16, 70) and set(np.unique(x.numpy())) <= {0.0, 1.0}
+    assert torch.equal(x, first_spike.generate(16, 100, seed=1)[0])
+    z = torch.zeros(5, 1, 3)
+    z[2, 0, 0] = z[4, 0, 0] = z[1, 0, 2] = 1
+    assert first_spike.first_spike_times(z).tolist() == [[2.0, 5.0, 1.0]]
+    assert _common.decisions(z, "first").tolist() == [2]
+
+
+def test_shd_loader(tmp_path):
+    import h5py
+
+    from nrf_nir.models import first_spike
+
+    rng = np.random.default_rng(0)
+    times = [np.sort(rng.uniform(0, 1.2, n)) for n in (30, 0, 55)]
+    units = [rng.integers(0, 700, t.size) for t in times]
+    path = tmp_path / "shd_test.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("spikes")
+        g.create_dataset("times", data=np.array(times, dtype=object),
+                         dtype=h5py.vlen_dtype(np.float32))
+        g.create_dataset("units", data=np.array(units, dtype=object),
+                         dtype=h5py.vlen_dtype(np.uint16))
+        f.create_dataset("labels", data=np.array([3, 0, 19], dtype=np.uint16))
+        f.create_group("extra").create_dataset("speaker", data=np.array([1, 2, 3]))
+    t, u, labels = first_spike.load_shd(path)
+    assert labels.tolist() == [3, 0, 19]
+    assert [a.size for a in t] == [30, 0, 55]
+    assert np.allclose(t[2], times[2].astype(np.float32)) and np.array_equal(u[0], units[0])
+    frames = first_spike.to_frames(t, u, T=100, dt=0.01)
+    assert frames.shape == (100, 3, 70)
+    k = 2
+    step = np.floor(t[k] / 0.01).astype(int)
+    keep = step < 100
+    want = np.zeros((100, 70), np.float32)
+    want[step[keep], u[k][keep] // 10] = 1
+    assert np.array_equal(frames[:, k].numpy(), want)
+    assert frames[:, 1].sum() == 0
+    module = models.build("first-spike", pretrained=False)
+    assert module(frames).shape == (100, 3, 10)
+
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:
+        f.create_dataset("labels", data=np.zeros(2))
+    with pytest.raises(NIRError, match="not an SHD file"):
+        first_spike.load_shd(bad)
+    (tmp_path / "junk.h5").write_text("junk")
+    with pytest.raises(NIRError, match="HDF5"):
+        first_spike.load_shd(tmp_path / "junk.h5")
+
+
+# --------------------------------------------------------------------------------------------
+# Time surfaces
+
+
+def test_time_surface_generator_has_the_file_statistics():
+    from nrf_nir.models import time_surface
+
+    x, bands = time_surface.generate(2, 500, seed=0, shuffle_bands=False)
+    assert x.shape == (500, 2, 1, 50, 50) and bands.tolist() == [[0, 1, 2], [0, 1, 2]]
+    assert torch.equal(x, time_surface.generate(2, 500, seed=0, shuffle_bands=False)[0])
+    per_frame = [float(x[:, :, 0, lo:hi].sum(dim=(2, 3)).mean()) for lo, hi in
+                 time_surface.BANDS]
+    # 2404_circle.dat: 5.0, 15.9 and 30.9 events per frame; 2.08% of the pixels
+    assert per_frame == pytest.approx([5.0, 15.9, 30.9], rel=0.15)
+    assert float(x.mean()) == pytest.approx(0.0208, rel=0.1)
+    _, shuffled = time_surface.generate(6, 5, seed=1)
+    assert all(sorted(b) == [0, 1, 2] for b in shuffled.tolist())
+
+
+def test_time_surface_on_the_real_file():
+    from nrf_nir.models import time_surface
+
+    path = time_surface.default_circle_path()
+    if not path.exists():
+        pytest.skip(f"{path} is not there (the time-surface data is not shipped)")
+    frames = time_surface.load_circle(path)
+    assert frames.shape == (500, 1, 1, 50, 50) and float(frames.sum()) == 25948
+    module = models.build("time-surface")
+    with torch.no_grad():
+        z = module(frames)
+    counts = time_surface.band_counts(z)[0]  # [channel, band]; slow disk on top
+    for channel in range(3):
+        own = counts[channel, channel]
+        assert own > 0 and all(own > counts[channel, b] for b in range(3) if b != channel), counts
+    graph = models.export("time-surface")
+    got = nrf_nir.run(graph, frames[:200], device="cpu")["output"]
+    assert torch.equal(got, z[:200])
+
+
+def test_time_surface_missing_file_is_a_clear_error(tmp_path):
+    from nrf_nir.models import time_surface
+
+    with pytest.raises(NIRError, match="not shipped"):
+        time_surface.load_circle(tmp_path / "2404_circle.dat")
+
+
+# --------------------------------------------------------------------------------------------
+# TTS-VQVAE encoder
+
+
+def test_tts_full_model_export_names_every_unsupported_module():
+    from nrf_nir.models import tts_encoder
+
+    full = tts_encoder.build_full()
+    with pytest.raises(UnsupportedError) as info:
+        nrf_nir.export(full, torch.zeros(1, 1, 16, 16))
+    message = str(info.value)
+    for path, kind in [("encoder.attn", "AttnBlockSnn"), ("encoder.attn.norm", "GroupNorm"),
+                       ("encoder.norm_out", "GroupNorm"), ("encoder.gate", "LIFGate"),
+                       ("quantize", "VectorQuantizerSnn"), ("quantize.embedding", "Embedding"),
+                       ("decoder.up1", "ConvTranspose2d"), ("decoder.norm_out", "GroupNorm")]:
+        assert f"{path} ({kind}" in message, (path, message)
+    # the expressible encoder blocks are not listed, and they export
+    assert "encoder.blocks" not in message
+    graph = models.export("tts-encoder")
+    assert [type(n).__name__ for n in graph.nodes.values()] == [
+        "Input", "Conv2d", "LIF", "Conv2d", "LIF", "Conv2d", "LIF", "Output"]
+    lif = graph.nodes["lif_in"]
+    assert np.allclose(lif.tau, 2e-3) and np.allclose(lif.v_threshold, 0.5)
+    assert np.allclose(lif.v_reset, 0.0) and graph.metadata["reset"] == "value"
+
+
+def test_tts_encoder_shares_the_full_models_weights():
+    from nrf_nir.models import tts_encoder
+
+    enc = models.build("tts-encoder")
+    assert enc is enc.full.encoder.blocks
+    x, img = tts_encoder.generate(3, 4, seed=5)
+    assert x.shape == (4, 3, 1, 16, 16) and torch.equal(x[0], img) and torch.equal(x[3], img)
+    with torch.no_grad():
+        rec, _ = enc.full(x)
+        spikes = enc(x)
+    assert rec.shape == img.shape and spikes.shape == (4, 3, 32, 4, 4)
+    assert 0 < float(spikes.mean()) < 1
+
+
+# --------------------------------------------------------------------------------------------
+# NRF
+
+
+def test_nrf_generator():
+    from nrf_nir.models import nrf
+
+    x, centres = nrf.generate(4, 12, seed=2)
+    assert x.shape == (12, 4, 2, 64, 64) and centres.shape == (12, 4, 1, 2)
+    assert torch.equal(x, nrf.generate(4, 12, seed=2)[0])
+    assert float(centres.abs().max()) < 1
+    # events lie around the shape: the event centroid is near the shape centre
+    x, centres = nrf.generate(4, 12, seed=2, noise=0.0)
+    ev = x[-8:].sum(dim=(0, 2))  # [B, 64, 64]
+    yy, xx = torch.meshgrid(torch.arange(64.0) + 0.5, torch.arange(64.0) + 0.5, indexing="ij")
+    cx = (ev * xx).sum(dim=(1, 2)) / ev.sum(dim=(1, 2))
+    cy = (ev * yy).sum(dim=(1, 2)) / ev.sum(dim=(1, 2))
+    want = (centres[-1, :, 0] + 1) / 2 * 64
+    assert torch.allclose(cx, want[:, 0], atol=6) and torch.allclose(cy, want[:, 1], atol=6)
+    x3, c3 = nrf.generate(2, 3, seed=0, shapes=3)
+    assert c3.shape == (3, 2, 3, 2)
+
+
+def test_nrf_full_size_backbone_exports_and_runs_the_head_does_not():
+    """The paper's full-size architecture (2 x 300 x 300, 4 x 192 receptive fields): the
+    backbone exports and the reference reproduces it (T = 2); the head is refused by name."""
+    from nrf_nir.models import nrf
+
+    full = nrf.build_full()
+    with pytest.raises(UnsupportedError) as info:
+        nrf_nir.export(full, torch.zeros(1, 2, 300, 300))
+    message = str(info.value)
+    for part in ("head (NRFHead", "head.deconv (ConvTranspose2d)", "head.relu (ReLU)",
+                 "head.dsnt (DSNT)"):
+        assert part in message, message
+    assert "backbone" not in message
+    graph = nrf_nir.export(full.backbone, torch.zeros(1, 2, 300, 300))
+    convs = [n for n in graph.nodes.values() if type(n).__name__ == "Conv2d"]
+    assert [tuple(c.weight.shape) for c in convs] == [
+        (768, 2, 9, 9), (768, 192, 7, 7), (12, 192, 5, 5), (3, 12, 1, 1)]
+    lif1 = graph.nodes["lif1"]
+    assert np.allclose(1 / lif1.tau[:, 0, 0][::192], nrf.TAU_INV)
+    assert np.allclose(lif1.v_threshold, 0.1)
+    x = (torch.rand(2, 1, 2, 300, 300, generator=torch.Generator().manual_seed(0)) < 0.05)
+    x = x.float()
+    with torch.no_grad():
+        want = full.backbone(x)
+    got = nrf_nir.run(graph, x, device="cpu")["output"]
+    assert torch.equal(got, want) and want.shape == (2, 1, 3, 37, 37)
+
+
+# --------------------------------------------------------------------------------------------
+# The `zoo` subcommand (models.cli.add_parser, wired into nrf-nir's CLI)
+
+
+def _zoo_cli(argv):
+    import argparse
+
+    from nrf_nir.models import cli
+
+    parser = argparse.ArgumentParser(prog="nrf-nir")
+    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_zoo_cli(tmp_path, capsys):
+    assert _zoo_cli(["zoo", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in models.names():
+        assert name in out
+    out_file = tmp_path / "poker.nir"
+    assert _zoo_cli(["zoo", "export", "first-spike", "-o", str(out_file)]) == 0
+    graph = nrf_nir.load(out_file)
+    assert graph.metadata["dt"] == pytest.approx(0.01)
+    assert _zoo_cli(["zoo", "eval", "first-spike", "--n", "64", "--json"]) == 0
+    assert '"accuracy"' in capsys.readouterr().out
+    with pytest.raises(NIRError, match="unknown zoo model"):
+        _zoo_cli(["zoo", "eval", "nope"])
+    with pytest.raises(NIRError, match="--n"):
+        _zoo_cli(["zoo", "eval", "first-spike", "--n", "0"])
+    assert _zoo_cli(["zoo", "train", "first-spike", "--steps", "2", "--no-progress",
+                     "-o", str(tmp_path / "fs.pt")]) in (0, 1)
+    assert (tmp_path / "fs.pt").exists()
+    with pytest.raises(NIRError, match="no --steps"):
+        _zoo_cli(["zoo", "train", "time-surface", "--steps", "3"])
