@@ -1,4 +1,5 @@
-"""``pytest conformance/``: every node case on every available target, against its manifest.
+"""``pytest conformance/``: every node case and zoo model case on every available target,
+against its manifest.
 
 A target that is not installed is skipped with the reason printed; a case whose result differs
 from its manifest entry (in either direction) fails with the metrics that show where.
@@ -8,13 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from nrf_nir.conformance.cases import node_cases
+from nrf_nir.conformance.cases import model_cases, node_cases
 from nrf_nir.conformance.manifest import load_manifest
 from nrf_nir.conformance.runner import judge, run_case
 from nrf_nir.errors import NIRError
 from nrf_nir.targets import get, registered
 
-CASES = node_cases()
+CASES = node_cases() + model_cases(T=100, B=4)
 
 
 def _available(name: str) -> str | None:
