@@ -173,6 +173,9 @@ FILE_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
                            "reset"),
     "threshold mode unknown": (_mutated(lambda g: g.metadata.__setitem__("threshold", "lt")),
                                "threshold"),
+    # found by benchmarks/fuzz_nir.py: a metadata string replaced by an array
+    "reset mode as an array": (_mutated(lambda g: g.metadata.__setitem__(
+        "reset", np.array([1.0, 2.0]))), "must be one string"),
     "delay negative": (_graph(lambda: _chain_with(nir.Delay(delay=-np.ones(4)))), "delay"),
     "conv stride zero": (_graph(lambda: _conv(stride=0)), "stride"),
     "conv kernel too big": (_graph(lambda: _conv(kernel=9)), "does not fit"),
@@ -333,3 +336,35 @@ def test_a_crash_of_the_hdf5_library_becomes_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(nio, "_read_hdf5", crash)
     with pytest.raises(NIRError, match="crashed the HDF5 library"):
         nrf_nir.load(path)
+
+
+def test_an_interrupted_save_leaves_no_file(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of writing: neither the target nor a temporary file remains."""
+    from nrf_nir import io as nio
+
+    original = nio._write_dict
+
+    def interrupted(group, data, where):
+        original(group, {k: v for k, v in list(data.items())[:1]}, where)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nio, "_write_dict", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        nrf_nir.save(mlp([4, 3]), tmp_path / "m.nir")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_cli_run_leaves_no_output(tmp_path, monkeypatch):
+    from nrf_nir import cli
+
+    model = _valid(tmp_path / "m.nir")
+    np.savez(tmp_path / "in.npz", input=np.ones((5, 1, 4), np.float32))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    code = cli.main(["run", str(model), "--input", str(tmp_path / "in.npz"), "--output",
+                     str(tmp_path / "out.npz")])
+    assert code == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz", "m.nir"]
