@@ -12,7 +12,10 @@ import dataclasses
 import faulthandler
 import os
 import pickle
+import select
+import signal
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -322,9 +325,12 @@ def _read_hdf5(name: str) -> dict[str, Any]:
         raise NIRError(f"unreadable ({type(exc).__name__}: {exc})", file=name) from None
 
 
-#: Read files in a forked child process: the HDF5 C library can crash (segfault) on a
-#: corrupted file, and a crash there must become an error here, not kill the caller.
+#: Read files in a forked child process: the HDF5 C library can crash (segfault) or spin
+#: forever on a corrupted file; a crash or a hang there must become an error here.
 ISOLATED_READ = os.environ.get("NRF_NIR_ISOLATED_READ", "1") != "0"
+#: Seconds a read may take before the file is declared corrupted (the fuzzer found files that
+#: make libhdf5 loop forever).
+READ_TIMEOUT_S = float(os.environ.get("NRF_NIR_READ_TIMEOUT", "120"))
 
 
 def _read_file(name: str) -> dict[str, Any]:
@@ -348,8 +354,22 @@ def _read_file(name: str) -> dict[str, Any]:
         finally:
             os._exit(0)
     os.close(write_end)
-    with os.fdopen(read_end, "rb") as inp:
-        data = inp.read()
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    with os.fdopen(read_end, "rb", buffering=0) as inp:
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([inp], [], [], max(left, 0.0))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise NIRError(f"corrupted: reading it did not finish within {READ_TIMEOUT_S:g} s "
+                               "(NRF_NIR_READ_TIMEOUT)", file=name)
+            chunk = inp.read(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    data = b"".join(chunks)
     _, status = os.waitpid(pid, 0)
     if not data:
         how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else \

@@ -368,3 +368,24 @@ def test_an_interrupted_cli_run_leaves_no_output(tmp_path, monkeypatch):
                      str(tmp_path / "out.npz")])
     assert code == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz", "m.nir"]
+
+
+def test_a_hang_of_the_hdf5_library_becomes_an_error(tmp_path, monkeypatch):
+    """Corrupted files can also make libhdf5 loop forever (found by the fuzzer): the child is
+    killed after NRF_NIR_READ_TIMEOUT seconds."""
+    import time
+
+    from nrf_nir import io as nio
+
+    path = _valid(tmp_path / "m.nir")
+
+    def hang(name):
+        while True:
+            time.sleep(1)
+
+    monkeypatch.setattr(nio, "_read_hdf5", hang)
+    monkeypatch.setattr(nio, "READ_TIMEOUT_S", 1.0)
+    start = time.monotonic()
+    with pytest.raises(NIRError, match="did not finish within 1 s"):
+        nrf_nir.load(path)
+    assert time.monotonic() - start < 10
