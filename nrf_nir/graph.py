@@ -46,7 +46,7 @@ class FlatGraph:
 
 def _edge_name(value: object) -> str:
     if isinstance(value, bytes):
-        return value.decode("utf8")
+        return value.decode("utf8", errors="replace")
     return str(value)
 
 
@@ -101,10 +101,10 @@ def _inline(graph: nir.NIRGraph, prefix: str, nodes: dict[str, nir.NIRNode],
             return _only("Input" if end == "dst" else "Output", full, inner)
         if full not in nodes:
             role = "destination" if end == "dst" else "source"
+            known = ", ".join(sorted(map(_edge_name, graph.nodes)))
             raise ValidationError(
                 f"edge {end == 'dst' and 'to' or 'from'} a missing node: the {role} "
-                f"{name!r} is not in the graph (nodes: {', '.join(sorted(graph.nodes))})",
-                node=full, field="edges")
+                f"{name!r} is not in the graph (nodes: {known})", node=full, field="edges")
         return full
 
     raw_edges = graph.edges

@@ -300,7 +300,7 @@ def build_node(data: dict[str, Any], where: str) -> nir.NIRNode:
         field = missing[0] if missing else None
         msg = f"missing field(s) {', '.join(missing)}" if missing else str(exc)
         raise ValidationError(f"{kind}: {msg}", node=where, field=field) from None
-    except (AssertionError, ValueError, IndexError, AttributeError) as exc:
+    except (AssertionError, ValueError, IndexError, AttributeError, ArithmeticError) as exc:
         text = str(exc) or "inconsistent shapes"
         named = [f.name for f in dataclasses.fields(cls) if f.init and f.name in text.lower()]
         raise ValidationError(f"{kind} rejects its parameters: {text}", node=where,

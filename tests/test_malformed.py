@@ -389,3 +389,17 @@ def test_a_hang_of_the_hdf5_library_becomes_an_error(tmp_path, monkeypatch):
     with pytest.raises(NIRError, match="did not finish within 1 s"):
         nrf_nir.load(path)
     assert time.monotonic() - start < 10
+
+
+REGRESSIONS = sorted((Path(__file__).parent / "data" / "fuzz_regressions").glob("*.nir"))
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=[p.stem for p in REGRESSIONS])
+def test_fuzz_regressions_are_clear_errors(path):
+    """Files saved by benchmarks/fuzz_nir.py that once escaped as unhandled exceptions
+    (OverflowError in NIR's conv shape arithmetic, UnicodeDecodeError on edge names)."""
+    with pytest.raises(NIRError):
+        graph = nrf_nir.load(path)
+        checked = nrf_nir.validate(graph)
+        nrf_nir.run(graph, {n: np.ones((3, 1, *checked.out_shapes[n]), np.float32)
+                            for n in checked.flat.inputs}, dt=1e-3)
