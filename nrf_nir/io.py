@@ -280,7 +280,7 @@ def build_node(data: dict[str, Any], where: str) -> nir.NIRNode:
     if kind in ("Conv1d", "Conv2d"):
         fields.setdefault("input_shape", None)  # optional in NIR (inferred from the graph)
     allowed = {f.name for f in dataclasses.fields(cls) if f.init} - {"metadata"}
-    unknown = sorted(set(fields) - allowed)
+    unknown = sorted(map(str, set(fields) - allowed))
     if unknown:
         raise ValidationError(f"unexpected field(s) for {kind}: {', '.join(unknown)}",
                               node=where, field=unknown[0])
