@@ -123,20 +123,35 @@ def assert_same(a: dict, b: dict, keys=("spikes_out", *STATES)) -> None:
 # bit-exactness against XyloSim
 # ---------------------------------------------------------------------------------------------
 
+ENGINES = ["kernel", "torch"]
+
+
+def test_kernel_is_the_cpu_default() -> None:
+    """With numba installed (the test extras), CPU emulation runs the compiled kernel."""
+    rng = np.random.default_rng(0)
+    cfg = random_config(rng, 4, 5, 2, saturate=False, two=False)
+    assert XyloEmulator(cfg, device="cpu").engine == "kernel"
+    with pytest.raises(NIRError, match="engine"):
+        XyloEmulator(cfg, device="cpu", engine="fast")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("seed", range(6))
-def test_emulator_equals_xylosim_on_random_configs(seed: int) -> None:
+def test_emulator_equals_xylosim_on_random_configs(seed: int, engine: str) -> None:
     """Random integer configurations, saturating or not, one or two synapses, every dash
-    including 0, biases, any shift, inputs above 15 events: all states equal every step."""
+    including 0, biases, any shift, inputs above 15 events: all states equal every step,
+    with either engine (the compiled kernel and the batched torch operations)."""
     rng = np.random.default_rng(seed)
     cfg = random_config(rng, int(rng.integers(1, 17)), int(rng.integers(1, 40)),
                         int(rng.integers(1, 9)), saturate=seed % 2 == 0, two=seed < 4)
     x = rng.integers(0, 4, (120, 3, cfg.n_in)) * (rng.random((120, 3, cfg.n_in)) < 0.3)
     x[10:14] = 40  # clamped to 15 by both
-    emu = XyloEmulator(cfg, device="cpu")
+    emu = XyloEmulator(cfg, device="cpu", engine=engine)
     assert_same(emu.run(torch.from_numpy(x), record=STATES), run_xylosim(cfg, x, record=STATES))
 
 
-def test_emulator_replay_handles_saturation_in_order() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_emulator_replay_handles_saturation_in_order(engine: str) -> None:
     """A current that saturates and comes back: only an event-by-event order gives XyloSim's
     value (+127<<7 four times, then -128<<7 four times, starting from 0)."""
     nin, nh = 8, 1
@@ -152,9 +167,9 @@ def test_emulator_replay_handles_saturation_in_order() -> None:
                      bias_out=np.zeros(1, np.int16), weight_shift_in=7, dt=DT)
     x = np.zeros((3, 1, nin), np.int64)
     x[0] = 1
-    emu = XyloEmulator(cfg, device="cpu")
+    emu = XyloEmulator(cfg, device="cpu", engine=engine)
     a = emu.run(torch.from_numpy(x), record=STATES)
-    assert emu.stats["replayed"] >= 1
+    assert engine == "kernel" or emu.stats["replayed"] >= 1
     b = run_xylosim(cfg, x, record=STATES)
     assert_same(a, b)
     sat = 32767 - 4 * 16384  # saturates at 32767, then four negative events

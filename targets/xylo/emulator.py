@@ -1,4 +1,9 @@
-"""A batched integer emulator of Xylo in PyTorch, bit-exact with XyloSim 0.1.3.
+"""A batched integer emulator of Xylo, bit-exact with XyloSim 0.1.3.
+
+Two engines behind one class (``engine=``): on CPU with numba installed, ``kernel`` runs
+XyloSim's step literally in integers, one sample per thread (:mod:`.kernel`); elsewhere
+(CUDA, or no numba) ``torch`` runs the batch as tensor operations, as described below. Both
+are tested bit-exact against XyloSim.
 
 One step of XyloSim (``xylosim.v2.XyloLayer::evolve``), for every sample in the batch:
 
@@ -35,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -42,6 +48,7 @@ from torch import Tensor
 from nrf_nir.errors import NIRError
 from nrf_nir.reference import default_device
 
+from . import kernel as _kernel
 from .config import XyloConfig
 from .rules import SPEC, XyloSpec
 
@@ -62,14 +69,17 @@ def _norm(w: Tensor) -> Tensor:
 class XyloEmulator:
     """Runs a :class:`XyloConfig` on ``[T, B, Nin]`` input event counts.
 
-    device: torch device (default CUDA when present, else CPU). ``chunk`` steps of input
-    currents are computed per matrix product. ``threads``: CPU threads while running (None:
-    1 when a step's currents have fewer than 2^18 elements, where thread start-up and
-    contention cost more than they save, else torch's setting); restored afterwards.
+    device: torch device (default CUDA when present, else CPU). ``engine``: ``auto`` (the
+    compiled kernel on CPU when numba is installed, else torch), ``kernel`` or ``torch``.
+    ``chunk`` (torch engine) steps of input currents are computed per matrix product.
+    ``threads``: CPU threads while running (kernel: numba's setting by default, at most one
+    per sample; torch: 1 when a step's currents have fewer than 2^18 elements, where thread
+    start-up and contention cost more than they save, else torch's setting); restored
+    afterwards.
     """
 
     def __init__(self, config: XyloConfig, *, device: Any = None, spec: XyloSpec = SPEC,
-                 chunk: int = 64, threads: int | None = None) -> None:
+                 chunk: int = 64, threads: int | None = None, engine: str = "auto") -> None:
         config.validate(spec)
         self.config, self.spec, self.chunk = config, spec, int(chunk)
         self.threads = threads
@@ -77,6 +87,17 @@ class XyloEmulator:
         dev = self.device
         nin, nh, no = config.n_in, config.n_hidden, config.n_out
         self.nin, self.nh, self.no = nin, nh, no
+        if engine not in ("auto", "kernel", "torch"):
+            raise NIRError(f"unknown emulator engine {engine!r}; known: auto, kernel, torch",
+                           field="engine")
+        if engine == "kernel" and dev.type != "cpu":
+            raise NIRError("the compiled kernel runs on the CPU only", field="engine")
+        if engine == "kernel" and not _kernel.available():
+            raise NIRError("the compiled Xylo kernel needs numba: pip install nrf-nir[xylo]",
+                           field="engine")
+        #: ``kernel``: the compiled CPU kernel (numba); ``torch``: batched torch operations
+        self.engine = ("kernel" if dev.type == "cpu" and _kernel.available() else "torch"
+                       ) if engine == "auto" else engine
 
         def t(a: Any, dtype: torch.dtype = _I64) -> Tensor:
             return torch.as_tensor(a).to(device=dev, dtype=dtype)
@@ -172,8 +193,53 @@ class XyloEmulator:
         self.bias_out = f(config.bias_out) if bool(config.bias_out.any()) else None
         self.wrap_h = bool((t(config.dash_mem) == 0).any())
         self.wrap_o = bool((t(config.dash_mem_out) == 0).any())
+        if self.engine == "kernel":
+            self._kernel_args = self._kernel_arrays()
         #: steps (per call) that needed the exact-sum check / the event-by-event replay
         self.stats = {"checked": 0, "replayed": 0}
+
+    def _kernel_arrays(self) -> tuple[Any, ...]:
+        """The configuration as the compiled kernel takes it: shifted int16 weights with
+        ``k`` hidden-synapse column blocks then the output columns, each row's non-zero
+        column span, int32 neuron parameters."""
+        c, k, nh = self.config, self.k, self.nh
+        w_in = self.win_s.cpu().numpy().astype(np.int16)
+        w_rec = self.wrec_s.cpu().numpy().astype(np.int16)
+
+        def i32(a: Any) -> np.ndarray:
+            return np.ascontiguousarray(np.asarray(a), dtype=np.int32)
+
+        dash_syn2 = i32(c.dash_syn2) if k == 2 else np.zeros(nh, np.int32)
+        return (np.ascontiguousarray(w_in), _kernel.spans(w_in), np.ascontiguousarray(w_rec),
+                _kernel.spans(w_rec), k, nh, self.no,
+                i32(c.dash_mem), i32(c.dash_syn), dash_syn2, i32(c.threshold), i32(c.bias),
+                int(self.spec.max_hidden_spikes),
+                i32(c.dash_mem_out), i32(c.dash_syn_out), i32(c.threshold_out),
+                i32(c.bias_out), int(self.spec.max_output_spikes))
+
+    def _run_kernel(self, x_all: Tensor, T: int, B: int, record: tuple[str, ...]
+                    ) -> dict[str, Tensor]:
+        x = np.ascontiguousarray(x_all.numpy(), dtype=np.int8)
+        out = np.zeros((T, B, self.no), np.int32)
+        recs = {}
+        for key in ("spikes", "v", "i", "i2", "v_out", "i_out"):
+            size = self.no if key.endswith("_out") else self.nh
+            recs[key] = (np.zeros((T, B, size), np.int32) if key in record
+                         else np.zeros((0, 0, 0), np.int32))
+        run = _kernel.kernel()
+        import numba
+
+        before = numba.get_num_threads()
+        threads = min(self.threads or before, numba.config.NUMBA_NUM_THREADS)
+        numba.set_num_threads(max(1, min(threads, B)))
+        try:
+            run(x, *self._kernel_args, out, *recs.values())
+        finally:
+            numba.set_num_threads(before)
+        res = {"spikes_out": torch.from_numpy(out)}
+        for key in record:
+            res[key] = torch.from_numpy(recs[key])
+        return res
 
     # ------------------------------------------------------------------------ delivery
     def _deliver_rec(self, n: Tensor, positive: bool = False) -> Tensor:
@@ -305,6 +371,8 @@ class XyloEmulator:
                            field="inputs")
         x_all = x_all.clamp(max=self.spec.max_input_spikes).to(torch.int32)
         T, B = int(x_all.shape[0]), int(x_all.shape[1])
+        if self.engine == "kernel":
+            return self._run_kernel(x_all.cpu(), T, B, record)
         threads = self.threads
         if threads is None and self.device.type == "cpu" and B * self.ncol < 2 ** 18:
             threads = 1

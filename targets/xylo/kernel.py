@@ -1,0 +1,167 @@
+"""XyloSim's step as one compiled CPU kernel (numba), batched over samples.
+
+The kernel follows XyloSim 0.1.3 (``xylosim.v2.XyloLayer::evolve``) literally, in integers,
+one sample per thread: every event is a saturating int16 addition in XyloSim's order (inputs
+in channel order, then the hidden spikes of the previous step in neuron order), so it is
+bit-exact by construction, saturation included, with no bound bookkeeping. ``c`` events of
+one source add ``clamp(acc + c * w)`` (repeated saturating additions of one value equal one
+saturating addition of their sum). Only the hidden neurons that spiked are delivered, each
+over the column span its weight row reaches (the block structure of a layered network).
+
+Compiled on first use (a few seconds) and cached on disk beside this file when the package
+directory is writable. Used by :class:`~nrf_nir.targets.xylo.emulator.XyloEmulator` on CPU
+when numba is installed (``pip install nrf-nir[xylo]``); the torch path serves CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+LO, HI = -32768, 32767
+_KERNEL: Any = None
+
+
+def available() -> bool:
+    """Whether numba can be imported (the kernel needs it)."""
+    try:
+        import numba  # noqa: F401
+    except Exception:  # pragma: no cover - depends on the install
+        return False
+    return True
+
+
+def _build() -> Any:
+    import numba
+    from numba import njit, prange
+
+    cache = os.access(os.path.dirname(os.path.abspath(__file__)), os.W_OK)
+
+    i32, f32 = np.int32, np.float32
+    lo32, hi32 = i32(LO), i32(HI)
+
+    @njit(inline="always")
+    def _sat(a):  # pragma: no cover - compiled
+        a = a if a > lo32 else lo32
+        return a if a < hi32 else hi32
+
+    @njit(inline="always")
+    def _decay(x, d):  # pragma: no cover - compiled
+        # x - decay(x): decay = x >> d (arithmetic), at least 1 in magnitude where x != 0
+        y = i32(x >> d)
+        y = y + i32((y == 0) & (x > 0))
+        return i32(x - y)
+
+    @njit(inline="always")
+    def _deliver(acc, wr, cnt, j0, j1):  # pragma: no cover - compiled
+        # on slices from 0: LLVM vectorises this loop, not one over range(j0, j1)
+        a, w = acc[j0:j1], wr[j0:j1]
+        for j in range(j1 - j0):
+            a[j] = _sat(i32(a[j] + i32(cnt * i32(w[j]))))
+
+    @njit(inline="always")
+    def _membrane(i, v, dmem, bias):  # pragma: no cover - compiled
+        vd = i32(v - _decay(v, dmem))  # decay(v)
+        dv = i32(i - vd)
+        dv = i32(dv - i32(65536) * i32(vd == lo32))  # the int16 cast of -(-32768)
+        dv = _sat(dv)
+        dv = _sat(i32(dv + bias))
+        return _sat(i32(v + dv))
+
+    @njit(inline="always")
+    def _spikes(v, th, mx):  # pragma: no cover - compiled
+        # floor(v / th) for v >= 0 (float32 division is exact enough: |v|, th < 2^15)
+        s = i32(f32(v) / f32(th))
+        s = s if s > 0 else i32(0)
+        return s if s < mx else mx
+
+    # Each neuron loop below does one thing: LLVM vectorises such loops, not fused ones.
+    @njit(parallel=True, cache=cache, nogil=True, boundscheck=False)
+    def run(x, w_in, in_span, w_rec, rec_span, k, nh, no,  # pragma: no cover - compiled
+            dash_mem, dash_syn, dash_syn2, th, bias, max_h,
+            dash_mem_o, dash_syn_o, th_o, bias_o, max_o,
+            out, rec_n, rec_v, rec_i, rec_i2, rec_vo, rec_io):
+        T, B, nin = x.shape
+        ncol = w_rec.shape[1] if w_rec.shape[0] else w_in.shape[1]
+        base = k * nh
+        mh, mo = i32(max_h), i32(max_o)
+        for b in prange(B):
+            acc = np.zeros(ncol, np.int32)
+            v = np.zeros(nh, np.int32)
+            vo = np.zeros(no, np.int32)
+            n = np.zeros(nh, np.int32)
+            tot = np.zeros(nh, np.int32)
+            active = np.empty(nh, np.int64)
+            n_active = 0
+            for t in range(T):
+                # 1. deliver: input events (channel order), then last step's hidden spikes
+                for c in range(nin):
+                    cnt = i32(x[t, b, c])
+                    if cnt != 0:
+                        _deliver(acc, w_in[c], cnt, in_span[c, 0], in_span[c, 1])
+                for q in range(n_active):
+                    p = active[q]
+                    _deliver(acc, w_rec[p], n[p], rec_span[p, 0], rec_span[p, 1])
+                # 2. hidden neurons: decay the currents, then the membranes
+                for p in range(nh):
+                    acc[p] = _decay(acc[p], dash_syn[p])
+                    tot[p] = acc[p]
+                if k == 2:
+                    for p in range(nh):
+                        acc[nh + p] = _decay(acc[nh + p], dash_syn2[p])
+                        tot[p] = i32(tot[p] + acc[nh + p])
+                for p in range(nh):
+                    v[p] = _membrane(tot[p], v[p], dash_mem[p], bias[p])
+                n_active = 0
+                for p in range(nh):  # few neurons spike: a branch beats vector division
+                    if v[p] >= th[p]:
+                        sp = _spikes(v[p], th[p], mh)
+                        v[p] = i32(v[p] - sp * th[p])
+                        n[p] = sp
+                        active[n_active] = p
+                        n_active += 1
+                    else:
+                        n[p] = 0
+                # 3. output neurons
+                for o in range(no):
+                    io = _decay(acc[base + o], dash_syn_o[o])
+                    acc[base + o] = io
+                    vp = _membrane(io, vo[o], dash_mem_o[o], bias_o[o])
+                    so = _spikes(vp, th_o[o], mo)
+                    vo[o] = i32(vp - so * th_o[o])
+                    out[t, b, o] = so
+                if rec_n.shape[0]:
+                    rec_n[t, b] = n
+                if rec_v.shape[0]:
+                    rec_v[t, b] = v
+                if rec_i.shape[0]:
+                    rec_i[t, b] = acc[:nh]
+                if rec_i2.shape[0] and k == 2:
+                    rec_i2[t, b] = acc[nh:2 * nh]
+                if rec_vo.shape[0]:
+                    rec_vo[t, b] = vo
+                if rec_io.shape[0]:
+                    rec_io[t, b] = acc[base:base + no]
+
+    del numba
+    return run
+
+
+def kernel() -> Any:
+    """The compiled kernel (built on the first call)."""
+    global _KERNEL
+    if _KERNEL is None:
+        _KERNEL = _build()
+    return _KERNEL
+
+
+def spans(w: np.ndarray) -> np.ndarray:
+    """Per row of ``w`` the column span ``[first, last + 1)`` of its non-zero entries
+    (``[0, 0)`` for an empty row), int64 ``[rows, 2]``."""
+    nz = w != 0
+    any_ = nz.any(1)
+    first = np.where(any_, nz.argmax(1), 0)
+    last = np.where(any_, w.shape[1] - nz[:, ::-1].argmax(1), 0)
+    return np.ascontiguousarray(np.stack([first, last], 1).astype(np.int64))
