@@ -4,6 +4,6 @@
 modules from factories and loads weights safely.
 """
 
-from nrf_nir.exporters.modules import export
+from nrf_nir.exporters.modules import NIRFragment, export
 
-__all__ = ["export"]
+__all__ = ["NIRFragment", "export"]

@@ -6,8 +6,16 @@ cell, a nested graph). Shapes come from running each module on one time step of
 ``sample_input``. Anything without a NIR equivalent stops the export with one error that lists
 every unsupported module by path and type.
 
-A custom module can take part by defining ``to_nir_sequence(self) -> torch.nn.Module``, which
-returns an equivalent chain (e.g. a ``SequentialState``) sharing its parameters.
+A custom module can take part in two ways:
+
+- ``to_nir_sequence(self) -> torch.nn.Module`` returns an equivalent chain (e.g. a
+  ``SequentialState``) sharing its parameters; the chain is exported instead.
+- ``to_nir_graph(self, sample, path) -> NIRFragment`` exports the module itself, typically as a
+  nested ``nir.NIRGraph`` with named nodes and edges (a neuron with a recurrent adaptation path,
+  say). ``sample`` is one time step ``[B, *shape]`` of the module's input, ``path`` the module's
+  dotted path (for error messages); the fragment carries the node, the module's output on
+  ``sample`` (the shapes downstream) and its ``dt`` and reset method when it holds neurons. A
+  module that cannot be expressed raises a ``NIRError`` naming ``path`` and the field at fault.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
 import nir
 import numpy as np
@@ -63,6 +71,30 @@ def _inverse(value: Any, shape: tuple[int, ...], path: str, field_name: str) -> 
         raise NIRError(f"must be finite and > 0 (1/seconds), got min {inv.min():g}", node=path,
                        field=field_name)
     return 1.0 / inv
+
+
+@dataclass(frozen=True)
+class NIRFragment:
+    """What a custom module's ``to_nir_graph(sample, path)`` returns.
+
+    node: one NIR node, or a nested ``nir.NIRGraph`` with one ``Input`` and one ``Output``
+        (a cycle inside it is a recurrent connection, docs/semantics.md). It is added under the
+        module's name; edges reach its ``Input`` and leave its ``Output``.
+    output: the module's output for ``sample`` (one time step ``[B, ...]``).
+    dt: the time step (seconds) the module integrates with; checked against the other cells'.
+    reset: ``"value"`` or ``"subtract"`` when the module holds spiking neurons.
+    """
+
+    node: nir.NIRNode
+    output: torch.Tensor
+    dt: float | None = None
+    reset: str | None = None
+
+
+class NIRExportable(Protocol):
+    """A module that exports itself (see the module docstring)."""
+
+    def to_nir_graph(self, sample: torch.Tensor, path: str) -> NIRFragment: ...
 
 
 @dataclass
@@ -285,6 +317,8 @@ def _survey(path: str, m: nn.Module, problems: list[str]) -> None:
         _survey(f"{path}.lifted_module" if path else "lifted_module", m.lifted_module,
                 problems)
         return
+    if hasattr(m, "to_nir_graph"):  # exports itself; its own errors name the field
+        return
     if hasattr(m, "to_nir_sequence"):
         _survey(path, m.to_nir_sequence(), problems)
         return
@@ -313,6 +347,8 @@ def _walk(ctx: _Context, path: str, m: nn.Module, x: torch.Tensor,
         return source, x
     if _is_lift(m):
         return _walk(ctx, path, m.lifted_module, x, source)
+    if hasattr(m, "to_nir_graph"):
+        return _custom(ctx, path, m, x, source)
     if hasattr(m, "to_nir_sequence"):
         return _walk(ctx, path, m.to_nir_sequence(), x, source)
     converter = _leaf_converters().get(type(m))
@@ -326,6 +362,27 @@ def _walk(ctx: _Context, path: str, m: nn.Module, x: torch.Tensor,
     if result is None:  # _survey already refused these; keep a safe fallback
         raise UnsupportedError(f"{type(m).__name__} has no NIR equivalent", node=path or None)
     return result
+
+
+def _custom(ctx: _Context, path: str, m: nn.Module, x: torch.Tensor,
+            source: str) -> tuple[str, torch.Tensor]:
+    """A module that exports itself (``to_nir_graph``)."""
+    with torch.no_grad():
+        fragment: object = cast(NIRExportable, m).to_nir_graph(x, path)
+    if not isinstance(fragment, NIRFragment):
+        raise NIRError(f"{type(m).__name__}.to_nir_graph must return an NIRFragment, got "
+                       f"{type(fragment).__name__}", node=path or None)
+    if not isinstance(fragment.node, nir.NIRNode):
+        raise NIRError(f"{type(m).__name__}.to_nir_graph returned a "
+                       f"{type(fragment.node).__name__}, not a NIR node", node=path or None)
+    if fragment.dt is not None:
+        ctx.dts[path] = float(fragment.dt)
+    if fragment.reset is not None:
+        if fragment.reset not in ("value", "subtract"):
+            raise NIRError(f"reset must be 'value' or 'subtract', got {fragment.reset!r}",
+                           node=path or None, field="reset")
+        ctx.resets[path] = fragment.reset
+    return ctx.add(_node_name(path), fragment.node, source), fragment.output
 
 
 def export(module: nn.Module, sample_input: Any, *, dt: float | None = None,

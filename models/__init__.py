@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _MODULES = {
     "poker-dvs": "poker_dvs",
     "first-spike": "first_spike",
+    "first-spike-adlif": "first_spike_adlif",
     "time-surface": "time_surface",
     "tts-encoder": "tts_encoder",
     "nrf": "nrf",

@@ -12,11 +12,12 @@ update, so it reacts one step earlier (the same network with every input delayed
 and it spikes on ``v > v_th``. Both are Norse's and NIR's semantics and are exported exactly.
 No BatchNorm (in eval mode it would fold into the Linear layer).
 
-AdLIF (``v = d_m v + (1 - d_m)(x - w); w = d_w w + a v + b s``) is not in the zoo: its
-adaptation current is a leaky integrator of the neuron's own spikes, which NIR can express as a
-recurrent path ``LIF -> Scale(b / c_w) -> LI(tau_w) -> Scale(-1) -> LIF`` (a back edge, so the
-neuron sees ``w`` of the previous step, as AdLIF does), exactly when ``a = 0``. The sub-threshold
-coupling ``a v`` cannot be expressed: no NIR node outputs a spiking neuron's membrane voltage.
+The AdLIF variant (``v = d_m v + (1 - d_m)(x - w); w = d_w w + a v + b s``) is the zoo model
+``first-spike-adlif`` (``first_spike_adlif``): its adaptation current is a leaky integrator of
+the neuron's own spikes, which NIR expresses exactly as a recurrent path ``LIF -> Scale(b / c_w)
+-> LI(tau_w) -> Scale(-1) -> LIF`` (a back edge, so the neuron sees ``w`` of the previous step,
+as AdLIF does) when ``a = 0``. The sub-threshold coupling ``a v`` cannot be expressed: no NIR
+node outputs a spiking neuron's membrane voltage.
 
 Data: :func:`generate` draws SHD-like "spoken digits" on 70 frequency channels (SHD's 700
 downsampled by 10): each class is a fixed set of three formant-like tracks sweeping across

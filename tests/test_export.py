@@ -375,3 +375,35 @@ def test_cli_export_errors(tmp_path, capsys):
     assert "--model" in capsys.readouterr().err
     assert not (tmp_path / "o.nir").exists()
     assert pickle  # (module used by the Evil payload check)
+
+
+def test_custom_module_exports_itself_with_to_nir_graph():
+    """The exporter's hook for custom modules (used by the zoo's AdLIF cell)."""
+    from nrf_nir.exporters import NIRFragment
+
+    class Doubler(nn.Module):
+        def forward(self, x):
+            return 2 * x
+
+        def to_nir_graph(self, sample, path):
+            return NIRFragment(nir.Scale(scale=np.full(tuple(sample.shape[1:]), 2.0)),
+                               self(sample))
+
+    net = nn.Sequential(nn.Linear(3, 4), Doubler())
+    graph = nrf_nir.export(net, torch.zeros(1, 3))
+    assert [type(n).__name__ for n in graph.nodes.values()] == [
+        "Input", "Affine", "Scale", "Output"]
+    x = torch.rand(5, 2, 3)
+    with torch.no_grad():
+        want = net(x)
+    assert torch.equal(nrf_nir.run(graph, x, dt=1e-3, device="cpu")["output"], want)
+
+    class Broken(nn.Module):
+        def forward(self, x):
+            return x
+
+        def to_nir_graph(self, sample, path):
+            return "not a fragment"
+
+    with pytest.raises(NIRError, match="must return an NIRFragment"):
+        nrf_nir.export(nn.Sequential(nn.Linear(3, 4), Broken()), torch.zeros(1, 3))

@@ -27,7 +27,9 @@ def one_thread():
 
 
 def test_names_and_info():
-    assert models.names()[:3] == ["poker-dvs", "first-spike", "time-surface"]
+    names = models.names()
+    assert names[:2] == ["poker-dvs", "first-spike"] and "first-spike-adlif" in names
+    assert names.index("time-surface") > names.index("first-spike")
     for name in models.names():
         info = models.info(name)
         assert info["decode"] in ("max", "count", "first")
@@ -214,6 +216,97 @@ def test_shd_loader(tmp_path):
     (tmp_path / "junk.h5").write_text("junk")
     with pytest.raises(NIRError, match="HDF5"):
         first_spike.load_shd(tmp_path / "junk.h5")
+
+
+def test_adlif_exports_the_recurrent_li_adaptation_path():
+    """The committed AdLIF classifier: each AdLIF layer is a nested graph whose adaptation is a
+    recurrent LI path (LIF -> Scale(b / c_w) -> LI(tau_w) -> Scale(-1) -> LIF, a back edge),
+    and the adaptation is active on held-out data, so the bit-exact reproduction covers it."""
+    from nrf_nir.models import first_spike_adlif as adlif
+
+    module = models.build("first-spike-adlif")
+    cell = module.layers.lif1
+    graph = models.export("first-spike-adlif")
+    assert [type(n).__name__ for n in graph.nodes.values()] == [
+        "Input", "Affine", "NIRGraph", "Affine", "CubaLIF", "Output"]
+    sub = graph.nodes["lif1"]
+    assert {k: type(n).__name__ for k, n in sub.nodes.items()} == {
+        "input": "Input", "lif": "LIF", "b": "Scale", "adapt": "LI", "negate": "Scale",
+        "output": "Output"}
+    assert sub.edges[:2] == [("input", "lif"), ("negate", "lif")]  # LIF input: x + (-w)
+    assert {("lif", "b"), ("b", "adapt"), ("adapt", "negate"), ("lif", "output")} <= set(
+        sub.edges)
+    c_w = adlif.DT / adlif.TAU_W
+    assert np.allclose(sub.nodes["adapt"].tau, adlif.TAU_W)
+    assert np.allclose(sub.nodes["lif"].tau, adlif.TAU_MEM)
+    assert np.array_equal(sub.nodes["negate"].scale, -np.ones(adlif.HIDDEN))
+    b = cell.b.detach().clamp(0, 2).numpy()
+    assert np.allclose(sub.nodes["b"].scale, b / c_w, rtol=1e-6)
+    assert (b > 0).sum() >= 8  # training kept adaptation in part of the layer
+    checked = nrf_nir.validate(graph)
+    assert ("lif1.negate", "lif1.lif") in checked.back  # w of the previous step
+
+    x, _ = adlif.generate(16, 100, seed=777)
+    with torch.no_grad():
+        want, hidden = module(x, record=True)
+    out = nrf_nir.run(graph, x, device="cpu", record=["lif1.lif", "lif1.adapt"])
+    assert torch.equal(out["output"], want) and torch.equal(out["lif1.lif"], hidden["lif1"])
+    assert float(out["lif1.adapt"].abs().max()) > 0.1  # the adaptation current is used
+    with torch.no_grad():
+        cell.b.zero_()
+        _, no_adapt = module(x, record=True)
+    assert not torch.equal(no_adapt["lif1"], hidden["lif1"])  # ... and changes spikes
+
+
+def test_adlif_subthreshold_coupling_is_refused_by_name():
+    from nrf_nir.models import first_spike_adlif as adlif
+
+    module = adlif.build(a=0.2)
+    x, _ = adlif.generate(2, 5, seed=0)
+    assert module(x).shape == (5, 2, 10)  # it runs in PyTorch ...
+    with pytest.raises(UnsupportedError, match="a\\*v") as info:  # ... but has no NIR form
+        models.export("first-spike-adlif", module)
+    assert info.value.node == "lif1" and info.value.field == "a"
+    assert "node 'lif1', field 'a'" in str(info.value)
+
+
+def test_adlif_cell_hand_checked_trace():
+    """Five steps of one AdLIF neuron, computed by hand: dt = 1, c_m = 1/2, c_w = 1/4, b = 1/2
+    (the NIR Scale is b / c_w = 2), v_th = 1, constant input 1.6. The paper's form holds:
+    w = (1 - c_w) w + b z. Adaptation delays the second spike from step 4 to step 5."""
+    from nrf_nir.models import first_spike_adlif as adlif
+
+    cell = adlif.AdLIFCell(1, tau_mem=2.0, tau_w=4.0, v_th=1.0, b=0.5, dt=1.0)
+    x = torch.full((1, 1), 1.6)
+    state, zs, vs, ws = None, [], [], []
+    with torch.no_grad():
+        for _ in range(5):
+            z, state = cell(x, state)
+            zs.append(float(z))
+            vs.append(float(state[0]))
+            ws.append(float(state[1]))
+    # v before reset: 0.8, 1.2 (spike), 0.55, 0.8875, 1.103125 (spike)
+    assert zs == [0.0, 1.0, 0.0, 0.0, 1.0]
+    assert vs == pytest.approx([0.8, 0.0, 0.55, 0.8875, 0.0])
+    assert ws == pytest.approx([0.0, 0.5, 0.375, 0.28125, 0.7109375])
+    assert ws[2] == pytest.approx(0.75 * ws[1]) and ws[4] == pytest.approx(0.75 * ws[3] + 0.5)
+    # without adaptation it spikes at steps 2 and 4
+    free = adlif.AdLIFCell(1, tau_mem=2.0, tau_w=4.0, b=0.0, dt=1.0)
+    state, zs_free = None, []
+    with torch.no_grad():
+        for _ in range(5):
+            z, state = free(x, state)
+            zs_free.append(float(z))
+    assert zs_free == [0.0, 1.0, 0.0, 1.0, 0.0]
+    # the same cell exported alone: the reference reproduces the trace bit for bit
+    net = _common.Stepper([("adlif", cell)], (1,), dt=1.0)
+    graph = nrf_nir.export(net, torch.zeros(1, 1))
+    assert graph.metadata["dt"] == 1.0
+    xs = torch.full((5, 1, 1), 1.6)
+    out = nrf_nir.run(graph, xs, device="cpu", record=["adlif.lif.v", "adlif.adapt.v"])
+    assert out["output"].flatten().tolist() == zs
+    assert out["adlif.lif.v"].flatten().tolist() == vs
+    assert out["adlif.adapt.v"].flatten().tolist() == ws
 
 
 # --------------------------------------------------------------------------------------------
