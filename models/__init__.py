@@ -41,6 +41,7 @@ _MODULES = {
     "poker-dvs": "poker_dvs",
     "first-spike": "first_spike",
     "first-spike-adlif": "first_spike_adlif",
+    "first-spike-xylo": "first_spike_xylo",
     "time-surface": "time_surface",
     "tts-encoder": "tts_encoder",
     "nrf": "nrf",
