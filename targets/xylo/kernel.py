@@ -78,72 +78,83 @@ def _build() -> Any:
         return s if s < mx else mx
 
     # Each neuron loop below does one thing: LLVM vectorises such loops, not fused ones.
-    @njit(parallel=True, cache=cache, nogil=True, boundscheck=False)
+    @njit(cache=cache, nogil=True, boundscheck=False)
+    def sample(b, x, w_in, in_span, w_rec, rec_span, k, nh, no,  # pragma: no cover
+               dash_mem, dash_syn, dash_syn2, th, bias, mh,
+               dash_mem_o, dash_syn_o, th_o, bias_o, mo,
+               out, rec_n, rec_v, rec_i, rec_i2, rec_vo, rec_io):
+        """The whole run of sample ``b``."""
+        T, B, nin = x.shape
+        ncol = w_rec.shape[1] if w_rec.shape[0] else w_in.shape[1]
+        base = k * nh
+        acc = np.zeros(ncol, np.int32)
+        v = np.zeros(nh, np.int32)
+        vo = np.zeros(no, np.int32)
+        n = np.zeros(nh, np.int32)
+        tot = np.zeros(nh, np.int32)
+        active = np.empty(nh, np.int64)
+        n_active = 0
+        for t in range(T):
+            # 1. deliver: input events (channel order), then last step's hidden spikes
+            for c in range(nin):
+                cnt = i32(x[t, b, c])
+                if cnt != 0:
+                    _deliver(acc, w_in[c], cnt, in_span[c, 0], in_span[c, 1])
+            for q in range(n_active):
+                p = active[q]
+                _deliver(acc, w_rec[p], n[p], rec_span[p, 0], rec_span[p, 1])
+            # 2. hidden neurons: decay the currents, then the membranes
+            for p in range(nh):
+                acc[p] = _decay(acc[p], dash_syn[p])
+                tot[p] = acc[p]
+            if k == 2:
+                for p in range(nh):
+                    acc[nh + p] = _decay(acc[nh + p], dash_syn2[p])
+                    tot[p] = i32(tot[p] + acc[nh + p])
+            for p in range(nh):
+                v[p] = _membrane(tot[p], v[p], dash_mem[p], bias[p])
+            n_active = 0
+            for p in range(nh):  # few neurons spike: a branch beats vector division
+                if v[p] >= th[p]:
+                    sp = _spikes(v[p], th[p], mh)
+                    v[p] = i32(v[p] - sp * th[p])
+                    n[p] = sp
+                    active[n_active] = p
+                    n_active += 1
+                else:
+                    n[p] = 0
+            # 3. output neurons
+            for o in range(no):
+                io = _decay(acc[base + o], dash_syn_o[o])
+                acc[base + o] = io
+                vp = _membrane(io, vo[o], dash_mem_o[o], bias_o[o])
+                so = _spikes(vp, th_o[o], mo)
+                vo[o] = i32(vp - so * th_o[o])
+                out[t, b, o] = so
+            if rec_n.shape[0]:
+                rec_n[t, b] = n
+            if rec_v.shape[0]:
+                rec_v[t, b] = v
+            if rec_i.shape[0]:
+                rec_i[t, b] = acc[:nh]
+            if rec_i2.shape[0] and k == 2:
+                rec_i2[t, b] = acc[nh:2 * nh]
+            if rec_vo.shape[0]:
+                rec_vo[t, b] = vo
+            if rec_io.shape[0]:
+                rec_io[t, b] = acc[base:base + no]
+
+
+    @njit(parallel=True, cache=cache, nogil=True)
     def run(x, w_in, in_span, w_rec, rec_span, k, nh, no,  # pragma: no cover - compiled
             dash_mem, dash_syn, dash_syn2, th, bias, max_h,
             dash_mem_o, dash_syn_o, th_o, bias_o, max_o,
             out, rec_n, rec_v, rec_i, rec_i2, rec_vo, rec_io):
-        T, B, nin = x.shape
-        ncol = w_rec.shape[1] if w_rec.shape[0] else w_in.shape[1]
-        base = k * nh
-        mh, mo = i32(max_h), i32(max_o)
-        for b in prange(B):
-            acc = np.zeros(ncol, np.int32)
-            v = np.zeros(nh, np.int32)
-            vo = np.zeros(no, np.int32)
-            n = np.zeros(nh, np.int32)
-            tot = np.zeros(nh, np.int32)
-            active = np.empty(nh, np.int64)
-            n_active = 0
-            for t in range(T):
-                # 1. deliver: input events (channel order), then last step's hidden spikes
-                for c in range(nin):
-                    cnt = i32(x[t, b, c])
-                    if cnt != 0:
-                        _deliver(acc, w_in[c], cnt, in_span[c, 0], in_span[c, 1])
-                for q in range(n_active):
-                    p = active[q]
-                    _deliver(acc, w_rec[p], n[p], rec_span[p, 0], rec_span[p, 1])
-                # 2. hidden neurons: decay the currents, then the membranes
-                for p in range(nh):
-                    acc[p] = _decay(acc[p], dash_syn[p])
-                    tot[p] = acc[p]
-                if k == 2:
-                    for p in range(nh):
-                        acc[nh + p] = _decay(acc[nh + p], dash_syn2[p])
-                        tot[p] = i32(tot[p] + acc[nh + p])
-                for p in range(nh):
-                    v[p] = _membrane(tot[p], v[p], dash_mem[p], bias[p])
-                n_active = 0
-                for p in range(nh):  # few neurons spike: a branch beats vector division
-                    if v[p] >= th[p]:
-                        sp = _spikes(v[p], th[p], mh)
-                        v[p] = i32(v[p] - sp * th[p])
-                        n[p] = sp
-                        active[n_active] = p
-                        n_active += 1
-                    else:
-                        n[p] = 0
-                # 3. output neurons
-                for o in range(no):
-                    io = _decay(acc[base + o], dash_syn_o[o])
-                    acc[base + o] = io
-                    vp = _membrane(io, vo[o], dash_mem_o[o], bias_o[o])
-                    so = _spikes(vp, th_o[o], mo)
-                    vo[o] = i32(vp - so * th_o[o])
-                    out[t, b, o] = so
-                if rec_n.shape[0]:
-                    rec_n[t, b] = n
-                if rec_v.shape[0]:
-                    rec_v[t, b] = v
-                if rec_i.shape[0]:
-                    rec_i[t, b] = acc[:nh]
-                if rec_i2.shape[0] and k == 2:
-                    rec_i2[t, b] = acc[nh:2 * nh]
-                if rec_vo.shape[0]:
-                    rec_vo[t, b] = vo
-                if rec_io.shape[0]:
-                    rec_io[t, b] = acc[base:base + no]
+        for b in prange(x.shape[1]):
+            sample(b, x, w_in, in_span, w_rec, rec_span, k, nh, no,
+                   dash_mem, dash_syn, dash_syn2, th, bias, i32(max_h),
+                   dash_mem_o, dash_syn_o, th_o, bias_o, i32(max_o),
+                   out, rec_n, rec_v, rec_i, rec_i2, rec_vo, rec_io)
 
     del numba
     return run
