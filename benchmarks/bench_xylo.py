@@ -74,6 +74,15 @@ def network(h1: int, h2: int, seed: int = 0) -> nir.NIRGraph:
     return graph
 
 
+def _threads(emu: object, asked: int | None) -> int:
+    """The CPU threads the emulator ran on."""
+    if getattr(emu, "engine", "") == "kernel":
+        import numba
+
+        return min(asked or numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    return asked or torch.get_num_threads()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small run (T=200, B=16)")
@@ -135,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "hidden_spikes_per_step_per_neuron": float(hid.mean()),
         "output_spike_rate": float(out_emu["spikes_out"].to(torch.float64).mean()),
         "emulator": {"samples": args.B, "seconds": min(t_emu), "all_seconds": t_emu,
-                     "samples_per_s": emu_sps, "threads": args.threads or "auto",
+                     "samples_per_s": emu_sps, "threads": _threads(emu, args.threads),
                      "engine": emu.engine},
         "xylosim": {"samples": ns, "seconds": min(t_sim), "all_seconds": t_sim,
                     "samples_per_s": sim_sps, "seconds_per_sample": min(t_sim) / ns},
