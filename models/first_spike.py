@@ -28,6 +28,7 @@ the real SHD HDF5 files and :func:`to_frames` bins them to the model's input.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -231,13 +232,17 @@ def train(module: Stepper, *, steps: int = 500, batch: int = 64, lr: float = 5e-
 EVAL_SEED = 900_002
 
 
-def evaluate(module: nn.Module, *, n: int = 512, T: int = T_EVAL, seed: int = EVAL_SEED
+def evaluate(module: nn.Module, *, n: int = 512, T: int = T_EVAL, seed: int = EVAL_SEED,
+             data: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
              ) -> dict[str, Any]:
+    """Accuracy and silent fraction on ``n`` held-out samples, in batches of 128, drawn by
+    ``data(batch, T, seed=...)`` (default :func:`generate`)."""
+    data = generate if data is None else data
     module.eval()
     correct, silent = 0, 0
     for start in range(0, n, 128):
         b = min(128, n - start)
-        x, y = generate(b, T, seed=seed + start)
+        x, y = data(b, T, seed=seed + start)
         with torch.no_grad():
             z = module(x)
         correct += int((decisions(z, DECODE) == y).sum())

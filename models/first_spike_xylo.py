@@ -259,14 +259,4 @@ def predict(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def evaluate(module: nn.Module, *, n: int = 512, T: int = T_EVAL, seed: int = EVAL_SEED
              ) -> dict[str, Any]:
-    module.eval()
-    correct, silent = 0, 0
-    for start in range(0, n, 128):
-        b = min(128, n - start)
-        x, y = generate(b, T, seed=seed + start)
-        with torch.no_grad():
-            z = module(x)
-        correct += int((decisions(z, DECODE) == y).sum())
-        silent += int((z.sum(dim=(0, 2)) == 0).sum())
-    return {"metric": "accuracy", "accuracy": correct / n, "silent_fraction": silent / n,
-            "n": n, "T": T, "seed": seed}
+    return first_spike.evaluate(module, n=n, T=T, seed=seed, data=generate)
