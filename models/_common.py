@@ -131,6 +131,32 @@ def progress(iterable: Iterable[Any], *, total: int | None = None, desc: str = "
                 dynamic_ncols=True)
 
 
+def fit(params: Iterable[torch.nn.Parameter],
+        loss_of: Callable[[int], tuple[torch.Tensor, dict[str, float]]], *, steps: int,
+        lr: float, desc: str, show_progress: bool = True, cosine: bool = True
+        ) -> dict[str, float]:
+    """The zoo's training loop: Adam with learning rate ``lr`` (cosine-annealed to 0 over
+    ``steps`` unless ``cosine=False``). ``loss_of(step)`` draws its batch, runs the model and
+    returns the loss and other numbers to follow (e.g. the batch accuracy), shown on the
+    progress bar. Returns each number (``loss`` included) averaged over the last 20 steps."""
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cosine else None
+    history: dict[str, list[float]] = {}
+    bar = progress(range(steps), total=steps, desc=desc, enabled=show_progress)
+    for step in bar:
+        loss, extra = loss_of(step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        for key, value in {"loss": float(loss.detach()), **extra}.items():
+            history.setdefault(key, []).append(value)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix({k: f"{np.mean(v[-20:]):.4g}" for k, v in history.items()})
+    return {key: float(np.mean(values[-20:])) for key, values in history.items()}
+
+
 class Timer:
     def __enter__(self) -> Timer:
         self.start = time.perf_counter()

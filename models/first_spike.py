@@ -37,7 +37,7 @@ from torch import nn
 
 from nrf_nir.errors import NIRError
 
-from ._common import Stepper, decisions, progress, rng
+from ._common import Stepper, decisions, fit, rng
 
 NAME = "first-spike"
 CHANNELS = 70
@@ -204,29 +204,20 @@ def train(module: Stepper, *, steps: int = 500, batch: int = 64, lr: float = 5e-
         for m in module.layers:
             if isinstance(m, nn.Linear):
                 m.weight.mul_(init_gain)
-    opt = torch.optim.Adam(module.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     module.train()
-    losses, accs = [], []
-    bar = progress(range(steps), total=steps, desc=NAME, enabled=show_progress)
-    for step in bar:
+
+    def loss_of(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = generate(batch, T, seed=seed * 1_000_003 + step)
         z = module(x)
-        t_first = first_spike_times(z)
-        loss = torch.nn.functional.cross_entropy(-t_first / temperature, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        accs.append(float((decisions(z.detach(), DECODE) == y).float().mean()))
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{np.mean(accs[-20:]):.2f}")
+        loss = torch.nn.functional.cross_entropy(-first_spike_times(z) / temperature, y)
+        return loss, {"acc": float((decisions(z.detach(), DECODE) == y).float().mean())}
+
+    final = fit(module.parameters(), loss_of, steps=steps, lr=lr, desc=NAME,
+                show_progress=show_progress)
     module.eval()
     return {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "T": T,
             "temperature": temperature, "init_gain": init_gain,
-            "final_loss": float(np.mean(losses[-20:])),
-            "final_train_accuracy": float(np.mean(accs[-20:]))}
+            "final_loss": final["loss"], "final_train_accuracy": final["acc"]}
 
 
 EVAL_SEED = 900_002

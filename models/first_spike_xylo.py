@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from . import first_spike
-from ._common import Stepper, decisions, progress, rng
+from ._common import Stepper, decisions, fit, rng
 
 NAME = "first-spike-xylo"
 SOURCE_CHANNELS = first_spike.CHANNELS  # 70
@@ -215,12 +215,9 @@ def train(module: Stepper, *, steps: int = 1000, batch: int = 64, lr: float = 5e
     with torch.no_grad():  # x 1 / c_syn: an LI filter has gain 1, a CuLIF current 1 / c_syn
         for name, tau_syn, _ in LAYERS:
             getattr(module.layers, name).weight.mul_(init_gain * tau_syn / DT)
-    opt = torch.optim.Adam(module.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     module.train()
-    losses, accs, bounds = [], [], []
-    bar = progress(range(steps), total=steps, desc=NAME, enabled=show_progress)
-    for step in bar:
+
+    def loss_of(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = generate(batch, T, seed=seed * 1_000_003 + step)
         z, layers = _forward(module, x, quantized=step >= steps - quantized_steps)
         t_first = first_spike.first_spike_times(z)
@@ -229,24 +226,19 @@ def train(module: Stepper, *, steps: int = 1000, batch: int = 64, lr: float = 5e
                  + torch.relu(v_floor - layers["syn2"]).pow(2).mean())
         loss = torch.nn.functional.cross_entropy(-t_first / temperature, y) \
             + bound_weight * bound
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        bounds.append(float(bound.detach()))
-        accs.append(float((decisions(z.detach(), DECODE) == y).float().mean()))
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{np.mean(accs[-20:]):.2f}")
+        return loss, {"bound": float(bound.detach()),
+                      "acc": float((decisions(z.detach(), DECODE) == y).float().mean())}
+
+    final = fit(module.parameters(), loss_of, steps=steps, lr=lr, desc=NAME,
+                show_progress=show_progress)
     grid = snap_to_xylo_grid(module)
     module.eval()
     return {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "T": T,
             "temperature": temperature, "init_gain": init_gain,
             "quantized_steps": quantized_steps, "v_floor": v_floor, "v_ceiling": v_ceiling,
             "bound_weight": bound_weight, "weight_grid": grid,
-            "final_loss": float(np.mean(losses[-20:])),
-            "final_bound_penalty": float(np.mean(bounds[-20:])),
-            "final_train_accuracy": float(np.mean(accs[-20:]))}
+            "final_loss": final["loss"], "final_bound_penalty": final["bound"],
+            "final_train_accuracy": final["acc"]}
 
 
 EVAL_SEED = 900_003

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import DT, Stepper, progress, rng
+from ._common import DT, Stepper, fit, rng
 
 NAME = "nrf"
 TAU_INV = (182.5742, 91.2871, 45.6435, 22.8218)  # 1000 / temporal_scale_distribution(4, 30, 2)
@@ -258,26 +258,19 @@ def train(module: NRFNet, *, steps: int = 250, batch: int = 8, lr: float = 5e-3,
     """MSE between the DSNT coordinates of the heatmaps and the true centres, over the steps
     after ``WARMUP / 2``."""
     torch.manual_seed(seed)
-    opt = torch.optim.Adam(module.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     module.train()
-    losses = []
-    bar = progress(range(steps), total=steps, desc=NAME, enabled=show_progress)
-    for step in bar:
+
+    def loss_of(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         x, centres = generate(batch, T, seed=seed * 1_000_003 + step)
-        out = module(x)
         start = WARMUP // 2
-        loss = torch.nn.functional.mse_loss(coordinates(out[start:]), centres[start:])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        out = module(x)
+        return torch.nn.functional.mse_loss(coordinates(out[start:]), centres[start:]), {}
+
+    final = fit(module.parameters(), loss_of, steps=steps, lr=lr, desc=NAME,
+                show_progress=show_progress)
     module.eval()
     return {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "T": T,
-            "final_loss": float(np.mean(losses[-20:]))}
+            "final_loss": final["loss"]}
 
 
 def evaluate(module: nn.Module, *, n: int = 64, T: int = T_EVAL, seed: int = 900_005

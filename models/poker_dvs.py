@@ -25,7 +25,7 @@ from torch import nn
 
 from nrf_nir.errors import NIRError
 
-from ._common import DT, Stepper, decisions, progress, rng
+from ._common import DT, Stepper, decisions, fit, rng
 
 NAME = "poker-dvs"
 CLASSES = ("cl", "he", "di", "sp")  # tonic's order and folder names
@@ -236,24 +236,18 @@ def predict(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def train(module: Stepper, *, steps: int = 400, batch: int = 32, lr: float = 2e-3, seed: int = 0,
           T: int = T_TRAIN, show_progress: bool = True) -> dict[str, Any]:
     torch.manual_seed(seed)
-    opt = torch.optim.Adam(module.parameters(), lr=lr)
     module.train()
-    losses = []
-    bar = progress(range(steps), total=steps, desc=NAME, enabled=show_progress)
-    for step in bar:
+
+    def loss_of(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = generate(batch, T, seed=seed * 1_000_003 + step)
-        out = module(x)  # [T, B, 4]
-        logits = out.max(dim=0).values
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        logits = module(x).max(dim=0).values  # [T, B, 4] -> [B, 4]
+        return torch.nn.functional.cross_entropy(logits, y), {}
+
+    final = fit(module.parameters(), loss_of, steps=steps, lr=lr, desc=NAME,
+                show_progress=show_progress, cosine=False)
     module.eval()
     return {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "T": T,
-            "final_loss": float(np.mean(losses[-20:]))}
+            "final_loss": final["loss"]}
 
 
 EVAL_SEED = 900_001

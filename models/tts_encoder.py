@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import DT, Stepper, checkpoint_path, progress, rng
+from ._common import DT, Stepper, checkpoint_path, fit, rng
 
 NAME = "tts-encoder"
 SIZE = 16
@@ -296,25 +296,18 @@ def train(module: Stepper, *, steps: int = 600, batch: int = 64, lr: float = 2e-
         for m in module.layers:
             if isinstance(m, nn.Conv2d):
                 m.weight.mul_(init_gain)
-    opt = torch.optim.Adam(full.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     full.train()
-    losses = []
-    bar = progress(range(steps), total=steps, desc=NAME, enabled=show_progress)
-    for step in bar:
+
+    def loss_of(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         x, target = generate(batch, T, seed=seed * 1_000_003 + step)
         rec, vq_loss = full(x)
-        loss = torch.nn.functional.mse_loss(rec, target) + vq_loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        return torch.nn.functional.mse_loss(rec, target) + vq_loss, {}
+
+    final = fit(full.parameters(), loss_of, steps=steps, lr=lr, desc=NAME,
+                show_progress=show_progress)
     full.eval()
     return {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "T": T,
-            "init_gain": init_gain, "final_loss": float(np.mean(losses[-20:]))}
+            "init_gain": init_gain, "final_loss": final["loss"]}
 
 
 def evaluate(module: nn.Module, *, n: int = 512, seed: int = 900_004) -> dict[str, Any]:
