@@ -496,3 +496,122 @@ def test_identity_and_flatten_pass_through() -> None:
     g.nodes["id"] = Identity(input_type={"input": np.array([3])})
     g.edges = [e for e in g.edges if e != ("o", "output")] + [("o", "id"), ("id", "output")]
     assert violations(g) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# other chips: Xylo IMU (syns63300) and Xylo Audio 3 (syns65302)
+# ---------------------------------------------------------------------------------------------
+
+def _deep(sizes: list[int], n_in: int = 8, no: int = 3, seed: int = 0) -> nir.NIRGraph:
+    """input -> CubaLIF sizes[0] -> ... -> CubaLIF sizes[-1] -> CubaLIF no -> output."""
+    rng = np.random.default_rng(seed)
+    nodes: dict[str, nir.NIRNode] = {}
+    edges, prev, width = [], "input", n_in
+    for k, n in enumerate([*sizes, no]):
+        nodes[f"w{k}"] = nir.Linear(weight=rng.normal(0.3, 1.0, (n, width)))
+        nodes[f"h{k}"] = cuba(n)
+        edges += [(prev, f"w{k}"), (f"w{k}", f"h{k}")]
+        prev, width = f"h{k}", n
+    return graph(nodes, [*edges, (prev, "output")], shape=(n_in,))
+
+
+def _violations(g: nir.NIRGraph, target: str) -> list[tuple[str | None, str | None, str]]:
+    return [(v.node, v.field, v.message) for v in nrf_nir.check(g, target)]
+
+
+def test_chip_limits_differ() -> None:
+    """12 output neurons: too many for Audio 2 (8), fine on IMU (16) and Audio 3 (32); 20: fine
+    on Audio 3 only; 700 hidden neurons: too many for IMU (496) only."""
+    g = _deep([100], no=12)
+    assert any("output neurons" in m and "> 8" in m for *_, m in _violations(g, "xylo"))
+    assert _violations(g, "xylo-imu") == _violations(g, "xylo-audio3") == []
+    g = _deep([100], no=20)
+    assert any("> 16" in m and "Xylo IMU" in m for *_, m in _violations(g, "xylo-imu"))
+    assert _violations(g, "xylo-audio3") == []
+    big = _deep([100, 500, 100])
+    found = _violations(big, "xylo-imu")
+    assert any(node == "h1" and "> 496" in m and "Xylo IMU" in m for node, _, m in found)
+    assert _violations(big, "xylo-audio3") == []
+
+
+def test_chip_input_and_readout_expansion_rules() -> None:
+    """IMU and Audio 3: input weights reach only the first 128 hidden neurons, the readout
+    only the last 128; Audio 2 has neither limit."""
+    wide_in = _deep([200, 50])
+    for target in ("xylo-imu", "xylo-audio3"):
+        found = _violations(wide_in, target)
+        assert [(n, f) for n, f, _ in found] == [("h0", "edges")], found
+        assert "first 128 hidden neurons" in found[0][2]
+    wide_out = _deep([50, 200])
+    found = _violations(wide_out, "xylo-imu")
+    assert [(n, f) for n, f, _ in found] == [("h1", "edges")], found
+    assert "last 128 hidden neurons" in found[0][2]
+    assert _violations(wide_in, "xylo") == _violations(wide_out, "xylo") == []
+
+
+def test_imu_has_one_synapse_per_neuron() -> None:
+    """An LIF fed directly and through an LI filter needs two synaptic currents: Audio 2 and
+    Audio 3 have them, Xylo IMU does not."""
+    g = _graph_cases()["two_synapses"]
+    assert _violations(g, "xylo") == _violations(g, "xylo-audio3") == []
+    found = _violations(g, "xylo-imu")
+    assert [(n, f) for n, f, _ in found] == [("h", "edges")]
+    assert "have 1" in found[0][2]
+
+
+@pytest.mark.parametrize("chip", ["syns63300", "syns65302"])
+def test_emulator_equals_the_chips_xylosim(chip: str) -> None:
+    """Rockpool simulates Xylo IMU and Audio 3 with ``syns63300.XyloSim`` on the same
+    ``xylosim.v2`` layer: our emulator equals it on every recorded state, every step (that
+    XyloSim records no ``Isyn2``)."""
+    rng = np.random.default_rng(3)
+    cfg = random_config(rng, 16, 40, 8, saturate=True, two=chip == "syns65302")
+    cfg.chip = chip
+    x = rng.integers(0, 4, (100, 3, 16)) * (rng.random((100, 3, 16)) < 0.3)
+    a = XyloEmulator(cfg, device="cpu").run(torch.from_numpy(x), record=STATES)
+    b = run_xylosim(cfg, x, record=STATES)
+    assert float(a["spikes"].sum()) > 0 and float(a["spikes_out"].sum()) > 0
+    assert_same(a, b, keys=[k for k in ("spikes_out", *STATES) if k != "i2"])
+    assert "samna" not in sys.modules
+
+
+def test_chip_config_validation() -> None:
+    rng = np.random.default_rng(0)
+    cfg = random_config(rng, 4, 200, 2, saturate=False, two=True)
+    cfg.chip = "syns63300"
+    with pytest.raises(NIRError, match="one synapse") as err:
+        cfg.validate()
+    assert err.value.field == "weights_in"
+    cfg = random_config(rng, 4, 200, 2, saturate=False, two=False)
+    cfg.chip = "syns65302"
+    cfg.weights_in[:, 150, 0] = 3
+    with pytest.raises(NIRError, match="first 128") as err:
+        cfg.validate()
+    cfg.weights_in[:, 128:] = 0
+    cfg.weights_out[0, 0] = 5
+    with pytest.raises(NIRError, match="last 128") as err:
+        cfg.validate()
+    assert err.value.field == "weights_out"
+    cfg.chip = "pollen"
+    with pytest.raises(NIRError, match="unknown Xylo chip") as err:
+        cfg.validate()
+    assert err.value.field == "chip"
+
+
+def test_imu_deploy_round_trip(tmp_path) -> None:
+    """Lowered for Xylo IMU: the configuration names its chip, validates against the IMU's
+    limits when loaded, and reproduces the run in the IMU's XyloSim."""
+    g = ff(nh=24, no=12)
+    low = nrf_nir.lower(g, "xylo-imu")
+    assert low.backend.config.chip == "syns63300"
+    assert low.backend.report["chip"] == "Xylo IMU (SYNS63300)"
+    assert any("first 128" in r for r in low.backend.report["design_rules"]["rules"])
+    x = spikes(80, 2, 8, 0.2)
+    out = low.run({"input": x})["output"]
+    low.backend.config.save(tmp_path)
+    cfg = XyloConfig.load(tmp_path)
+    assert cfg.chip == "syns63300"
+    packed = low.backend.pack({"input": torch.from_numpy(x)})
+    sim = run_xylosim(cfg, packed.numpy())
+    assert np.array_equal(sim["spikes_out"], out.numpy().astype(np.int32))
+    assert float(out.sum()) > 0

@@ -1,9 +1,13 @@
-"""Xylo Audio 2 (SynSense SYNS61201): design rules, quantization, XyloSim and a bit-exact
-batched emulator (docs/targets/xylo.md).
+"""SynSense Xylo: design rules, quantization, XyloSim and a bit-exact batched emulator
+(docs/targets/xylo.md).
 
-- ``TARGET`` (``xylo``): our integer emulator in torch, batched over samples;
-- ``XYLOSIM_TARGET`` (``xylosim``): SynSense's XyloSim through Rockpool (imported without
-  samna); both run the same integer configuration and agree bit for bit.
+- ``TARGET`` (``xylo``): Xylo Audio 2 (SYNS61201) on our integer emulator, batched over
+  samples (a compiled CPU kernel, or torch operations on CUDA);
+- ``XYLOSIM_TARGET`` (``xylosim``): Xylo Audio 2 on SynSense's XyloSim through Rockpool
+  (imported without samna); both run the same integer configuration and agree bit for bit;
+- ``IMU_TARGET`` (``xylo-imu``) and ``AUDIO3_TARGET`` (``xylo-audio3``): Xylo IMU (SYNS63300)
+  and Xylo Audio 3 (SYNS65302), the same core with their own limits (``rules.SPECS``), on our
+  emulator (equal to Rockpool's ``syns63300.XyloSim``, tested).
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from .config import XyloConfig
 from .emulator import XyloEmulator
 from .metrics import count_correlation, exact_agreement, windowed_f1
 from .quantize import calibrate, quantize
-from .rules import SPEC, Network, XyloSpec, analyse
-from .target import TARGET, XyloLowered, XyloTarget, decode_outputs
+from .rules import SPEC, SPECS, Network, XyloSpec, analyse, chip_spec
+from .target import AUDIO3_TARGET, IMU_TARGET, TARGET, XyloLowered, XyloTarget, decode_outputs
 from .xylosim_engine import run_xylosim
 
 
@@ -34,8 +38,9 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "SPEC", "TARGET", "XYLOSIM_TARGET", "Network", "XyloConfig", "XyloEmulator",
-    "XyloLowered", "XyloSpec", "XyloTarget", "analyse", "calibrate", "count_correlation",
+    "AUDIO3_TARGET", "IMU_TARGET", "SPEC", "SPECS", "TARGET", "XYLOSIM_TARGET", "Network",
+    "XyloConfig", "XyloEmulator", "XyloLowered", "XyloSpec", "XyloTarget", "analyse",
+    "calibrate", "chip_spec", "count_correlation",
     "decode_outputs", "exact_agreement", "load_artifact", "quantize", "run_xylosim",
     "windowed_f1", "write_artifact",
 ]

@@ -26,7 +26,8 @@ dt                  float seconds    the time step the decays were chosen for
 ``layout`` (JSON) maps the NIR graph onto these indices: ``inputs`` (Input node, shape, first
 channel), ``hidden`` and ``output_layers`` (neuron node, first index, size, shape, readout,
 ``scale`` = integer units per unit of ``v - v_leak``, ``v_leak``, ``lag`` in steps) and
-``outputs`` (Output node -> neuron node).
+``outputs`` (Output node -> neuron node). ``chip`` names the chip whose limits apply
+(``rules.SPECS``: ``syns61201`` Audio 2, ``syns63300`` IMU, ``syns65302`` Audio 3).
 
 On disk (``save`` / ``load``): ``xylo_config.npz`` holds the arrays, ``xylo_config.json`` the
 format version, the scalars, the layout and a description of every array.
@@ -43,7 +44,7 @@ import numpy as np
 
 from nrf_nir.errors import NIRError
 
-from .rules import SPEC, XyloSpec
+from .rules import SPEC, XyloSpec, chip_spec
 
 FORMAT = "nrf-nir/xylo-config"
 FORMAT_VERSION = 1
@@ -88,6 +89,8 @@ class XyloConfig:
     weight_shift_out: int = 0
     dt: float = 1e-3
     layout: dict[str, Any] = field(default_factory=dict)
+    #: the chip whose limits apply (a key of ``rules.SPECS``)
+    chip: str = SPEC.chip
 
     @property
     def n_in(self) -> int:
@@ -105,8 +108,10 @@ class XyloConfig:
     def has_bias(self) -> bool:
         return bool(np.any(self.bias) or np.any(self.bias_out))
 
-    def validate(self, spec: XyloSpec = SPEC) -> None:
-        """Raise NIRError naming the field when a value is outside Xylo's ranges."""
+    def validate(self, spec: XyloSpec | None = None) -> None:
+        """Raise NIRError naming the field when a value is outside the chip's ranges
+        (``spec``: default the limits of ``self.chip``)."""
+        spec = chip_spec(self.chip) if spec is None else spec
         nin, nh, no = self.weights_in.shape[0], self.weights_rec.shape[0], \
             self.weights_out.shape[1]
         shapes = {"weights_in": (nin, nh, 2), "weights_rec": (nh, nh, 2),
@@ -146,6 +151,19 @@ class XyloConfig:
                            f"{spec.max_outputs})", field="shape")
         if not np.isfinite(self.dt) or self.dt <= 0:
             raise NIRError(f"dt must be > 0 seconds, got {self.dt}", field="dt")
+        if spec.hidden_synapses < 2 and (np.any(self.weights_in[:, :, 1])
+                                         or np.any(self.weights_rec[:, :, 1])):
+            raise NIRError(f"{spec.name} hidden neurons have one synapse: synapse-2 weights "
+                           "must be 0", field="weights_in" if np.any(self.weights_in[:, :, 1])
+                           else "weights_rec")
+        if spec.max_input_targets is not None and np.any(
+                self.weights_in[:, spec.max_input_targets:]):
+            raise NIRError(f"on {spec.name} only the first {spec.max_input_targets} hidden "
+                           "neurons take input weights", field="weights_in")
+        if spec.max_readout_sources is not None and np.any(
+                self.weights_out[:max(0, nh - spec.max_readout_sources)]):
+            raise NIRError(f"on {spec.name} only the last {spec.max_readout_sources} hidden "
+                           "neurons drive the readout", field="weights_out")
 
     def specification(self) -> dict[str, Any]:
         """Keyword arguments of Rockpool's ``XyloSim.from_specification`` (and of
@@ -188,6 +206,7 @@ class XyloConfig:
             **{name: int(getattr(self, name)) for name in SCALARS},
             "has_bias": self.has_bias,
             "n_in": self.n_in, "n_hidden": self.n_hidden, "n_out": self.n_out,
+            "chip": self.chip, "chip_name": chip_spec(self.chip).name,
             "layout": _jsonable(self.layout),
         }
         js = d / JSON_NAME
@@ -212,7 +231,8 @@ class XyloConfig:
         with np.load(js.parent / meta.get("arrays_file", NPZ_NAME)) as data:
             arrays = {name: np.asarray(data[name]) for name in ARRAYS}
         cfg = cls(**arrays, **{name: int(meta[name]) for name in SCALARS},
-                  dt=float(meta["dt"]), layout=meta.get("layout", {}))
+                  dt=float(meta["dt"]), layout=meta.get("layout", {}),
+                  chip=str(meta.get("chip", SPEC.chip)))
         cfg.validate()
         return cfg
 

@@ -50,7 +50,7 @@ from nrf_nir.reference import default_device
 
 from . import kernel as _kernel
 from .config import XyloConfig
-from .rules import SPEC, XyloSpec
+from .rules import XyloSpec, chip_spec
 
 LO, HI = -32768, 32767
 #: What ``run(record=...)`` can return besides ``spikes_out``.
@@ -78,8 +78,9 @@ class XyloEmulator:
     afterwards.
     """
 
-    def __init__(self, config: XyloConfig, *, device: Any = None, spec: XyloSpec = SPEC,
+    def __init__(self, config: XyloConfig, *, device: Any = None, spec: XyloSpec | None = None,
                  chunk: int = 64, threads: int | None = None, engine: str = "auto") -> None:
+        spec = chip_spec(config.chip) if spec is None else spec
         config.validate(spec)
         self.config, self.spec, self.chunk = config, spec, int(chunk)
         self.threads = threads

@@ -252,7 +252,7 @@ def quantize(net: Network, *, headroom: float = DEFAULT_HEADROOM,
         threshold=thr.astype(np.int16), threshold_out=thr_out.astype(np.int16),
         bias=bias.astype(np.int16), bias_out=bias_out.astype(np.int16),
         weight_shift_in=shifts["in"], weight_shift_rec=shifts["rec"],
-        weight_shift_out=shifts["out"], dt=dt, layout=layout)
+        weight_shift_out=shifts["out"], dt=dt, layout=layout, chip=spec.chip)
     cfg.validate(spec)
     report = {
         "headroom": headroom,

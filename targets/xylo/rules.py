@@ -30,6 +30,7 @@ import nir
 import numpy as np
 import torch
 
+from nrf_nir.errors import NIRError
 from nrf_nir.reference import make_kernel
 from nrf_nir.semantics import Semantics
 from nrf_nir.targets import Violation
@@ -52,6 +53,7 @@ class XyloSpec:
     """
 
     name: str = "Xylo Audio 2 (SYNS61201)"
+    chip: str = "syns61201"
     max_inputs: int = 16
     max_hidden: int = 1000
     max_outputs: int = 8
@@ -66,6 +68,10 @@ class XyloSpec:
     max_input_spikes: int = 15
     max_hidden_spikes: int = 31
     max_output_spikes: int = 1
+    #: hidden neurons that can receive input events: the first N (input expansion neurons)
+    max_input_targets: int | None = None
+    #: hidden neurons that can drive the output neurons: the last N (output expansion neurons)
+    max_readout_sources: int | None = None
 
     @property
     def max_shifted_weight(self) -> int:
@@ -73,6 +79,40 @@ class XyloSpec:
 
 
 SPEC = XyloSpec()
+
+#: The Xylo chips whose SNN core runs XyloSim's v2 layer, by Rockpool device name. Limits from
+#: Rockpool 3.1.0: ``syns63300/xylo_mapper.py`` (496 hidden, 16 outputs) and
+#: ``xylo_samna.config_from_specification`` (one synapse per neuron; only the first 128
+#: hidden neurons take input weights and only the last 128 drive the readout), and
+#: ``syns65302`` likewise (992 hidden, 32 outputs, two synapses). Both simulate with
+#: ``syns63300.XyloSim`` on ``xylosim.v2.XyloLayer``, the layer Audio 2 uses. 16 input
+#: channels as Audio 2 (Rockpool checks no input count for these two). Xylo v1 (``syns61300``,
+#: ``xylosim.v1``) is not included: its layer is another simulator.
+SPECS: dict[str, XyloSpec] = {
+    "syns61201": SPEC,
+    "syns63300": XyloSpec(name="Xylo IMU (SYNS63300)", chip="syns63300", max_hidden=496,
+                          max_outputs=16, hidden_synapses=1, max_input_targets=128,
+                          max_readout_sources=128),
+    "syns65302": XyloSpec(name="Xylo Audio 3 (SYNS65302)", chip="syns65302", max_hidden=992,
+                          max_outputs=32, max_input_targets=128, max_readout_sources=128),
+}
+#: other names for the chips
+CHIP_ALIASES = {"audio2": "syns61201", "xylo-audio2": "syns61201", "imu": "syns63300",
+                "xylo-imu": "syns63300", "audio3": "syns65302", "xylo-audio3": "syns65302"}
+
+
+def chip_spec(chip: str | XyloSpec | None) -> XyloSpec:
+    """The limits of ``chip`` (a Rockpool device name such as ``syns63300``, or ``audio2``,
+    ``imu``, ``audio3``); None is Xylo Audio 2."""
+    if chip is None:
+        return SPEC
+    if isinstance(chip, XyloSpec):
+        return chip
+    key = CHIP_ALIASES.get(str(chip).lower(), str(chip).lower())
+    if key not in SPECS:
+        known = ", ".join([*SPECS, *CHIP_ALIASES])
+        raise NIRError(f"unknown Xylo chip {chip!r}; known: {known}", field="chip")
+    return SPECS[key]
 
 #: Stateless nodes composed into dense weights.
 LINEAR_TYPES: tuple[type, ...] = (nir.Input, nir.Output, Identity, nir.Affine, nir.Linear,
@@ -498,9 +538,32 @@ def analyse(checked: Checked, semantics: Semantics, *, target: str = "xylo",
     offset = 0
     for layer in net.output_layers:
         layer.offset, offset = offset, offset + layer.n
+    _expansion_rules(net, set(flat.inputs), spec, add)
+    if out:
+        return None, out
     _latency(net, position, integration)
     _notes(net, semantics)
     return net, out
+
+
+def _expansion_rules(net: Network, inputs: set[str], spec: XyloSpec, add: Any) -> None:
+    """Chips where only the first ``max_input_targets`` hidden neurons take input weights and
+    only the last ``max_readout_sources`` drive the readout (hidden neurons are allocated in
+    schedule order)."""
+    nh = sum(layer.n for layer in net.hidden)
+    readers = {src for la in net.output_layers for syn in la.synapses for src in syn.blocks}
+    for layer in net.hidden:
+        fed = any(src in inputs for syn in layer.synapses for src in syn.blocks)
+        end = layer.offset + layer.n
+        if fed and spec.max_input_targets is not None and end > spec.max_input_targets:
+            add(layer.name, "edges", f"receives input channels at hidden neurons "
+                f"{layer.offset}..{end - 1}; on {spec.name} only the first "
+                f"{spec.max_input_targets} hidden neurons take input weights")
+        if (layer.name in readers and spec.max_readout_sources is not None
+                and layer.offset < nh - spec.max_readout_sources):
+            add(layer.name, "edges", f"drives the output neurons from hidden neurons "
+                f"{layer.offset}..{end - 1} of {nh}; on {spec.name} only the last "
+                f"{spec.max_readout_sources} hidden neurons drive the readout")
 
 
 def _synapse_sources(r: _Rep, filters: set[str], ins: dict[str, _Rep]) -> set[str]:

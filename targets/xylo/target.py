@@ -40,23 +40,37 @@ from .config import XyloConfig
 from .emulator import XyloEmulator
 from .metrics import shift
 from .quantize import CALIBRATION_HEADROOMS, DEFAULT_HEADROOM, calibrate, quantize
-from .rules import SPEC, Network, analyse
+from .rules import SPEC, SPECS, Network, XyloSpec, analyse
 
 OPTIONS = ("headroom", "calibration", "calibration_headrooms", "align_latency", "chunk")
 
-RULES = (
-    f"input channels <= {SPEC.max_inputs} (all Input nodes together, flattened)",
-    f"hidden neurons <= {SPEC.max_hidden}, output neurons <= {SPEC.max_outputs}",
-    f"synaptic currents per neuron: hidden <= {SPEC.hidden_synapses}, output <= "
-    f"{SPEC.output_synapses}",
-    "node types: Linear/Affine/Conv/pooling/Scale/Flatten/Identity (composed into dense "
-    "weights), LIF/CubaLIF, LI synaptic filters, LI/CubaLI readouts",
-    "outputs are output neurons fed only by hidden neurons; inputs feed hidden neurons only",
-    f"membrane decays: dash = round(log2(tau/dt)) <= {SPEC.dash_max}; synaptic decays "
-    f"1 <= dash <= {SPEC.dash_max}",
-    "int8 weights (shift <= 7) and int16 thresholds/biases can hold each layer's scale",
-    "thresholds above v_leak",
-)
+
+def rules(spec: XyloSpec = SPEC) -> tuple[str, ...]:
+    """The design rules ``check`` applies for ``spec``, in words (for reports)."""
+    out = [
+        f"input channels <= {spec.max_inputs} (all Input nodes together, flattened)",
+        f"hidden neurons <= {spec.max_hidden}, output neurons <= {spec.max_outputs}",
+        f"synaptic currents per neuron: hidden <= {spec.hidden_synapses}, output <= "
+        f"{spec.output_synapses}",
+        "node types: Linear/Affine/Conv/pooling/Scale/Flatten/Identity (composed into dense "
+        "weights), LIF/CubaLIF, LI synaptic filters, LI/CubaLI readouts",
+        "outputs are output neurons fed only by hidden neurons; inputs feed hidden neurons "
+        "only",
+        f"membrane decays: dash = round(log2(tau/dt)) <= {spec.dash_max}; synaptic decays "
+        f"1 <= dash <= {spec.dash_max}",
+        "int8 weights (shift <= 7) and int16 thresholds/biases can hold each layer's scale",
+        "thresholds above v_leak",
+    ]
+    if spec.max_input_targets is not None:
+        out.append(f"only the first {spec.max_input_targets} hidden neurons take input "
+                   "weights (hidden layers are allocated in schedule order)")
+    if spec.max_readout_sources is not None:
+        out.append(f"only the last {spec.max_readout_sources} hidden neurons drive the "
+                   "output neurons")
+    return tuple(out)
+
+
+RULES = rules(SPEC)
 
 
 @dataclass
@@ -77,7 +91,8 @@ class XyloLowered:
     @property
     def emulator(self) -> XyloEmulator:
         if self._emulator is None:
-            self._emulator = XyloEmulator(self.config, device=self.device, chunk=self.chunk)
+            self._emulator = XyloEmulator(self.config, device=self.device, chunk=self.chunk,
+                                          spec=SPECS[self.config.chip])
         return self._emulator
 
     def pack(self, inputs: Mapping[str, Tensor]) -> Tensor:
@@ -159,17 +174,19 @@ def _parse_record(config: XyloConfig, record: tuple[str, ...]
 
 
 class XyloTarget:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        if name == "xylo":
-            self.description = ("Xylo Audio 2: design rules, int8/int16 quantization, "
-                                "batched integer emulator in torch (bit-exact with XyloSim)")
+    """One Xylo chip (``spec``) on one engine: ``emulator`` (ours) or ``xylosim``."""
+
+    def __init__(self, name: str, spec: XyloSpec = SPEC, engine: str = "emulator") -> None:
+        self.name, self.spec, self.engine = name, spec, engine
+        if engine == "emulator":
+            self.description = (f"{spec.name}: design rules, int8/int16 quantization, "
+                                "batched integer emulator (bit-exact with XyloSim)")
         else:
-            self.description = ("Xylo Audio 2 via SynSense XyloSim 0.1.3 (Rockpool 3.1.0): "
+            self.description = (f"{spec.name} via SynSense XyloSim 0.1.3 (Rockpool 3.1.0): "
                                 "same design rules and quantization as 'xylo'")
 
     def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
-        return analyse(checked, semantics, target=self.name)[1]
+        return analyse(checked, semantics, target=self.name, spec=self.spec)[1]
 
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> XyloLowered:
         extra = dict(options.extra or {})
@@ -178,14 +195,14 @@ class XyloTarget:
             raise NIRError(f"unknown option(s) for the {self.name} target: "
                            f"{', '.join(unknown)} (known: {', '.join(OPTIONS)})",
                            field="options")
-        if self.name == "xylosim":
+        if self.engine == "xylosim":
             from .xylosim_engine import xylosim_class
 
             try:
                 xylosim_class()  # fail now, with a clear message, when it is not installed
             except ImportError as exc:
                 raise NIRError(str(exc), field="target") from None
-        net, violations = analyse(checked, semantics, target=self.name)
+        net, violations = analyse(checked, semantics, target=self.name, spec=self.spec)
         if violations or net is None:
             raise NIRError(f"the {self.name} target cannot run this graph: "
                            + "; ".join(str(v) for v in violations), field="target")
@@ -195,14 +212,14 @@ class XyloTarget:
         scores = None
         if extra.get("calibration") is not None:
             headroom, scores = self._calibrate(checked, semantics, net, extra, device)
-        config, qreport = quantize(net, headroom=headroom)
+        config, qreport = quantize(net, headroom=headroom, spec=self.spec)
         report = {
-            "target": self.name, "chip": SPEC.name,
-            "design_rules": {"rules": list(RULES), "violations": []},
+            "target": self.name, "chip": self.spec.name,
+            "design_rules": {"rules": list(rules(self.spec)), "violations": []},
             "quantization": qreport,
             "calibration": scores,
         }
-        return XyloLowered(self.name, config, report, net, resolve_dtype(options.dtype),
+        return XyloLowered(self.engine, config, report, net, resolve_dtype(options.dtype),
                            device, bool(extra.get("align_latency", False)),
                            int(extra.get("chunk", 256)))
 
@@ -216,10 +233,11 @@ class XyloTarget:
         reference = Program(checked, semantics, dtype=torch.float64,
                             device=torch.device("cpu")).run(calib)
         reference = {k: v for k, v in reference.items() if k in checked.flat.outputs}
-        probe, _ = quantize(net)
+        probe, _ = quantize(net, spec=self.spec)
         x = pack_inputs(probe, calib)
         candidates = tuple(extra.get("calibration_headrooms", CALIBRATION_HEADROOMS))
-        return calibrate(net, reference, x, candidates=candidates, device=device)
+        return calibrate(net, reference, x, candidates=candidates, device=device,
+                         spec=self.spec)
 
     def run(self, lowered: XyloLowered, inputs: Mapping[str, Tensor],
             record: tuple[str, ...]) -> dict[str, Tensor]:
@@ -246,4 +264,6 @@ class XyloTarget:
 
 
 TARGET = XyloTarget("xylo")
-XYLOSIM_TARGET = XyloTarget("xylosim")
+XYLOSIM_TARGET = XyloTarget("xylosim", engine="xylosim")
+IMU_TARGET = XyloTarget("xylo-imu", SPECS["syns63300"])
+AUDIO3_TARGET = XyloTarget("xylo-audio3", SPECS["syns65302"])

@@ -1,4 +1,4 @@
-"""SynSense's XyloSim (``xylosim`` 0.1.3 through Rockpool 3.1.0's Xylo Audio 2 module).
+"""SynSense's XyloSim (``xylosim`` 0.1.3 through Rockpool 3.1.0's Xylo modules).
 
 ``import rockpool.devices.xylo`` fails without the ``samna`` package (its ``syns65302``
 subpackage imports samna outside a ``try``), and the PyPI package named samna must never be
@@ -6,7 +6,9 @@ installed or imported (it downloads software when imported). So, as measured in 
 section 4: an empty package object with the real ``__path__`` is registered for
 ``rockpool.devices.xylo`` in ``sys.modules``, so that its ``__init__`` never runs, and
 ``rockpool.devices.xylo.syns61201.XyloSim`` is imported beneath it.
-``XyloSim.from_specification`` then builds a ``xylosim.v2.XyloLayer``.
+``XyloSim.from_specification`` then builds a ``xylosim.v2.XyloLayer``. Xylo IMU and Audio 3
+configurations run in ``syns63300.XyloSim`` (its package shimmed the same way), on the same
+``xylosim.v2.XyloLayer``.
 """
 
 from __future__ import annotations
@@ -24,30 +26,45 @@ from nrf_nir.errors import NIRError
 from .config import XyloConfig
 from .emulator import RECORDABLE
 
-_CLASS: Any = None
+_CLASSES: dict[str, Any] = {}
+#: chip -> the Rockpool subpackage whose XyloSim simulates it (Audio 3 uses the IMU's)
+_SIM_PACKAGE = {"syns61201": "syns61201", "syns63300": "syns63300", "syns65302": "syns63300"}
 
 
-def xylosim_class() -> Any:
-    """Rockpool's ``syns61201.XyloSim`` (Xylo Audio 2), imported without samna."""
-    global _CLASS
-    if _CLASS is not None:
-        return _CLASS
+def _shim(name: str, path: str) -> types.ModuleType:
+    """An empty package ``name`` with the real ``__path__``: its submodules import, its
+    ``__init__`` (which tries to import samna) never runs."""
+    if name not in sys.modules:
+        shim = types.ModuleType(name)
+        shim.__path__ = [path]
+        shim.__package__ = name
+        sys.modules[name] = shim
+    return sys.modules[name]
+
+
+def xylosim_class(chip: str = "syns61201") -> Any:
+    """Rockpool's ``XyloSim`` for ``chip`` (``syns61201.XyloSim`` for Xylo Audio 2,
+    ``syns63300.XyloSim`` for Xylo IMU and Audio 3), imported without samna."""
+    package = _SIM_PACKAGE.get(chip)
+    if package is None:
+        raise NIRError(f"no XyloSim for chip {chip!r}; known: {', '.join(_SIM_PACKAGE)}",
+                       field="chip")
+    if package in _CLASSES:
+        return _CLASSES[package]
     try:
         import rockpool.devices as devices
         import xylosim.v2  # noqa: F401  (fail early with a clear message)
     except ImportError as exc:
         raise ImportError(f"the xylosim target needs rockpool 3.1.0 and xylosim 0.1.3 "
                           f"(pip install 'nrf-nir[rockpool]'): {exc}") from None
-    name = "rockpool.devices.xylo"
-    if name not in sys.modules:
-        shim = types.ModuleType(name)
-        shim.__path__ = [os.path.join(os.path.dirname(devices.__file__), "xylo")]
-        shim.__package__ = name
-        sys.modules[name] = shim
-        devices.xylo = shim  # type: ignore[attr-defined]
-    from rockpool.devices.xylo.syns61201.xylo_sim import XyloSim
-
-    _CLASS = XyloSim
+    root = os.path.join(os.path.dirname(devices.__file__), "xylo")
+    devices.xylo = _shim("rockpool.devices.xylo", root)  # type: ignore[attr-defined]
+    if package == "syns61201":
+        from rockpool.devices.xylo.syns61201.xylo_sim import XyloSim
+    else:
+        _shim("rockpool.devices.xylo.syns63300", os.path.join(root, "syns63300"))
+        from rockpool.devices.xylo.syns63300.xylo_sim import XyloSim
+    _CLASSES[package] = XyloSim
     return XyloSim
 
 
@@ -57,7 +74,7 @@ def build(config: XyloConfig) -> Any:
     config.validate()
     spec = config.specification()
     dt = spec.pop("dt")
-    return xylosim_class().from_specification(**spec, dt=dt)
+    return xylosim_class(config.chip).from_specification(**spec, dt=dt)
 
 
 def run_xylosim(config: XyloConfig, inputs: Any, *, record: Iterable[str] = (),
@@ -90,5 +107,7 @@ def run_xylosim(config: XyloConfig, inputs: Any, *, record: Iterable[str] = (),
         out, _, rec = sim.evolve(x[:, b], record=bool(record))
         res["spikes_out"][:, b] = np.asarray(out).reshape(T, config.n_out)
         for key in record:
+            if key == "i2" and names[key] not in rec:  # a one-synapse chip (Xylo IMU)
+                continue
             res[key][:, b] = np.asarray(rec[names[key]]).reshape(T, -1)
     return res
