@@ -9,7 +9,7 @@ together. ``stepwise=True`` runs one step at a time everywhere (Tc = 1), like No
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -504,30 +504,48 @@ class Program:
     def _run_cycle(self, members: tuple[str, ...], vals: dict[str, Tensor],
                    states: dict[str, tuple[Tensor, ...]], prev: dict[str, Tensor], n: int,
                    B: int, t0: int, state_recs: dict[str, dict[str, Tensor]]) -> None:
-        c, flat = self.checked, self.checked.flat
-        inside = set(members)
+        c = self.checked
         outs = {m: torch.empty(n, B, *c.out_shapes[m], dtype=self.dtype, device=self.device)
                 for m in members}
-        for t in range(n):
-            cur: dict[str, Tensor] = {}
-            for m in members:
-                parts = [prev[src] if (src, m) in c.back else cur[src] if src in inside
-                         else vals[src][t] for src in flat.preds[m]]
-                kernel = self.kernels[m]
-                x: Any = parts
-                if not kernel.separate_inputs:
-                    x = parts[0]
-                    for part in parts[1:]:
-                        x = x + part
-                if kernel.stateful:
-                    y, states[m] = kernel.step(x, states[m])
-                    for key, buf in state_recs.get(m, {}).items():
-                        buf[t0 + t] = states[m][kernel.state_names.index(key)]
-                else:
-                    y = kernel.apply(x)
-                cur[m] = y
-                outs[m][t] = y
-            for src in prev:
-                if src in inside:
-                    prev[src] = cur[src]
-        vals.update(outs)
+
+        def step(m: str, parts: list[Tensor], t: int) -> Tensor:
+            kernel = self.kernels[m]
+            x: Any = parts
+            if not kernel.separate_inputs:
+                x = parts[0]
+                for part in parts[1:]:
+                    x = x + part
+            if not kernel.stateful:
+                return kernel.apply(x)
+            y, states[m] = kernel.step(x, states[m])
+            for key, buf in state_recs.get(m, {}).items():
+                buf[t0 + t] = states[m][kernel.state_names.index(key)]
+            return y
+
+        step_cycle(c, members, vals, prev, outs, step)
+
+
+def step_cycle(checked: Checked, members: tuple[str, ...], vals: dict[str, Tensor],
+               prev: dict[str, Tensor], outs: dict[str, Tensor],
+               step: Callable[[str, list[Tensor], int], Tensor]) -> None:
+    """Step the nodes of a recurrent cycle together through the chunk's steps (``outs``: node
+    -> ``[Tc, B, ...]`` to fill; added to ``vals`` at the end).
+
+    ``step(node, parts, t)`` computes a node's output at step ``t`` from its incoming edges'
+    values, in edge order: a back edge carries its source's output of the previous step
+    (``prev``, updated here), an edge inside the cycle the current step's, any other edge
+    ``vals[src][t]``.
+    """
+    inside = set(members)
+    preds = checked.flat.preds
+    for t in range(outs[members[0]].shape[0]):
+        cur: dict[str, Tensor] = {}
+        for m in members:
+            y = step(m, [prev[src] if (src, m) in checked.back else cur[src] if src in inside
+                         else vals[src][t] for src in preds[m]], t)
+            cur[m] = y
+            outs[m][t] = y
+        for src in prev:
+            if src in inside:
+                prev[src] = cur[src]
+    vals.update(outs)

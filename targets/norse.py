@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import nir
@@ -57,11 +56,12 @@ with warnings.catch_warnings():  # Norse 1.1.0 uses the deprecated torch.jit.scr
     from norse.torch.module.lif_box import LIFBoxCell
 
 from nrf_nir.errors import NIRError
-from nrf_nir.functional import delay_line
-from nrf_nir.reference import DEFAULT_CHUNK_BYTES, chunk_steps, default_device, resolve_dtype
+from nrf_nir.reference import DEFAULT_CHUNK_BYTES
+from nrf_nir.runner import GraphRunner, NetworkState, StatefulLayer, resolve  # noqa: F401
 from nrf_nir.semantics import Semantics
 from nrf_nir.targets import Options, Violation
-from nrf_nir.validate import Checked, Identity, Shape
+from nrf_nir.targets._layers import Delay, Reshape, Scale, Threshold, common_layer  # noqa: F401
+from nrf_nir.validate import Checked, Shape
 
 NAME = "norse"
 NORSE_VERSION = getattr(norse, "__version__", "unknown")
@@ -134,40 +134,7 @@ def _unless(arr: np.ndarray, neutral: float, dtype: torch.dtype,
     return None if np.all(arr == neutral) else _tensor(arr, dtype, device)
 
 
-def _weight(arr: np.ndarray, dtype: torch.dtype, device: torch.device) -> Tensor:
-    return torch.as_tensor(arr, device=device).to(dtype)
-
-
-class _Stateful(nn.Module):
-    """A layer with state: ``init_state(batch)``, ``step(x, state) -> (y, state)``.
-
-    ``separate``: ``step`` receives the incoming edges as a list (edge order) instead of
-    their sum. ``state_names``: the state fields that can be recorded.
-    """
-
-    separate = False
-    state_names: tuple[str, ...] = ()
-
-    def init_state(self, batch: int) -> Any:
-        raise NotImplementedError
-
-    def step(self, x: Any, state: Any) -> tuple[Tensor, Any]:
-        raise NotImplementedError
-
-    def run(self, x: Any, state: Any, out: Tensor,
-            record: dict[str, Tensor] | None) -> Any:
-        """Step through ``x`` ``[Tc, B, ...]`` (a list of them when ``separate``), writing
-        ``out[t]`` and the recorded state fields; return the final state."""
-        for t in range(out.shape[0]):
-            y, state = self.step([xi[t] for xi in x] if self.separate else x[t], state)
-            out[t] = y
-            if record:
-                for key, buf in record.items():
-                    buf[t] = getattr(state, key)
-        return state
-
-
-class _NorseNeuron(_Stateful):
+class _NorseNeuron(StatefulLayer):
     """A Norse cell with the input scaling and explicit initial state of the contract."""
 
     def __init__(self, cell: nn.Module, *, shape: Shape, v0: Tensor, scale: Tensor | None,
@@ -212,7 +179,7 @@ class IState(NamedTuple):
     v: Tensor
 
 
-class Integrator(_Stateful):
+class Integrator(StatefulLayer):
     """NIR ``I``: ``v = v + (dt*r) * x``; ``y = v`` (Norse has no pure integrator)."""
 
     state_names = ("v",)
@@ -230,92 +197,6 @@ class Integrator(_Stateful):
         return v, IState(v)
 
 
-class Delay(_Stateful):
-    """NIR ``Delay``: ``y[t] = x[t - d]`` per element, ``d = round(delay / dt)`` steps."""
-
-    def __init__(self, steps: np.ndarray, shape: Shape, dtype: torch.dtype,
-                 device: torch.device) -> None:
-        super().__init__()
-        self.shape, self.dtype, self.device = shape, dtype, device
-        self.depth = int(steps.max()) if steps.size else 0
-        self.uniform = steps.size == 1 or bool(np.all(steps == steps.reshape(-1)[0]))
-        self.d = int(steps.reshape(-1)[0]) if steps.size else 0
-        self.steps = torch.as_tensor(np.broadcast_to(steps, shape).copy(), device=device)
-
-    def init_state(self, batch: int) -> Tensor:
-        return torch.zeros(self.depth, batch, *self.shape, dtype=self.dtype, device=self.device)
-
-    def run(self, x: Tensor, state: Tensor, out: Tensor,
-            record: dict[str, Tensor] | None) -> Tensor:
-        y, history = delay_line(state, x, None if self.uniform else self.steps, self.d)
-        out.copy_(y)
-        return history
-
-    def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        out = torch.empty_like(x).unsqueeze(0)
-        state = self.run(x.unsqueeze(0), state, out, None)
-        return out[0], state
-
-
-class Scale(nn.Module):
-    """NIR ``Scale``: ``y = x * s``."""
-
-    def __init__(self, scale: Tensor) -> None:
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.scale
-
-
-class Threshold(nn.Module):
-    """NIR ``Threshold``: ``y = x > theta`` (``x >= theta`` with ``threshold = "ge"``)."""
-
-    def __init__(self, theta: Tensor, ge: bool) -> None:
-        super().__init__()
-        self.theta, self.ge = theta, ge
-
-    def forward(self, x: Tensor) -> Tensor:
-        return (x >= self.theta if self.ge else x > self.theta).to(x.dtype)
-
-
-class Reshape(nn.Module):
-    """NIR ``Flatten``: a per-sample reshape to the inferred output shape."""
-
-    def __init__(self, shape: Shape) -> None:
-        super().__init__()
-        self.shape = shape
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.reshape(x.shape[0], *self.shape)
-
-
-def _linear(p: dict[str, Any], dtype: torch.dtype, device: torch.device) -> nn.Linear:
-    w = p["weight"]
-    layer = nn.utils.skip_init(nn.Linear, w.shape[1], w.shape[0], bias="bias" in p,
-                               device=device, dtype=dtype)
-    with torch.no_grad():
-        layer.weight.copy_(_weight(w, dtype, device))
-        if "bias" in p:
-            layer.bias.copy_(_weight(p["bias"], dtype, device))
-    return layer
-
-
-def _conv(nd: int, p: dict[str, Any], dtype: torch.dtype, device: torch.device) -> nn.Module:
-    w = p["weight"]
-    has_bias = bool(np.any(p["bias"]))  # the reference passes no bias when it is all zero
-    cls = nn.Conv1d if nd == 1 else nn.Conv2d
-    layer = nn.utils.skip_init(cls, w.shape[1] * p["groups"], w.shape[0], tuple(w.shape[2:]),
-                               stride=p["stride"], padding=p["padding"],
-                               dilation=p["dilation"], groups=p["groups"], bias=has_bias,
-                               device=device, dtype=dtype)
-    with torch.no_grad():
-        layer.weight.copy_(_weight(w, dtype, device))
-        if has_bias:
-            layer.bias.copy_(_weight(p["bias"], dtype, device))
-    return layer
-
-
 def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape: Shape,
                sem: Semantics, dtype: torch.dtype, device: torch.device) -> nn.Module:
     """The module of one validated node (which ``violations`` found expressible)."""
@@ -324,26 +205,10 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
     def t(arr: np.ndarray) -> Tensor:
         return _tensor(arr, dtype, device)
 
+    layer = common_layer(node, p, in_shape, out_shape, sem, dtype, device, t)
+    if layer is not None:
+        return layer
     zero = torch.zeros((), dtype=dtype, device=device)
-    if isinstance(node, (nir.Input, nir.Output, Identity)):
-        return nn.Identity()
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        return _linear(p, dtype, device)
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        return _conv(1 if isinstance(node, nir.Conv1d) else 2, p, dtype, device)
-    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-        return nn.AvgPool2d(p["kernel_size"], p["stride"], p["padding"], count_include_pad=True,
-                            divisor_override=1 if isinstance(node, nir.SumPool2d) else None)
-    if isinstance(node, nir.Flatten):
-        return Reshape(out_shape)
-    if isinstance(node, nir.Scale):
-        return Scale(t(p["scale"]))
-    if isinstance(node, nir.Threshold):
-        return Threshold(t(p["threshold"]), sem.threshold == "ge")
-    if isinstance(node, nir.Delay):
-        with np.errstate(all="ignore"):
-            steps = np.round(p["delay"] / dt).astype(np.int64)
-        return Delay(steps, in_shape, dtype, device)
     if isinstance(node, (nir.I, nir.IF)):
         # dt*r in float64, rounded once; a factor of exactly 1 is skipped (exact)
         dt_r = dt * p["r"]
@@ -385,178 +250,26 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
 # the network
 # --------------------------------------------------------------------------------------------
 
-@dataclass
-class NetworkState:
-    """The state of a :class:`NorseNetwork` between calls.
-
-    nodes: node name -> its Norse state (``LIFBoxFeedForwardState``, ``LIFFeedForwardState``
-    ...), or a delay line. prev: source of each recurrent (back) edge -> its last output.
-    """
-
-    nodes: dict[str, Any] = field(default_factory=dict)
-    prev: dict[str, Tensor] = field(default_factory=dict)
-
-
-class NorseNetwork(nn.Module):
-    """A validated NIR graph as Norse cells and torch layers.
+class NorseNetwork(GraphRunner):
+    """A validated NIR graph as Norse cells and torch layers (:class:`nrf_nir.runner.GraphRunner`).
 
     ``forward(inputs, state=None, record=())`` runs ``[T, B, *shape]`` inputs (one tensor, or a
     dict keyed by the graph's Input nodes) and returns ``(results, state)``: results maps each
     Output node (and each recorded name: a node's output, or ``"<neuron>.v"`` /
-    ``"<neuron>.i"``) to ``[T, B, ...]``. Pass the returned state back to continue a run.
+    ``"<neuron>.i"``) to ``[T, B, ...]``. Pass the returned state back to continue a run: a
+    :class:`NetworkState` whose ``nodes`` hold the Norse states (``LIFBoxFeedForwardState``,
+    ``LIFFeedForwardState`` ...) and delay lines.
     """
 
     def __init__(self, checked: Checked, semantics: Semantics, *, dtype: Any = None,
                  device: Any = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                  stepwise: bool = False) -> None:
-        super().__init__()
-        self.checked, self.semantics = checked, semantics
-        self.dt = semantics.require_dt()
-        self.dtype = resolve_dtype(dtype)
-        self.device = torch.device(device) if device is not None else default_device()
-        self.chunk_bytes, self.stepwise = int(chunk_bytes), bool(stepwise)
-        flat = checked.flat
-        self.names = list(flat.nodes)
-        self.index = {name: k for k, name in enumerate(self.names)}
-        self.layers = nn.ModuleList([
-            make_layer(node, checked.params[name], checked.in_shapes[name],
-                       checked.out_shapes[name], semantics, self.dtype, self.device)
-            for name, node in flat.nodes.items()])
-
-    def layer(self, name: str) -> nn.Module:
-        return self.layers[self.index[name]]
-
-    def initial_state(self, batch: int) -> NetworkState:
-        c = self.checked
-        return NetworkState(
-            nodes={n: m.init_state(batch) for n, m in zip(self.names, self.layers, strict=True)
-                   if isinstance(m, _Stateful)},
-            prev={src: torch.zeros(batch, *c.out_shapes[src], dtype=self.dtype,
-                                   device=self.device) for src, _ in sorted(c.back)})
-
-    # ------------------------------------------------------------------------ recording
-    def _parse_record(self, record: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
-        nodes = self.checked.flat.nodes
-        parsed: dict[str, tuple[str, str | None]] = {}
-        for key in record:
-            if key in nodes:
-                parsed[key] = (key, None)
-                continue
-            node, _, state = key.rpartition(".")
-            layer = self.layer(node) if node in self.index else None
-            if isinstance(layer, _Stateful) and state in layer.state_names:
-                parsed[key] = (node, state)
-                continue
-            raise NIRError(
-                f"cannot record {key!r}: not a node name, nor '<neuron>.v' / '<neuron>.i' "
-                f"(nodes: {', '.join(nodes)})", node=key, field="record")
-        return parsed
-
-    # ------------------------------------------------------------------------ running
-    def forward(self, inputs: Any, state: NetworkState | None = None,
-                record: tuple[str, ...] = ()) -> tuple[dict[str, Tensor], NetworkState]:
-        c, flat = self.checked, self.checked.flat
-        if isinstance(inputs, Tensor):
-            if len(flat.inputs) != 1:
-                raise NIRError(f"the graph has {len(flat.inputs)} Input nodes: pass a dict",
-                               field="inputs")
-            inputs = {flat.inputs[0]: inputs}
-        xs = {n: inputs[n].to(device=self.device, dtype=self.dtype) for n in flat.inputs}
-        first = xs[flat.inputs[0]]
-        T, B = int(first.shape[0]), int(first.shape[1])
-        if state is None:
-            state = self.initial_state(B)
-        recs = self._parse_record(tuple(record))
-        results: dict[str, Tensor] = {
-            n: torch.empty(T, B, *c.out_shapes[n], dtype=self.dtype, device=self.device)
-            for n in flat.outputs}
-        for key, (node, st) in recs.items():
-            if key not in results:
-                shape = c.out_shapes[node] if st is None else c.in_shapes[node]
-                results[key] = torch.empty(T, B, *shape, dtype=self.dtype, device=self.device)
-        state_recs: dict[str, dict[str, Tensor]] = {}
-        for key, (node, st) in recs.items():
-            if st is not None:
-                state_recs.setdefault(node, {})[st] = results[key]
-        keep = set(flat.outputs) | {node for node, st in recs.values() if st is None}
-        last_use: dict[str, int] = {}
-        for ui, unit in enumerate(c.units):
-            for m in unit.members:
-                for src in flat.preds[m]:
-                    last_use[src] = max(last_use.get(src, -1), ui)
-        # the reference's chunking, so that every matrix product has the same number of rows
-        tc = chunk_steps(c, T, B, self.dtype, self.chunk_bytes, self.stepwise)
-        with torch.no_grad():
-            for t0 in range(0, T, tc):
-                t1 = min(T, t0 + tc)
-                vals: dict[str, Tensor] = {n: xs[n][t0:t1] for n in flat.inputs}
-                for ui, unit in enumerate(c.units):
-                    if unit.cyclic:
-                        self._run_cycle(unit.members, vals, state, t1 - t0, B, t0, state_recs)
-                    elif unit.members[0] not in vals:
-                        name = unit.members[0]
-                        vals[name] = self._run_node(name, vals, state, t1 - t0, B, t0,
-                                                    state_recs)
-                    for src in [s for s, u in last_use.items() if u == ui]:
-                        if src not in keep and src in vals:
-                            del vals[src]
-                for name in flat.outputs:
-                    results[name][t0:t1] = vals[name]
-                for key, (node, st) in recs.items():
-                    if st is None and key not in flat.outputs:
-                        results[key][t0:t1] = vals[node]
-        return results, state
-
-    def _run_node(self, name: str, vals: dict[str, Tensor], state: NetworkState, n: int, B: int,
-                  t0: int, state_recs: dict[str, dict[str, Tensor]]) -> Tensor:
-        layer = self.layer(name)
-        parts = [vals[src] for src in self.checked.flat.preds[name]]
-        if isinstance(layer, _Stateful) and layer.separate:
-            x: Any = parts
-        else:
-            x = parts[0]
-            for part in parts[1:]:
-                x = x + part
-        if not isinstance(layer, _Stateful):
-            y = layer(x.reshape(n * B, *x.shape[2:]))
-            return y.reshape(n, B, *y.shape[1:])
-        out = torch.empty(n, B, *self.checked.out_shapes[name], dtype=self.dtype,
-                          device=self.device)
-        rec = {k: v[t0:t0 + n] for k, v in state_recs.get(name, {}).items()}
-        state.nodes[name] = layer.run(x, state.nodes[name], out, rec or None)
-        return out
-
-    def _run_cycle(self, members: tuple[str, ...], vals: dict[str, Tensor],
-                   state: NetworkState, n: int, B: int, t0: int,
-                   state_recs: dict[str, dict[str, Tensor]]) -> None:
-        c, flat = self.checked, self.checked.flat
-        inside = set(members)
-        outs = {m: torch.empty(n, B, *c.out_shapes[m], dtype=self.dtype, device=self.device)
-                for m in members}
-        prev = state.prev
-        for t in range(n):
-            cur: dict[str, Tensor] = {}
-            for m in members:
-                parts = [prev[src] if (src, m) in c.back else cur[src] if src in inside
-                         else vals[src][t] for src in flat.preds[m]]
-                layer = self.layer(m)
-                x: Any = parts
-                if not (isinstance(layer, _Stateful) and layer.separate):
-                    x = parts[0]
-                    for part in parts[1:]:
-                        x = x + part
-                if isinstance(layer, _Stateful):
-                    y, state.nodes[m] = layer.step(x, state.nodes[m])
-                    for key, buf in state_recs.get(m, {}).items():
-                        buf[t0 + t] = getattr(state.nodes[m], key)
-                else:
-                    y = layer(x)
-                cur[m] = y
-                outs[m][t] = y
-            for src in prev:
-                if src in inside:
-                    prev[src] = cur[src]
-        vals.update(outs)
+        dtype, device = resolve(dtype, device)
+        layers = {name: make_layer(node, checked.params[name], checked.in_shapes[name],
+                                   checked.out_shapes[name], semantics, dtype, device)
+                  for name, node in checked.flat.nodes.items()}
+        super().__init__(checked, semantics, layers, dtype=dtype, device=device,
+                         chunk_bytes=chunk_bytes, stepwise=stepwise)
 
 
 # --------------------------------------------------------------------------------------------

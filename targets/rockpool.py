@@ -2,8 +2,8 @@
 
 **Target.** A validated NIR graph becomes Rockpool 3.1 float modules (``LIFTorch``,
 ``LIFNeuronTorch``, ``LinearTorch``; torch layers wrapped with Rockpool's
-``TorchModule.from_torch``) driven by a small scheduler for the graph structure, with parameters
-translated so that each module computes docs/semantics.md's equations (see
+``TorchModule.from_torch``) driven by the shared graph runner (``nrf_nir.runner``), with
+parameters translated so that each module computes docs/semantics.md's equations (see
 docs/targets/rockpool.md for the table and the measured agreement).
 
 ======================  ==================================================================
@@ -50,10 +50,12 @@ import torch
 from torch import Tensor, nn
 
 from nrf_nir.errors import NIRError
-from nrf_nir.reference import DEFAULT_CHUNK_BYTES, chunk_steps
+from nrf_nir.reference import DEFAULT_CHUNK_BYTES
+from nrf_nir.runner import Fusion, GraphRunner, StatefulLayer
 from nrf_nir.semantics import Semantics, write_semantics
 from nrf_nir.targets import Options, Violation
-from nrf_nir.validate import Checked, Identity, Shape
+from nrf_nir.targets._layers import common_layer
+from nrf_nir.validate import Checked, Shape
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -384,33 +386,6 @@ def violations(checked: Checked, semantics: Semantics, leak: str = "exact") -> l
 # layers
 # --------------------------------------------------------------------------------------------
 
-class _Scale(nn.Module):
-    def __init__(self, scale: Tensor) -> None:
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.scale
-
-
-class _Threshold(nn.Module):
-    def __init__(self, theta: Tensor, ge: bool) -> None:
-        super().__init__()
-        self.theta, self.ge = theta, ge
-
-    def forward(self, x: Tensor) -> Tensor:
-        return (x >= self.theta if self.ge else x > self.theta).to(x.dtype)
-
-
-class _Reshape(nn.Module):
-    def __init__(self, shape: Shape) -> None:
-        super().__init__()
-        self.per_sample = shape  # not ``shape``: a Rockpool module's ``shape`` is its (in, out)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.reshape(x.shape[0], *self.per_sample)
-
-
 def _rockpool(module: nn.Module) -> nn.Module:
     """A torch layer as a Rockpool ``TorchModule`` (torch call API kept)."""
     TorchModule.from_torch(module, retain_torch_api=True)
@@ -423,10 +398,11 @@ def _param(arr: np.ndarray | None, device: torch.device) -> Tensor:
     return torch.as_tensor(np.ascontiguousarray(arr, dtype=np.float32), device=device)
 
 
-class Dense:
+class Dense(nn.Module):
     """Affine / Linear as Rockpool's ``LinearTorch`` over the last axis."""
 
     def __init__(self, p: dict[str, Any], device: torch.device) -> None:
+        super().__init__()
         w = torch.as_tensor(p["weight"], device=device).to(torch.float32).contiguous()
         has_bias = "bias" in p
         # weight = W.T as a view: LinearTorch computes F.linear(x, weight.T) = F.linear(x, W)
@@ -436,28 +412,21 @@ class Dense:
             bias=_param(p["bias"], device) if has_bias else None)
         self.n_in = int(w.shape[1])
 
-    def apply(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         lead = x.shape[:-1]
         y, _, _ = self.module(x.reshape(-1, self.n_in))  # Rockpool API: (1, rows, n_in)
         return y.reshape(*lead, y.shape[-1])
 
 
-class Stateless:
-    """A torch layer (made a Rockpool module) applied to ``[rows, *shape]``."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module = _rockpool(module)
-
-    def apply(self, x: Tensor) -> Tensor:
-        return self.module(x)
-
-
-class Neuron:
-    """One neuron node as a Rockpool neuron module run over all time steps at once."""
+class Neuron(StatefulLayer):
+    """One neuron node as a Rockpool neuron module run over all time steps at once (the
+    runner's ``whole_time``). The Rockpool module holds the state, reset to the contract's
+    initial state before and after every run: a run does not continue a previous one."""
 
     def __init__(self, name: str, node: nir.NIRNode, plan: NeuronPlan, shape: Shape,
                  sem: Semantics, device: torch.device, leak: str,
                  w_rec: np.ndarray | None = None) -> None:
+        super().__init__()
         self.name, self.plan, self.shape, self.device = name, plan, shape, device
         dt = sem.require_dt()
         n = plan.n
@@ -504,7 +473,18 @@ class Neuron:
             m.isyn = torch.zeros(self.plan.n, 1, device=self.device)
             m.spikes = torch.zeros(self.plan.n, device=self.device)
 
-    def run(self, x: Tensor, states: tuple[str, ...] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+    def init_state(self, batch: int) -> None:
+        return None  # held by the Rockpool module (``reset``)
+
+    def run(self, x: Tensor, state: Any, out: Tensor,
+            record: dict[str, Tensor] | None) -> Any:
+        y, got = self.evolve(x, tuple(record or ()))
+        out.copy_(y)
+        for key, buf in (record or {}).items():
+            buf.copy_(got[key])
+        return state
+
+    def evolve(self, x: Tensor, states: tuple[str, ...] = ()) -> tuple[Tensor, dict[str, Tensor]]:
         """``x`` ``[T, B, *shape]`` -> (output ``[T, B, *shape]``, requested states)."""
         T, B = int(x.shape[0]), int(x.shape[1])
         xs = x.reshape(T, B, self.plan.n)
@@ -530,12 +510,12 @@ class Neuron:
                 i = (rec["isyn"].to(self.device)[..., 0].double() / self.k).float()
                 recorded[s] = i.permute(1, 0, 2).reshape(T, B, *self.shape)
         self.reset()
-        return result.contiguous(), recorded
+        return result, recorded
 
 
 def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape: Shape,
-               sem: Semantics, device: torch.device) -> Any:
-    """The stateless layer of one validated node (None: pass-through)."""
+               sem: Semantics, device: torch.device) -> nn.Module:
+    """The stateless layer of one validated node (``nn.Identity``: pass-through)."""
 
     def t(arr: np.ndarray) -> Tensor:
         flat = np.asarray(arr).reshape(-1)
@@ -543,36 +523,14 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
             return torch.tensor(float(flat[0]), dtype=torch.float32, device=device)
         return torch.as_tensor(arr, device=device).to(torch.float32)
 
-    if isinstance(node, (nir.Input, nir.Output, Identity)):
-        return None
     if isinstance(node, (nir.Affine, nir.Linear)):
         return Dense(p, device)
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        w = p["weight"]
-        has_bias = bool(np.any(p["bias"]))  # the reference passes no bias when all zero
-        cls = nn.Conv1d if isinstance(node, nir.Conv1d) else nn.Conv2d
-        layer = nn.utils.skip_init(cls, w.shape[1] * p["groups"], w.shape[0], tuple(w.shape[2:]),
-                                   stride=p["stride"], padding=p["padding"],
-                                   dilation=p["dilation"], groups=p["groups"], bias=has_bias,
-                                   device=device, dtype=torch.float32)
-        with torch.no_grad():
-            layer.weight.copy_(torch.as_tensor(w).to(torch.float32))
-            if has_bias:
-                layer.bias.copy_(torch.as_tensor(p["bias"]).to(torch.float32))
-        return Stateless(layer)
-    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-        return Stateless(nn.AvgPool2d(p["kernel_size"], p["stride"], p["padding"],
-                                      count_include_pad=True,
-                                      divisor_override=1 if isinstance(node, nir.SumPool2d)
-                                      else None))
-    if isinstance(node, nir.Flatten):
-        return Stateless(_Reshape(out_shape))
-    if isinstance(node, nir.Scale):
-        return Stateless(_Scale(t(p["scale"])))
-    if isinstance(node, nir.Threshold):
-        return Stateless(_Threshold(t(p["threshold"]), sem.threshold == "ge"))
-    raise NIRError(f"the rockpool target has no mapping for {type(node).__name__}",
-                   field="type")
+    layer = None if isinstance(node, nir.Delay) else common_layer(
+        node, p, in_shape, out_shape, sem, torch.float32, device, t)
+    if layer is None:
+        raise NIRError(f"the rockpool target has no mapping for {type(node).__name__}",
+                       field="type")
+    return layer if isinstance(layer, nn.Identity) else _rockpool(layer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -580,11 +538,13 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
 # --------------------------------------------------------------------------------------------
 
 class RockpoolNetwork:
-    """A validated NIR graph as Rockpool modules plus the graph plumbing.
+    """A validated NIR graph as Rockpool modules driven by :class:`nrf_nir.runner.GraphRunner`.
 
     ``run(inputs, record)`` takes ``[T, B, *shape]`` tensors keyed by Input node and returns
     each Output (and recorded name) as ``[T, B, ...]``. ``modules`` maps node names to their
     Rockpool module (``LIFTorch``, ``LIFNeuronTorch``, ``LinearTorch`` or a wrapped torch layer).
+    ``runner``: the graph runner (each neuron module runs over all time steps at once, each
+    stateless layer on the reference's chunks; a recurrent pair is one fused ``LIFTorch``).
     """
 
     def __init__(self, checked: Checked, semantics: Semantics, *, device: Any = None,
@@ -598,14 +558,16 @@ class RockpoolNetwork:
         self.chunk_bytes = int(chunk_bytes)
         flat = checked.flat
         self.pairs: dict[str, str] = {}  # recurrent CubaLIF -> its w_rec node
-        for unit in checked.units:
+        fusions: dict[int, Fusion] = {}
+        for ui, unit in enumerate(checked.units):
             if unit.cyclic:
                 pair = _recurrent_pair(checked, unit.members)
                 if isinstance(pair, str):
                     raise NIRError(pair, node=unit.members[0], field="edges")
                 self.pairs[pair[0]] = pair[1]
+                fusions[ui] = Fusion(*pair)
         self.neurons: dict[str, Neuron] = {}
-        self.layers: dict[str, Any] = {}
+        self.layers: dict[str, nn.Module] = {}
         for name, node in flat.nodes.items():
             p, shape = checked.params[name], checked.in_shapes[name]
             if isinstance(node, _NEURONS):
@@ -624,13 +586,16 @@ class RockpoolNetwork:
             else:
                 self.layers[name] = make_layer(node, p, shape, checked.out_shapes[name],
                                                semantics, self.device)
+        self.runner = GraphRunner(checked, semantics, {**self.neurons, **self.layers},
+                                  dtype=torch.float32, device=self.device,
+                                  chunk_bytes=chunk_bytes, fusions=fusions, whole_time=True)
 
     @property
     def modules(self) -> dict[str, Any]:
         mods: dict[str, Any] = {n: nrn.module for n, nrn in self.neurons.items()}
         for n, layer in self.layers.items():
-            if layer is not None:
-                mods[n] = layer.module
+            if not isinstance(layer, nn.Identity):
+                mods[n] = layer.module if isinstance(layer, Dense) else layer
         return mods
 
     @property
@@ -638,83 +603,13 @@ class RockpoolNetwork:
         """Neurons whose Rockpool decay is not the contract's float32 decay bit for bit."""
         return sum(nrn.plan.decay_mismatch for nrn in self.neurons.values())
 
-    def _parse_record(self, record: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
-        nodes = self.checked.flat.nodes
-        parsed: dict[str, tuple[str, str | None]] = {}
-        for key in record:
-            if key in nodes:
-                parsed[key] = (key, None)
-                continue
-            node, _, state = key.rpartition(".")
-            neuron = self.neurons.get(node)
-            if neuron is not None and state in neuron.state_names:
-                parsed[key] = (node, state)
-                continue
-            raise NIRError(
-                f"cannot record {key!r}: not a node name, nor '<neuron>.v' / '<neuron>.i' "
-                f"(nodes: {', '.join(nodes)})", node=key, field="record")
-        return parsed
-
-    def _apply(self, name: str, x: Tensor) -> Tensor:
-        layer = self.layers[name]
-        if layer is None:
-            return x
-        T, B = int(x.shape[0]), int(x.shape[1])
-        c = self.checked
-        tc = chunk_steps(c, T, B, torch.float32, self.chunk_bytes)
-        parts = []
-        for t0 in range(0, T, tc):  # the reference's chunks: products with the same rows
-            chunk = x[t0:t0 + tc]
-            n = int(chunk.shape[0])
-            y = layer.apply(chunk.reshape(n * B, *chunk.shape[2:]))
-            parts.append(y.reshape(n, B, *y.shape[1:]))
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
-
     def run(self, inputs: Mapping[str, Tensor], record: tuple[str, ...] = ()
             ) -> dict[str, Tensor]:
-        c, flat = self.checked, self.checked.flat
-        recs = self._parse_record(tuple(record))
-        states: dict[str, list[str]] = {}
-        for node, st in recs.values():
-            if st is not None:
-                states.setdefault(node, []).append(st)
-        keep = set(flat.outputs) | {node for node, _ in recs.values()}
-        last_use: dict[str, int] = {}
-        for ui, unit in enumerate(c.units):
-            for m in unit.members:
-                for src in flat.preds[m]:
-                    last_use[src] = max(last_use.get(src, -1), ui)
-        vals: dict[str, Tensor] = {n: inputs[n].to(device=self.device, dtype=torch.float32)
-                                   for n in flat.inputs}
-        recorded: dict[str, Tensor] = {}
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         # Rockpool's neurons draw (zero-std) noise from torch's global generator: keep the
         # caller's random stream untouched
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            for ui, unit in enumerate(c.units):
-                for name in unit.members:
-                    if name in vals or name in self.pairs.values():
-                        continue
-                    rec_src = self.pairs.get(name)
-                    preds = [s for s in flat.preds[name] if s != rec_src]
-                    x = vals[preds[0]]
-                    for src in preds[1:]:
-                        x = x + vals[src]
-                    if name in self.neurons:
-                        y, got = self.neurons[name].run(x, tuple(states.get(name, ())))
-                        for s, v in got.items():
-                            recorded[f"{name}.{s}"] = v
-                        vals[name] = y
-                        if rec_src is not None and rec_src in keep:
-                            vals[rec_src] = self._apply(rec_src, y)
-                    else:
-                        vals[name] = self._apply(name, x)
-                for src in [s for s, u in last_use.items() if u == ui]:
-                    if src not in keep and src in vals:
-                        del vals[src]
-        results = {n: vals[n] for n in flat.outputs}
-        for key, (node, st) in recs.items():
-            results[key] = vals[node] if st is None else recorded[key]
+        with torch.random.fork_rng(devices=devices):
+            results, _ = self.runner(dict(inputs), record=tuple(record))
         return results
 
 

@@ -42,7 +42,7 @@ import copy
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import nir
@@ -56,11 +56,12 @@ with warnings.catch_warnings():
     from snntorch._neurons.neurons import SpikingNeuron
 
 from nrf_nir.errors import NIRError
-from nrf_nir.functional import delay_line
-from nrf_nir.reference import DEFAULT_CHUNK_BYTES, chunk_steps, default_device, resolve_dtype
+from nrf_nir.reference import DEFAULT_CHUNK_BYTES
+from nrf_nir.runner import Fusion, GraphRunner, NetworkState, StatefulLayer, resolve  # noqa: F401
 from nrf_nir.semantics import CHOICES, Semantics, write_semantics
 from nrf_nir.targets import Options, Violation
-from nrf_nir.validate import Checked, Identity, Shape
+from nrf_nir.targets._layers import Delay, Reshape, Scale, Threshold, common_layer, linear  # noqa: F401
+from nrf_nir.validate import Checked, Shape
 
 NAME = "snntorch"
 SNNTORCH_VERSION = getattr(snn, "__version__", "unknown")
@@ -246,30 +247,6 @@ def _drop_instance(module: nn.Module) -> nn.Module:
 # layers
 # --------------------------------------------------------------------------------------------
 
-class _Stateful(nn.Module):
-    """A layer with state: ``init_state(batch)``, ``step(x, state) -> (y, state)``."""
-
-    state_names: tuple[str, ...] = ()
-
-    def init_state(self, batch: int) -> Any:
-        raise NotImplementedError
-
-    def step(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
-        raise NotImplementedError
-
-    def read(self, state: Any, key: str) -> Tensor:
-        raise NotImplementedError
-
-    def run(self, x: Tensor, state: Any, out: Tensor, record: dict[str, Tensor] | None) -> Any:
-        for t in range(out.shape[0]):
-            y, state = self.step(x[t], state)
-            out[t] = y
-            if record:
-                for key, buf in record.items():
-                    buf[t] = self.read(state, key)
-        return state
-
-
 @dataclass
 class NeuronState:
     """mem: snnTorch's membrane (of ``u = v - v_reset``); syn: its current (Synaptic);
@@ -281,7 +258,7 @@ class NeuronState:
     g: Tensor | None
 
 
-class SnnNeuron(_Stateful):
+class SnnNeuron(StatefulLayer):
     """One NIR neuron run by an snnTorch neuron, with the contract's input scaling, initial
     state and reset timing (module docstring).
 
@@ -387,117 +364,13 @@ class SnnNeuron(_Stateful):
                                                                device=self.device)
 
 
-class Delay(_Stateful):
-    """NIR ``Delay``: ``y[t] = x[t - d]`` per element, ``d = round(delay / dt)`` steps (a torch
-    delay line; snnTorch has no delay)."""
-
-    def __init__(self, steps: np.ndarray, shape: Shape, dtype: torch.dtype,
-                 device: torch.device) -> None:
-        super().__init__()
-        self.shape, self.dtype, self.device = shape, dtype, device
-        self.depth = int(steps.max()) if steps.size else 0
-        self.uniform = steps.size == 1 or bool(np.all(steps == steps.reshape(-1)[0]))
-        self.d = int(steps.reshape(-1)[0]) if steps.size else 0
-        self.steps = torch.as_tensor(np.broadcast_to(steps, shape).copy(), device=device)
-
-    def init_state(self, batch: int) -> Tensor:
-        return torch.zeros(self.depth, batch, *self.shape, dtype=self.dtype, device=self.device)
-
-    def run(self, x: Tensor, state: Tensor, out: Tensor,
-            record: dict[str, Tensor] | None) -> Tensor:
-        y, history = delay_line(state, x, None if self.uniform else self.steps, self.d)
-        out.copy_(y)
-        return history
-
-    def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        out = torch.empty_like(x).unsqueeze(0)
-        state = self.run(x.unsqueeze(0), state, out, None)
-        return out[0], state
-
-
-class Scale(nn.Module):
-    """NIR ``Scale``: ``y = x * s``."""
-
-    def __init__(self, scale: Tensor) -> None:
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.scale
-
-
-class Threshold(nn.Module):
-    """NIR ``Threshold``: ``y = x > theta`` (``x >= theta`` with ``threshold = "ge"``)."""
-
-    def __init__(self, theta: Tensor, ge: bool) -> None:
-        super().__init__()
-        self.theta, self.ge = theta, ge
-
-    def forward(self, x: Tensor) -> Tensor:
-        return (x >= self.theta if self.ge else x > self.theta).to(x.dtype)
-
-
-class Reshape(nn.Module):
-    """NIR ``Flatten``: a per-sample reshape to the inferred output shape."""
-
-    def __init__(self, shape: Shape) -> None:
-        super().__init__()
-        self.shape = shape
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.reshape(x.shape[0], *self.shape)
-
-
-def _linear(weight: np.ndarray | Tensor, bias: np.ndarray | Tensor | None, dtype: torch.dtype,
-            device: torch.device) -> nn.Linear:
-    w = torch.as_tensor(weight, device=device).to(dtype)
-    layer = nn.utils.skip_init(nn.Linear, w.shape[1], w.shape[0], bias=bias is not None,
-                               device=device, dtype=dtype)
-    with torch.no_grad():
-        layer.weight.copy_(w)
-        if bias is not None:
-            layer.bias.copy_(torch.as_tensor(bias, device=device).to(dtype))
-    return layer
-
-
-def _conv(nd: int, p: dict[str, Any], dtype: torch.dtype, device: torch.device) -> nn.Module:
-    w = p["weight"]
-    has_bias = bool(np.any(p["bias"]))  # the reference passes no bias when it is all zero
-    cls = nn.Conv1d if nd == 1 else nn.Conv2d
-    layer = nn.utils.skip_init(cls, w.shape[1] * p["groups"], w.shape[0], tuple(w.shape[2:]),
-                               stride=p["stride"], padding=p["padding"],
-                               dilation=p["dilation"], groups=p["groups"], bias=has_bias,
-                               device=device, dtype=dtype)
-    with torch.no_grad():
-        layer.weight.copy_(torch.as_tensor(w, device=device).to(dtype))
-        if has_bias:
-            layer.bias.copy_(torch.as_tensor(p["bias"], device=device).to(dtype))
-    return layer
-
-
 def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape: Shape,
                sem: Semantics, dtype: torch.dtype, device: torch.device) -> nn.Module:
     """The module of one validated node (neurons: an unfused :class:`SnnNeuron`)."""
-    dt = sem.require_dt()
-    if isinstance(node, (nir.Input, nir.Output, Identity)):
-        return nn.Identity()
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        return _linear(p["weight"], p.get("bias"), dtype, device)
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        return _conv(1 if isinstance(node, nir.Conv1d) else 2, p, dtype, device)
-    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-        return nn.AvgPool2d(p["kernel_size"], p["stride"], p["padding"], count_include_pad=True,
-                            divisor_override=1 if isinstance(node, nir.SumPool2d) else None)
-    if isinstance(node, nir.Flatten):
-        return Reshape(out_shape)
-    if isinstance(node, nir.Scale):
-        return Scale(_tensor(p["scale"], dtype, device))
-    if isinstance(node, nir.Threshold):
-        return Threshold(_tensor(p["threshold"], dtype, device), sem.threshold == "ge")
-    if isinstance(node, nir.Delay):
-        with np.errstate(all="ignore"):
-            steps = np.round(p["delay"] / dt).astype(np.int64)
-        return Delay(steps, in_shape, dtype, device)
+    layer = common_layer(node, p, in_shape, out_shape, sem, dtype, device,
+                         lambda arr: _tensor(arr, dtype, device))
+    if layer is not None:
+        return layer
     if isinstance(node, _NEURONS):
         return SnnNeuron(plan_neuron(node, p, sem, dtype, device), in_shape, dtype, device)
     raise NIRError(f"the snntorch target has no mapping for {type(node).__name__}", field="type")
@@ -506,17 +379,6 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
 # --------------------------------------------------------------------------------------------
 # recurrent patterns -> RLeaky / RSynaptic
 # --------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Fusion:
-    """A cycle ``neuron -> loop -> neuron`` run as one RLeaky/RSynaptic.
-
-    loop: the name of the recurrent ``Linear``/``Affine``/``Scale`` node (None: a self-edge).
-    """
-
-    neuron: str
-    loop: str | None
-
 
 def find_fusion(checked: Checked, members: tuple[str, ...], sem: Semantics) -> Fusion | None:
     """The RLeaky/RSynaptic pattern of a cyclic unit, when it maps exactly."""
@@ -572,7 +434,7 @@ def _fused_layer(checked: Checked, fusion: Fusion, sem: Semantics, dtype: torch.
             rows = gain.expand(shape).to(torch.float64).cpu().numpy()
             w = rows[:, None] * p["weight"]
             b = rows * p["bias"] if "bias" in p else np.zeros(shape)
-            recurrent = _linear(w, b, dtype, device)
+            recurrent = linear(w, b, dtype, device)
     return SnnNeuron(plan, shape, dtype, device, recurrent=recurrent)
 
 
@@ -580,17 +442,9 @@ def _fused_layer(checked: Checked, fusion: Fusion, sem: Semantics, dtype: torch.
 # the network
 # --------------------------------------------------------------------------------------------
 
-@dataclass
-class NetworkState:
-    """nodes: node name -> its state (:class:`NeuronState` or a delay line). prev: source of
-    each recurrent edge stepped by this module -> its last output."""
-
-    nodes: dict[str, Any] = field(default_factory=dict)
-    prev: dict[str, Tensor] = field(default_factory=dict)
-
-
-class SnnTorchNetwork(nn.Module):
-    """A validated NIR graph as snnTorch neurons and torch layers.
+class SnnTorchNetwork(GraphRunner):
+    """A validated NIR graph as snnTorch neurons and torch layers
+    (:class:`nrf_nir.runner.GraphRunner`; fused cycles: :func:`find_fusion`).
 
     ``forward(inputs, state=None, record=())`` runs ``[T, B, *shape]`` inputs (a tensor, or a
     dict keyed by the graph's Input nodes) and returns ``(results, state)``: each Output node
@@ -601,179 +455,21 @@ class SnnTorchNetwork(nn.Module):
     def __init__(self, checked: Checked, semantics: Semantics, *, dtype: Any = None,
                  device: Any = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                  stepwise: bool = False, fuse: bool = True) -> None:
-        super().__init__()
-        self.checked, self.semantics = checked, semantics
-        self.dt = semantics.require_dt()
-        self.dtype = resolve_dtype(dtype)
-        self.device = torch.device(device) if device is not None else default_device()
-        self.chunk_bytes, self.stepwise = int(chunk_bytes), bool(stepwise)
-        flat = checked.flat
-        self.fusions: dict[int, Fusion] = {}
+        dtype, device = resolve(dtype, device)
+        fusions: dict[int, Fusion] = {}
         if fuse:
             for ui, unit in enumerate(checked.units):
                 found = find_fusion(checked, unit.members, semantics) if unit.cyclic else None
                 if found is not None:
-                    self.fusions[ui] = found
-        fused = {f.neuron: f for f in self.fusions.values()}
-        self.names = list(flat.nodes)
-        self.index = {name: k for k, name in enumerate(self.names)}
-        layers: list[nn.Module] = []
-        for name, node in flat.nodes.items():
-            if name in fused:
-                layers.append(_fused_layer(checked, fused[name], semantics, self.dtype,
-                                           self.device))
-            else:
-                layers.append(make_layer(node, checked.params[name], checked.in_shapes[name],
-                                         checked.out_shapes[name], semantics, self.dtype,
-                                         self.device))
-        self.layers = nn.ModuleList(layers)
-        # back edges stepped here (those of fused loops live inside RLeaky/RSynaptic)
-        inner = {(f.loop or f.neuron, f.neuron) for f in self.fusions.values()}
-        self.back = sorted(e for e in checked.back if e not in inner)
-
-    def layer(self, name: str) -> nn.Module:
-        return self.layers[self.index[name]]
-
-    def initial_state(self, batch: int) -> NetworkState:
-        c = self.checked
-        return NetworkState(
-            nodes={n: m.init_state(batch) for n, m in zip(self.names, self.layers, strict=True)
-                   if isinstance(m, _Stateful)},
-            prev={src: torch.zeros(batch, *c.out_shapes[src], dtype=self.dtype,
-                                   device=self.device) for src, _ in self.back})
-
-    def _parse_record(self, record: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
-        nodes = self.checked.flat.nodes
-        parsed: dict[str, tuple[str, str | None]] = {}
-        for key in record:
-            if key in nodes:
-                parsed[key] = (key, None)
-                continue
-            node, _, state = key.rpartition(".")
-            layer = self.layer(node) if node in self.index else None
-            if isinstance(layer, _Stateful) and state in layer.state_names:
-                parsed[key] = (node, state)
-                continue
-            raise NIRError(
-                f"cannot record {key!r}: not a node name, nor '<neuron>.v' / '<neuron>.i' "
-                f"(nodes: {', '.join(nodes)})", node=key, field="record")
-        return parsed
-
-    def forward(self, inputs: Any, state: NetworkState | None = None,
-                record: tuple[str, ...] = ()) -> tuple[dict[str, Tensor], NetworkState]:
-        c, flat = self.checked, self.checked.flat
-        if isinstance(inputs, Tensor):
-            if len(flat.inputs) != 1:
-                raise NIRError(f"the graph has {len(flat.inputs)} Input nodes: pass a dict",
-                               field="inputs")
-            inputs = {flat.inputs[0]: inputs}
-        xs = {n: inputs[n].to(device=self.device, dtype=self.dtype) for n in flat.inputs}
-        first = xs[flat.inputs[0]]
-        T, B = int(first.shape[0]), int(first.shape[1])
-        if state is None:
-            state = self.initial_state(B)
-        recs = self._parse_record(tuple(record))
-        results: dict[str, Tensor] = {
-            n: torch.empty(T, B, *c.out_shapes[n], dtype=self.dtype, device=self.device)
-            for n in flat.outputs}
-        for key, (node, st) in recs.items():
-            if key not in results:
-                shape = c.out_shapes[node] if st is None else c.in_shapes[node]
-                results[key] = torch.empty(T, B, *shape, dtype=self.dtype, device=self.device)
-        state_recs: dict[str, dict[str, Tensor]] = {}
-        for key, (node, st) in recs.items():
-            if st is not None:
-                state_recs.setdefault(node, {})[st] = results[key]
-        keep = set(flat.outputs) | {node for node, st in recs.values() if st is None}
-        last_use: dict[str, int] = {}
-        for ui, unit in enumerate(c.units):
-            for m in unit.members:
-                for src in flat.preds[m]:
-                    last_use[src] = max(last_use.get(src, -1), ui)
-        # the reference's chunking, so that matrix products see the same number of rows
-        tc = chunk_steps(c, T, B, self.dtype, self.chunk_bytes, self.stepwise)
-        with torch.no_grad():
-            for t0 in range(0, T, tc):
-                t1 = min(T, t0 + tc)
-                vals: dict[str, Tensor] = {n: xs[n][t0:t1] for n in flat.inputs}
-                for ui, unit in enumerate(c.units):
-                    if ui in self.fusions:
-                        self._run_fused(self.fusions[ui], vals, state, t1 - t0, B, t0,
-                                        state_recs, keep)
-                    elif unit.cyclic:
-                        self._run_cycle(unit.members, vals, state, t1 - t0, B, t0, state_recs)
-                    elif unit.members[0] not in vals:
-                        name = unit.members[0]
-                        vals[name] = self._run_node(name, flat.preds[name], vals, state,
-                                                    t1 - t0, B, t0, state_recs)
-                    for src in [s for s, u in last_use.items() if u == ui]:
-                        if src not in keep and src in vals:
-                            del vals[src]
-                for name in flat.outputs:
-                    results[name][t0:t1] = vals[name]
-                for key, (node, st) in recs.items():
-                    if st is None and key not in flat.outputs:
-                        results[key][t0:t1] = vals[node]
-        return results, state
-
-    def _run_node(self, name: str, preds: list[str], vals: dict[str, Tensor],
-                  state: NetworkState, n: int, B: int, t0: int,
-                  state_recs: dict[str, dict[str, Tensor]]) -> Tensor:
-        layer = self.layer(name)
-        x = vals[preds[0]]
-        for src in preds[1:]:
-            x = x + vals[src]
-        if not isinstance(layer, _Stateful):
-            y = layer(x.reshape(n * B, *x.shape[2:]))
-            return y.reshape(n, B, *y.shape[1:])
-        out = torch.empty(n, B, *self.checked.out_shapes[name], dtype=self.dtype,
-                          device=self.device)
-        rec = {k: v[t0:t0 + n] for k, v in state_recs.get(name, {}).items()}
-        state.nodes[name] = layer.run(x, state.nodes[name], out, rec or None)
-        return out
-
-    def _run_fused(self, fusion: Fusion, vals: dict[str, Tensor], state: NetworkState, n: int,
-                   B: int, t0: int, state_recs: dict[str, dict[str, Tensor]],
-                   keep: set[str]) -> None:
-        flat, name = self.checked.flat, fusion.neuron
-        loop = fusion.loop or name
-        preds = [src for src in flat.preds[name] if src != loop]
-        vals[name] = self._run_node(name, preds, vals, state, n, B, t0, state_recs)
-        if fusion.loop is not None and fusion.loop in keep:  # its output is recorded
-            loop_layer = self.layer(fusion.loop)
-            z = vals[name]
-            y = loop_layer(z.reshape(n * B, *z.shape[2:]))
-            vals[fusion.loop] = y.reshape(n, B, *y.shape[1:])
-
-    def _run_cycle(self, members: tuple[str, ...], vals: dict[str, Tensor],
-                   state: NetworkState, n: int, B: int, t0: int,
-                   state_recs: dict[str, dict[str, Tensor]]) -> None:
-        c, flat = self.checked, self.checked.flat
-        inside = set(members)
-        outs = {m: torch.empty(n, B, *c.out_shapes[m], dtype=self.dtype, device=self.device)
-                for m in members}
-        prev = state.prev
-        for t in range(n):
-            cur: dict[str, Tensor] = {}
-            for m in members:
-                parts = [prev[src] if (src, m) in c.back else cur[src] if src in inside
-                         else vals[src][t] for src in flat.preds[m]]
-                x = parts[0]
-                for part in parts[1:]:
-                    x = x + part
-                layer = self.layer(m)
-                if isinstance(layer, _Stateful):
-                    y, state.nodes[m] = layer.step(x, state.nodes[m])
-                    for key, buf in state_recs.get(m, {}).items():
-                        buf[t0 + t] = layer.read(state.nodes[m], key)
-                else:
-                    y = layer(x)
-                cur[m] = y
-                outs[m][t] = y
-            for src in prev:
-                if src in inside:
-                    prev[src] = cur[src]
-        vals.update(outs)
+                    fusions[ui] = found
+        fused = {f.neuron: f for f in fusions.values()}
+        layers = {name: _fused_layer(checked, fused[name], semantics, dtype, device)
+                  if name in fused else
+                  make_layer(node, checked.params[name], checked.in_shapes[name],
+                             checked.out_shapes[name], semantics, dtype, device)
+                  for name, node in checked.flat.nodes.items()}
+        super().__init__(checked, semantics, layers, dtype=dtype, device=device,
+                         chunk_bytes=chunk_bytes, stepwise=stepwise, fusions=fusions)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,84 @@
+"""The graph runner shared by the torch-based targets (``nrf_nir.runner``), without any
+framework: the shared torch layers (``nrf_nir.targets._layers``) only. Float64 with dyadic
+values, so the reference's results are reproduced bit for bit whatever the chunking."""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+import nrf_nir
+from nrf_nir.runner import GraphRunner, StatefulLayer
+from nrf_nir.semantics import Semantics
+from nrf_nir.targets._layers import common_layer
+from nrf_nir.validate import validate
+
+DT = 0.5
+F64 = torch.float64
+
+
+def graph() -> nir.NIRGraph:
+    """input -> lin -> sc -> delay -> output, with a back edge delay -> back -> sc, and a
+    Threshold on sc."""
+    w = np.array([[1.0, -0.5, 0.25], [0.5, 0.5, -1.0]])
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "lin": nir.Linear(weight=w),
+        "sc": nir.Scale(scale=np.array([1.0, 2.0])),
+        "delay": nir.Delay(delay=np.array([DT, 2 * DT])),
+        "back": nir.Scale(scale=np.array([0.5, -0.25])),
+        "th": nir.Threshold(threshold=np.array([0.5, 0.5])),
+        "output": nir.Output(output_type=np.array([2])),
+        "spikes": nir.Output(output_type=np.array([2])),
+    }
+    edges = [("input", "lin"), ("lin", "sc"), ("sc", "delay"), ("delay", "back"),
+             ("back", "sc"), ("delay", "output"), ("sc", "th"), ("th", "spikes")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def runner(**options) -> GraphRunner:
+    checked, sem = validate(graph()), Semantics(dt=DT)
+    device = torch.device("cpu")
+    layers = {name: common_layer(node, checked.params[name], checked.in_shapes[name],
+                                 checked.out_shapes[name], sem, F64, device,
+                                 lambda a: torch.as_tensor(a).to(F64))
+              for name, node in checked.flat.nodes.items()}
+    assert all(layer is not None for layer in layers.values())
+    return GraphRunner(checked, sem, layers, dtype=F64, device=device, **options)
+
+
+def inputs(T: int = 40, B: int = 3) -> torch.Tensor:
+    rng = np.random.default_rng(0)
+    return torch.as_tensor(rng.integers(-4, 5, (T, B, 3)) / 4.0)
+
+
+@pytest.mark.parametrize("options", [{}, {"stepwise": True}, {"chunk_bytes": 200},
+                                     {"whole_time": True},
+                                     {"whole_time": True, "chunk_bytes": 200}])
+def test_runner_equals_the_reference(options):
+    x = inputs()
+    want = nrf_nir.run(graph(), x, dt=DT, dtype=F64, record=("sc", "back"))
+    got, _ = runner(**options)(x, record=("sc", "back"))
+    assert list(got) == list(want)
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+
+
+def test_runner_continues_from_its_state():
+    net, x = runner(), inputs()
+    full, _ = net(x)
+    first, state = net(x[:17])
+    second, _ = net(x[17:], state)
+    for key in full:
+        assert torch.equal(torch.cat([first[key], second[key]]), full[key]), key
+
+
+def test_runner_records_only_node_names_and_states():
+    net = runner()
+    assert isinstance(net.layer("delay"), StatefulLayer)
+    with pytest.raises(nrf_nir.NIRError, match="cannot record 'delay.v'"):
+        net(inputs(), record=("delay.v",))
+    with pytest.raises(nrf_nir.NIRError, match="cannot record 'nothing'"):
+        net(inputs(), record=("nothing",))
