@@ -61,14 +61,10 @@ from .first_spike import (  # noqa: F401 - the shared data, loss and loaders
 NAME = "first-spike-adlif"
 HIDDEN = 128
 INPUT_SHAPE = (CHANNELS,)
-DT = first_spike.DT
-DECODE = "first"
-METRIC = "accuracy"
-TARGET = 0.80
-SPIKING = True
-T_TRAIN = 100
-T_EVAL = 100
-QUICK_EVAL = {"n": 256}
+# the task, its decoding, metric, target and run lengths: first_spike's
+DT, DECODE, METRIC, TARGET, SPIKING = (first_spike.DT, first_spike.DECODE, first_spike.METRIC,
+                                       first_spike.TARGET, first_spike.SPIKING)
+T_TRAIN, T_EVAL, QUICK_EVAL = first_spike.T_TRAIN, first_spike.T_EVAL, first_spike.QUICK_EVAL
 TAU_MEM = 50e-3
 TAU_W = 100e-3
 

@@ -59,13 +59,10 @@ DT = 10e-3
 # time constants as dt * 2**k (Euler decay 1 - 2**-k == Xylo's bit shift k)
 TAU_SYN_HIDDEN, TAU_MEM_HIDDEN = 2 * DT, 4 * DT
 TAU_SYN_OUT, TAU_MEM_OUT = 4 * DT, 8 * DT
-DECODE = "first"
-METRIC = "accuracy"
-TARGET = 0.80
-SPIKING = True
-T_TRAIN = 100
-T_EVAL = 100
-QUICK_EVAL = {"n": 256}
+# the task's decoding, metric, target and run lengths: first_spike's
+DECODE, METRIC, TARGET, SPIKING = (first_spike.DECODE, first_spike.METRIC, first_spike.TARGET,
+                                   first_spike.SPIKING)
+T_TRAIN, T_EVAL, QUICK_EVAL = first_spike.T_TRAIN, first_spike.T_EVAL, first_spike.QUICK_EVAL
 
 # The Xylo quantizer's defaults that set the weight grid (targets/xylo: headroom 2, int8
 # weights with one left shift per matrix of at most 7, int16 thresholds).
