@@ -12,7 +12,7 @@ def test_demo_exports_deploys_and_reports(tmp_path, capsys):
     assert spec and spec.loader
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
-    assert demo.main(["--out", str(tmp_path), "--steps", "60", "--no-nodes"]) == 0
+    assert demo.main(["--out", str(tmp_path), "--no-nodes"]) == 0
     out = capsys.readouterr().out
     assert "1. exported" in out and "2. reference" in out and "3. conformance" in out
     for name in ("model.nir", "conformance/report.html", "conformance/report.md",
