@@ -186,7 +186,10 @@ class GraphRunner(nn.Module):
 
     # ------------------------------------------------------------------------ running
     def forward(self, inputs: Any, state: NetworkState | None = None,
-                record: tuple[str, ...] = ()) -> tuple[dict[str, Tensor], NetworkState]:
+                record: tuple[str, ...] = (), *, grad: bool = False
+                ) -> tuple[dict[str, Tensor], NetworkState]:
+        """``grad``: record the autograd graph (to train the layers' parameters), else run
+        without it (faster, less memory)."""
         c, flat = self.checked, self.checked.flat
         if isinstance(inputs, Tensor):
             if len(flat.inputs) != 1:
@@ -219,7 +222,7 @@ class GraphRunner(nn.Module):
         # the reference's chunking, so that every matrix product has the same number of rows
         rows = chunk_steps(c, T, B, self.dtype, self.chunk_bytes, self.stepwise)
         tc = max(T, 1) if self.whole_time else rows
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             for t0 in range(0, T, tc):
                 t1 = min(T, t0 + tc)
                 ch = _Chunk(state, t1 - t0, B, t0, rows, state_recs, keep)

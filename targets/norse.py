@@ -31,6 +31,7 @@ reference's ``stepwise=True`` does.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -70,6 +71,9 @@ NORSE_VERSION = getattr(norse, "__version__", "unknown")
 #: subtraction of two finite floats is zero only when they are equal). Same forward values as
 #: Norse's default "super" surrogate, without its autograd bookkeeping.
 _METHOD = "heaviside"
+#: Spike functions a network can be built with (option ``surrogate``): the same forward
+#: values; "super" (SuperSpike) and Norse's other surrogates carry gradients for training.
+SURROGATES = ("heaviside", "super", "triangle", "tanh", "circ", "heavi_erfc")
 
 _LEAKY = (nir.LI, nir.LIF, nir.CubaLI, nir.CubaLIF)
 _SPIKING = (nir.IF, nir.LIF, nir.CubaLIF)
@@ -198,7 +202,8 @@ class Integrator(StatefulLayer):
 
 
 def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape: Shape,
-               sem: Semantics, dtype: torch.dtype, device: torch.device) -> nn.Module:
+               sem: Semantics, dtype: torch.dtype, device: torch.device,
+               method: str = _METHOD) -> nn.Module:
     """The module of one validated node (which ``violations`` found expressible)."""
     dt = sem.require_dt()
 
@@ -215,7 +220,7 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
         if isinstance(node, nir.I):
             return Integrator(t(dt_r), in_shape, dtype, device)
         iaf = IAFCell(IAFParameters(v_th=t(p["v_threshold"]), v_reset=t(p["v_reset"]),
-                                    method=_METHOD), dt=dt)
+                                    method=method), dt=dt)
         # IAFCell would start at v_reset; the contract starts I/IF at 0
         return _NorseNeuron(iaf, shape=in_shape, v0=zero, scale=_unless(dt_r, 1.0, dtype, device),
                             synapse=False, dtype=dtype)
@@ -229,14 +234,14 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
         if isinstance(node, nir.LIF):
             cell: nn.Module = LIFBoxCell(LIFBoxParameters(
                 tau_mem_inv=tau_mem_inv, v_leak=v_leak, v_th=t(p["v_threshold"]),
-                v_reset=t(p["v_reset"]), method=_METHOD,
+                v_reset=t(p["v_reset"]), method=method,
                 reset_method=reset_subtract if sem.reset == "subtract" else reset_value), dt=dt)
         elif isinstance(node, nir.LI):
             cell = LIBoxCell(LIBoxParameters(tau_mem_inv=tau_mem_inv, v_leak=v_leak), dt=dt)
         elif isinstance(node, nir.CubaLIF):
             cell = LIFCell(LIFParameters(
                 tau_syn_inv=t(1.0 / p["tau_syn"]), tau_mem_inv=tau_mem_inv, v_leak=v_leak,
-                v_th=t(p["v_threshold"]), v_reset=t(p["v_reset"]), method=_METHOD), dt=dt)
+                v_th=t(p["v_threshold"]), v_reset=t(p["v_reset"]), method=method), dt=dt)
         else:
             cell = LICell(LIParameters(tau_syn_inv=t(1.0 / p["tau_syn"]),
                                        tau_mem_inv=tau_mem_inv, v_leak=v_leak), dt=dt)
@@ -259,17 +264,52 @@ class NorseNetwork(GraphRunner):
     ``"<neuron>.i"``) to ``[T, B, ...]``. Pass the returned state back to continue a run: a
     :class:`NetworkState` whose ``nodes`` hold the Norse states (``LIFBoxFeedForwardState``,
     ``LIFFeedForwardState`` ...) and delay lines.
+
+    Training: ``surrogate`` (option of ``lower``; default ``"heaviside"``, no gradient through
+    spikes) picks Norse's spike function; ``"super"`` (SuperSpike) and the others in
+    ``SURROGATES`` give the same spikes and carry gradients. ``forward(..., grad=True)``
+    records the autograd graph; :meth:`to_nir` exports the trained weights again.
     """
 
     def __init__(self, checked: Checked, semantics: Semantics, *, dtype: Any = None,
                  device: Any = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-                 stepwise: bool = False) -> None:
+                 stepwise: bool = False, surrogate: str = _METHOD) -> None:
+        if surrogate not in SURROGATES:
+            raise NIRError(f"unknown surrogate {surrogate!r}; known: {', '.join(SURROGATES)}",
+                           field="surrogate")
         dtype, device = resolve(dtype, device)
         layers = {name: make_layer(node, checked.params[name], checked.in_shapes[name],
-                                   checked.out_shapes[name], semantics, dtype, device)
+                                   checked.out_shapes[name], semantics, dtype, device,
+                                   surrogate)
                   for name, node in checked.flat.nodes.items()}
         super().__init__(checked, semantics, layers, dtype=dtype, device=device,
                          chunk_bytes=chunk_bytes, stepwise=stepwise)
+
+    def to_nir(self) -> nir.NIRGraph:
+        """The graph again, with the current weights and biases of its ``Linear``, ``Affine``
+        and ``Conv`` layers (e.g. after training them with ``forward(..., grad=True)``); every
+        other node, the nesting, the edges and the metadata as loaded. The weights are this
+        network's ``dtype`` values, so the reference runs the result as this network does."""
+        return self._rebuild(self.checked.graph, "")
+
+    def _rebuild(self, graph: nir.NIRGraph, prefix: str) -> nir.NIRGraph:
+        nodes: dict[str, nir.NIRNode] = {}
+        for name, node in graph.nodes.items():
+            path = prefix + name
+            if isinstance(node, nir.NIRGraph):
+                nodes[name] = self._rebuild(node, path + ".")
+            elif isinstance(node, (nir.Linear, nir.Affine, nir.Conv1d, nir.Conv2d)):
+                layer = self.layer(path)
+                changes: dict[str, Any] = {
+                    "weight": layer.weight.detach().cpu().numpy().copy()}
+                if getattr(layer, "bias", None) is not None and hasattr(node, "bias"):
+                    changes["bias"] = layer.bias.detach().cpu().numpy().copy()
+                nodes[name] = dataclasses.replace(node, **changes)
+            else:
+                nodes[name] = node
+        out = nir.NIRGraph(nodes=nodes, edges=list(graph.edges), type_check=False)
+        out.metadata = dict(getattr(graph, "metadata", None) or {})
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,10 +326,10 @@ class NorseTarget:
 
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> NorseNetwork:
         extra = dict(options.extra or {})
-        unknown = sorted(set(extra) - {"chunk_bytes", "stepwise"})
+        unknown = sorted(set(extra) - {"chunk_bytes", "stepwise", "surrogate"})
         if unknown:
             raise NIRError(f"unknown option(s) for the norse target: {', '.join(unknown)} "
-                           "(known: chunk_bytes, stepwise)", field="options")
+                           "(known: chunk_bytes, stepwise, surrogate)", field="options")
         found = violations(checked, semantics)
         if found:
             raise NIRError("the norse target cannot run this graph: "
