@@ -615,3 +615,20 @@ def test_imu_deploy_round_trip(tmp_path) -> None:
     sim = run_xylosim(cfg, packed.numpy())
     assert np.array_equal(sim["spikes_out"], out.numpy().astype(np.int32))
     assert float(out.sum()) > 0
+
+
+def test_kernel_equals_torch_engine_on_many_random_configs() -> None:
+    """The two engines on 20 random configurations (1-16 inputs, up to 200 hidden neurons,
+    1-8 outputs, one or two synapses, saturating or not, several spikes per step): every
+    state equal at every step."""
+    for seed in range(20):
+        rng = np.random.default_rng(1000 + seed)
+        cfg = random_config(rng, int(rng.integers(1, 17)), int(rng.integers(1, 200)),
+                            int(rng.integers(1, 9)), saturate=bool(seed % 3 == 0),
+                            two=bool(seed % 2))
+        x = rng.integers(0, 6, (60, 5, cfg.n_in)) * (rng.random((60, 5, cfg.n_in)) < 0.3)
+        a = XyloEmulator(cfg, device="cpu", engine="kernel").run(torch.from_numpy(x),
+                                                                 record=STATES)
+        b = XyloEmulator(cfg, device="cpu", engine="torch").run(torch.from_numpy(x),
+                                                                record=STATES)
+        assert_same(a, b)
