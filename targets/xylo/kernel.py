@@ -8,9 +8,10 @@ one source add ``clamp(acc + c * w)`` (repeated saturating additions of one valu
 saturating addition of their sum). Only the hidden neurons that spiked are delivered, each
 over the column span its weight row reaches (the block structure of a layered network).
 
-Compiled on first use (a few seconds) and cached on disk beside this file when the package
-directory is writable. Used by :class:`~nrf_nir.targets.xylo.emulator.XyloEmulator` on CPU
-when numba is installed (``pip install nrf-nir[xylo]``); the torch path serves CUDA.
+Compiled on first use (a few seconds) and cached on disk: beside this file when the package
+directory is writable, else in ``$NUMBA_CACHE_DIR`` or ``~/.cache/nrf-nir/numba``. Used by
+:class:`~nrf_nir.targets.xylo.emulator.XyloEmulator` on CPU when numba is installed
+(``pip install nrf-nir[xylo]``); the torch path serves CUDA.
 """
 
 from __future__ import annotations
@@ -33,11 +34,26 @@ def available() -> bool:
     return True
 
 
+def _cache_ready(numba: Any) -> bool:
+    """Whether the compiled kernel can be cached on disk: beside this file when the package
+    directory is writable, else in ``$NUMBA_CACHE_DIR`` or ``~/.cache/nrf-nir/numba``."""
+    if numba.config.CACHE_DIR or os.access(os.path.dirname(os.path.abspath(__file__)),
+                                           os.W_OK):
+        return True
+    path = os.path.join(os.path.expanduser("~"), ".cache", "nrf-nir", "numba")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return False
+    numba.config.CACHE_DIR = path
+    return os.access(path, os.W_OK)
+
+
 def _build() -> Any:
     import numba
     from numba import njit, prange
 
-    cache = os.access(os.path.dirname(os.path.abspath(__file__)), os.W_OK)
+    cache = _cache_ready(numba)
 
     i32, f32 = np.int32, np.float32
     lo32, hi32 = i32(LO), i32(HI)
