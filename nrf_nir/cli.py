@@ -197,13 +197,14 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 def cmd_targets(args: argparse.Namespace) -> int:
     from .targets import get, registered
 
+    width = max(map(len, registered()), default=0)
     for name in registered():
         try:
             desc = get(name).description
             status = "available"
         except NIRError as exc:
             desc, status = exc.message, "unavailable"
-        print(f"{name:12s} {status:12s} {desc}")
+        print(f"{name:{width}s} {status:12s} {desc}")
     return 0
 
 

@@ -75,6 +75,8 @@ _REGISTRY: dict[str, str] = {
     "xylosim": "nrf_nir.targets.xylo:XYLOSIM_TARGET",
     "xylo-imu": "nrf_nir.targets.xylo:IMU_TARGET",
     "xylo-audio3": "nrf_nir.targets.xylo:AUDIO3_TARGET",
+    "xylosim-imu": "nrf_nir.targets.xylo:XYLOSIM_IMU_TARGET",
+    "xylosim-audio3": "nrf_nir.targets.xylo:XYLOSIM_AUDIO3_TARGET",
     "lava-float": "nrf_nir.targets.lava:FLOAT_TARGET",
     "lava-fixed": "nrf_nir.targets.lava:FIXED_TARGET",
     "loihi": "nrf_nir.targets.lava:LOIHI_TARGET",

@@ -615,6 +615,11 @@ def test_imu_deploy_round_trip(tmp_path) -> None:
     sim = run_xylosim(cfg, packed.numpy())
     assert np.array_equal(sim["spikes_out"], out.numpy().astype(np.int32))
     assert float(out.sum()) > 0
+    record = ("h", "h.v", "h.i")
+    a = nrf_nir.lower(g, "xylosim-imu").run({"input": x}, record=record)
+    b = low.run({"input": x}, record=record)
+    for key in ("output", *record):
+        assert torch.equal(a[key], b[key]), key
 
 
 def test_kernel_equals_torch_engine_on_many_random_configs() -> None:

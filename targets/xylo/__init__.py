@@ -7,7 +7,8 @@
   (imported without samna); both run the same integer configuration and agree bit for bit;
 - ``IMU_TARGET`` (``xylo-imu``) and ``AUDIO3_TARGET`` (``xylo-audio3``): Xylo IMU (SYNS63300)
   and Xylo Audio 3 (SYNS65302), the same core with their own limits (``rules.SPECS``), on our
-  emulator (equal to Rockpool's ``syns63300.XyloSim``, tested).
+  emulator; ``xylosim-imu`` and ``xylosim-audio3`` run them in Rockpool's
+  ``syns63300.XyloSim`` (equal to the emulator, tested).
 """
 
 from __future__ import annotations
@@ -23,18 +24,18 @@ from .xylosim_engine import run_xylosim
 
 
 def __getattr__(name: str) -> object:
-    """``XYLOSIM_TARGET`` resolves only where xylosim and rockpool are installed, so that the
-    registry lists the ``xylosim`` target as unavailable elsewhere."""
-    if name == "XYLOSIM_TARGET":
+    """The XyloSim targets resolve only where xylosim and rockpool are installed, so that the
+    registry lists them as unavailable elsewhere."""
+    if name in ("XYLOSIM_TARGET", "XYLOSIM_IMU_TARGET", "XYLOSIM_AUDIO3_TARGET"):
         import importlib.util
 
         missing = [m for m in ("xylosim", "rockpool") if importlib.util.find_spec(m) is None]
         if missing:
             raise ImportError(f"the xylosim target needs {' and '.join(missing)} "
                               "(pip install 'nrf-nir[rockpool]')")
-        from .target import XYLOSIM_TARGET
+        from . import target
 
-        return XYLOSIM_TARGET
+        return getattr(target, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [

@@ -183,7 +183,7 @@ class XyloTarget:
                                 "batched integer emulator (bit-exact with XyloSim)")
         else:
             self.description = (f"{spec.name} via SynSense XyloSim 0.1.3 (Rockpool 3.1.0): "
-                                "same design rules and quantization as 'xylo'")
+                                "same design rules, quantization and results as our emulator")
 
     def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
         return analyse(checked, semantics, target=self.name, spec=self.spec)[1]
@@ -267,3 +267,5 @@ TARGET = XyloTarget("xylo")
 XYLOSIM_TARGET = XyloTarget("xylosim", engine="xylosim")
 IMU_TARGET = XyloTarget("xylo-imu", SPECS["syns63300"])
 AUDIO3_TARGET = XyloTarget("xylo-audio3", SPECS["syns65302"])
+XYLOSIM_IMU_TARGET = XyloTarget("xylosim-imu", SPECS["syns63300"], engine="xylosim")
+XYLOSIM_AUDIO3_TARGET = XyloTarget("xylosim-audio3", SPECS["syns65302"], engine="xylosim")
