@@ -48,14 +48,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    width = max((len(r["name"]) for r in rows), default=0)
     for r in rows:
         target = ("<= " if not r["higher_is_better"] else ">= ") + _fmt(r["target"])
         ckpt = f"checkpoint {r['checkpoint_bytes']} bytes" if r["checkpoint"] else \
             "no checkpoint (train it)"
         shape = "x".join(map(str, r["input_shape"]))
-        print(f"{r['name']:<13} input {shape:<9} decode {r['decode']:<6} "
+        print(f"{r['name']:<{width}} input {shape:<9} decode {r['decode']:<6} "
               f"{r['metric']} {target:<8} {ckpt}")
-        print(f"{'':13} {r['description']}")
+        print(f"{'':{width}} {r['description']}")
     return 0
 
 
