@@ -53,6 +53,24 @@ class Options:
     extra: Mapping[str, Any] | None = None
 
 
+def parse_options(options: Options, known: tuple[str, ...], target: str) -> dict[str, Any]:
+    """``options.extra`` as a dict, refused (NIRError, field ``options``) when it names an
+    option ``target`` does not know."""
+    extra = dict(options.extra or {})
+    unknown = sorted(set(extra) - set(known))
+    if unknown:
+        raise NIRError(f"unknown option(s) for the {target} target: {', '.join(unknown)} "
+                       f"(known: {', '.join(known) or 'none'})", field="options")
+    return extra
+
+
+def refuse(target: str, found: list[Violation]) -> None:
+    """Raise NIRError (field ``target``) listing ``found`` when there is any violation."""
+    if found:
+        raise NIRError(f"the {target} target cannot run this graph: "
+                       + "; ".join(str(v) for v in found), field="target")
+
+
 class Target(Protocol):
     name: str
     description: str

@@ -60,7 +60,7 @@ from nrf_nir.errors import NIRError
 from nrf_nir.reference import DEFAULT_CHUNK_BYTES
 from nrf_nir.runner import GraphRunner, NetworkState, StatefulLayer, resolve  # noqa: F401
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Options, Violation
+from nrf_nir.targets import Options, Violation, parse_options, refuse
 from nrf_nir.targets._layers import Delay, Reshape, Scale, Threshold, common_layer  # noqa: F401
 from nrf_nir.validate import Checked, Shape
 
@@ -325,15 +325,8 @@ class NorseTarget:
         return violations(checked, semantics)
 
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> NorseNetwork:
-        extra = dict(options.extra or {})
-        unknown = sorted(set(extra) - {"chunk_bytes", "stepwise", "surrogate"})
-        if unknown:
-            raise NIRError(f"unknown option(s) for the norse target: {', '.join(unknown)} "
-                           "(known: chunk_bytes, stepwise, surrogate)", field="options")
-        found = violations(checked, semantics)
-        if found:
-            raise NIRError("the norse target cannot run this graph: "
-                           + "; ".join(str(v) for v in found), field="target")
+        extra = parse_options(options, ("chunk_bytes", "stepwise", "surrogate"), NAME)
+        refuse(NAME, violations(checked, semantics))
         return NorseNetwork(checked, semantics, dtype=options.dtype, device=options.device,
                             **extra)
 

@@ -53,7 +53,7 @@ from nrf_nir.errors import NIRError
 from nrf_nir.reference import DEFAULT_CHUNK_BYTES
 from nrf_nir.runner import Fusion, GraphRunner, StatefulLayer
 from nrf_nir.semantics import Semantics, write_semantics
-from nrf_nir.targets import Options, Violation
+from nrf_nir.targets import Options, Violation, parse_options, refuse
 from nrf_nir.targets._layers import common_layer
 from nrf_nir.validate import Checked, Shape
 
@@ -626,20 +626,13 @@ class RockpoolTarget:
         return violations(checked, semantics)
 
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> RockpoolNetwork:
-        extra = dict(options.extra or {})
-        unknown = sorted(set(extra) - {"leak", "chunk_bytes"})
-        if unknown:
-            raise NIRError(f"unknown option(s) for the rockpool target: {', '.join(unknown)} "
-                           "(known: leak, chunk_bytes)", field="options")
+        extra = parse_options(options, ("leak", "chunk_bytes"), NAME)
         if options.dtype not in (None, torch.float32):
             raise NIRError("the rockpool target runs float32 only: Rockpool 3.1's LIFTorch and "
                            "LIFNeuronTorch cast their parameters and records to float32",
                            field="dtype")
         leak = extra.get("leak", "exact")
-        found = violations(checked, semantics, leak if leak in _LEAKS else "exact")
-        if found:
-            raise NIRError("the rockpool target cannot run this graph: "
-                           + "; ".join(str(v) for v in found), field="target")
+        refuse(NAME, violations(checked, semantics, leak if leak in _LEAKS else "exact"))
         return RockpoolNetwork(checked, semantics, device=options.device, **extra)
 
     def run(self, lowered: RockpoolNetwork, inputs: Mapping[str, Tensor],

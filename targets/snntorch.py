@@ -59,7 +59,7 @@ from nrf_nir.errors import NIRError
 from nrf_nir.reference import DEFAULT_CHUNK_BYTES
 from nrf_nir.runner import Fusion, GraphRunner, NetworkState, StatefulLayer, resolve  # noqa: F401
 from nrf_nir.semantics import CHOICES, Semantics, write_semantics
-from nrf_nir.targets import Options, Violation
+from nrf_nir.targets import Options, Violation, parse_options, refuse
 from nrf_nir.targets._layers import Delay, Reshape, Scale, Threshold, common_layer, linear  # noqa: F401
 from nrf_nir.validate import Checked, Shape
 
@@ -489,15 +489,8 @@ class SnnTorchTarget:
 
     def lower(self, checked: Checked, semantics: Semantics,
               options: Options) -> SnnTorchNetwork:
-        extra = dict(options.extra or {})
-        unknown = sorted(set(extra) - set(_OPTIONS))
-        if unknown:
-            raise NIRError(f"unknown option(s) for the snntorch target: {', '.join(unknown)} "
-                           f"(known: {', '.join(_OPTIONS)})", field="options")
-        found = violations(checked, semantics)
-        if found:
-            raise NIRError("the snntorch target cannot run this graph: "
-                           + "; ".join(str(v) for v in found), field="target")
+        extra = parse_options(options, _OPTIONS, NAME)
+        refuse(NAME, violations(checked, semantics))
         return SnnTorchNetwork(checked, semantics, dtype=options.dtype, device=options.device,
                                **extra)
 

@@ -23,10 +23,10 @@ from torch import Tensor
 
 from nrf_nir.errors import NIRError
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Options, Violation
+from nrf_nir.targets import Options, Violation, parse_options
 from nrf_nir.validate import Checked
 
-from .common import LavaProgram, default_dtype, outputs, parse_options
+from .common import LavaProgram, default_dtype, outputs
 from .emulator import LoihiEmulator
 from .plan import LOIHI_NAME, analyse, plan_or_raise, quantize
 

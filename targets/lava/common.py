@@ -42,15 +42,6 @@ class LavaProgram:
         return self.fixed.report()
 
 
-def parse_options(options: Options, known: tuple[str, ...], target: str) -> dict[str, Any]:
-    extra = dict(options.extra or {})
-    unknown = sorted(set(extra) - set(known))
-    if unknown:
-        raise NIRError(f"unknown option(s) for the {target} target: {', '.join(unknown)} "
-                       f"(known: {', '.join(known) or 'none'})", field="options")
-    return extra
-
-
 def input_array(prog: LavaProgram, inputs: Mapping[str, Tensor], *,
                 integers: bool) -> np.ndarray:
     """The single input as ``[T, B, n_in]`` float64 numpy."""

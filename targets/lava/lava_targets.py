@@ -8,11 +8,11 @@ from pathlib import Path
 from torch import Tensor
 
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Options, Violation
+from nrf_nir.targets import Options, Violation, parse_options
 from nrf_nir.validate import Checked
 
 from . import runner
-from .common import LavaProgram, default_dtype, input_array, outputs, parse_options
+from .common import LavaProgram, default_dtype, input_array, outputs
 from .plan import FIXED_NAME, FLOAT_NAME, FixedPlan, Plan, analyse, plan_or_raise, quantize
 
 

@@ -44,7 +44,7 @@ import numpy as np
 
 from nrf_nir.errors import NIRError
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Violation
+from nrf_nir.targets import Violation, refuse
 from nrf_nir.validate import Checked, Identity, Shape
 
 FLOAT_NAME = "lava-float"
@@ -421,9 +421,8 @@ def analyse(checked: Checked, semantics: Semantics, target: str) -> tuple[Plan |
 
 def plan_or_raise(checked: Checked, semantics: Semantics, target: str) -> Plan:
     plan, found = analyse(checked, semantics, target)
-    if found or plan is None:
-        raise NIRError(f"the {target} target cannot run this graph: "
-                       + "; ".join(str(v) for v in found), field="target")
+    refuse(target, found)
+    assert plan is not None  # analyse maps whatever it finds no violation in
     return plan
 
 

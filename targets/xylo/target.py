@@ -33,7 +33,7 @@ from torch import Tensor
 from nrf_nir.errors import NIRError
 from nrf_nir.reference import default_device, resolve_dtype
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Options, Violation
+from nrf_nir.targets import Options, Violation, parse_options, refuse
 from nrf_nir.validate import Checked
 
 from .config import XyloConfig
@@ -189,12 +189,7 @@ class XyloTarget:
         return analyse(checked, semantics, target=self.name, spec=self.spec)[1]
 
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> XyloLowered:
-        extra = dict(options.extra or {})
-        unknown = sorted(set(extra) - set(OPTIONS))
-        if unknown:
-            raise NIRError(f"unknown option(s) for the {self.name} target: "
-                           f"{', '.join(unknown)} (known: {', '.join(OPTIONS)})",
-                           field="options")
+        extra = parse_options(options, OPTIONS, self.name)
         if self.engine == "xylosim":
             from .xylosim_engine import xylosim_class
 
@@ -203,9 +198,8 @@ class XyloTarget:
             except ImportError as exc:
                 raise NIRError(str(exc), field="target") from None
         net, violations = analyse(checked, semantics, target=self.name, spec=self.spec)
-        if violations or net is None:
-            raise NIRError(f"the {self.name} target cannot run this graph: "
-                           + "; ".join(str(v) for v in violations), field="target")
+        refuse(self.name, violations)
+        assert net is not None  # analyse maps whatever it finds no violation in
         device = torch.device(options.device) if options.device is not None \
             else default_device()
         headroom = float(extra.get("headroom", DEFAULT_HEADROOM))
