@@ -486,20 +486,15 @@ def analyse(checked: Checked, semantics: Semantics, *, target: str = "xylo",
                     f"input channels or hidden neurons only; it receives {src}")
 
     # ---- sizes
-    running = 0
-    for name in hidden_names:
-        running += size(name)
-        if running > spec.max_hidden:
-            add(name, "shape", f"hidden neurons: {running} in total up to this node "
-                f"({size(name)} here) > {spec.max_hidden}, the {spec.name} limit")
-            break
-    running = 0
-    for name in out_layers:
-        running += size(name)
-        if running > spec.max_outputs:
-            add(name, "shape", f"output neurons: {running} in total up to this node "
-                f"({size(name)} here) > {spec.max_outputs}, the {spec.name} limit")
-            break
+    for names, limit, what in ((hidden_names, spec.max_hidden, "hidden"),
+                               (out_layers, spec.max_outputs, "output")):
+        running = 0
+        for name in names:
+            running += size(name)
+            if running > limit:
+                add(name, "shape", f"{what} neurons: {running} in total up to this node "
+                    f"({size(name)} here) > {limit}, the {spec.name} limit")
+                break
     if not hidden_names and not out_layers:
         add(None, "nodes", "no neuron node: Xylo needs at least one hidden and one output "
             "LIF layer")
