@@ -46,6 +46,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from nrf_nir.targets.xylo.quantize import DEFAULT_HEADROOM
+from nrf_nir.targets.xylo.rules import SPEC
+
 from . import first_spike
 from ._common import Stepper, decisions, fit, rng
 
@@ -64,12 +67,12 @@ DECODE, METRIC, TARGET, SPIKING = (first_spike.DECODE, first_spike.METRIC, first
                                    first_spike.SPIKING)
 T_TRAIN, T_EVAL, QUICK_EVAL = first_spike.T_TRAIN, first_spike.T_EVAL, first_spike.QUICK_EVAL
 
-# The Xylo quantizer's defaults that set the weight grid (targets/xylo: headroom 2, int8
-# weights with one left shift per matrix of at most 7, int16 thresholds).
-XYLO_HEADROOM = 2.0
-XYLO_STATE_MAX = 32767
-XYLO_WEIGHT_MAX = 127
-XYLO_MAX_SHIFT = 7
+# The Xylo quantizer's defaults that set the weight grid: its default headroom and Xylo Audio
+# 2's int16 states and int8 weights with one left shift per matrix.
+XYLO_HEADROOM = DEFAULT_HEADROOM
+XYLO_STATE_MAX = SPEC.state_max
+XYLO_WEIGHT_MAX = SPEC.weight_max
+XYLO_MAX_SHIFT = SPEC.max_weight_shift
 
 # source channel -> Xylo channel: floor(c * 16 / 70), groups of 4 or 5 neighbouring channels
 GROUP = np.arange(SOURCE_CHANNELS) * CHANNELS // SOURCE_CHANNELS
