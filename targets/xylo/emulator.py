@@ -117,6 +117,15 @@ class XyloEmulator:
         rec_mult = torch.full((ncol,), 1 << int(config.weight_shift_rec), dtype=_I64,
                               device=dev)
         rec_mult[k * nh:] = 1 << int(config.weight_shift_out)
+        # shifted integer weights (the kernel; the torch engine's event-by-event replay)
+        self.win_s = cols_in * self.sh_in
+        self.wrec_s = cols_rec * rec_mult
+        #: steps (per call) that needed the exact-sum check / the event-by-event replay
+        #: (torch engine)
+        self.stats = {"checked": 0, "replayed": 0}
+        if self.engine == "kernel":  # the rest prepares the torch engine
+            self._kernel_args = self._kernel_arrays()
+            return
         # Float products with the shifted weights are exact while every column's sum of
         # |w| (unshifted) * max count < 2^24: every partial sum is then a multiple of
         # 2**shift with an unshifted magnitude below 2^24, hence representable.
@@ -128,9 +137,6 @@ class XyloEmulator:
         self.wrec_f = (cols_rec * rec_mult).to(self.fdtype)
         self.win_pos = self.win_f.clamp(min=0)
         self.wrec_pos = self.wrec_f.clamp(min=0)
-        # shifted integer weights (event-by-event replay)
-        self.win_s = cols_in * self.sh_in
-        self.wrec_s = cols_rec * rec_mult
         # row groups (hidden layers of the layout) and the columns they reach: sparse
         # delivery of the hidden spikes, and the saturation bound per group
         cuts = sorted({0, nh, *[int(la["offset"]) for la in config.layout.get("hidden", [])]})
@@ -194,10 +200,6 @@ class XyloEmulator:
         self.bias_out = f(config.bias_out) if bool(config.bias_out.any()) else None
         self.wrap_h = bool((t(config.dash_mem) == 0).any())
         self.wrap_o = bool((t(config.dash_mem_out) == 0).any())
-        if self.engine == "kernel":
-            self._kernel_args = self._kernel_arrays()
-        #: steps (per call) that needed the exact-sum check / the event-by-event replay
-        self.stats = {"checked": 0, "replayed": 0}
 
     def _kernel_arrays(self) -> tuple[Any, ...]:
         """The configuration as the compiled kernel takes it: shifted int16 weights with
