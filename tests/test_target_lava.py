@@ -26,6 +26,7 @@ import torch
 import nrf_nir
 from nrf_nir.targets import get
 from nrf_nir.targets.lava.plan import quantize
+from tests import helpers
 
 try:
     from nrf_nir.targets.lava import runner
@@ -55,14 +56,7 @@ def graph(nodes: dict, edges: list, **meta) -> nir.NIRGraph:
 
 
 def chain(*nodes, shape=(4,), **meta) -> nir.NIRGraph:
-    named = {"input": nir.Input(input_type=np.array(shape))}
-    for i, node in enumerate(nodes):
-        named[f"n{i}"] = node
-    names = list(named)
-    edges = list(zip(names[:-1], names[1:], strict=True))
-    named["output"] = nir.Output(output_type=None)
-    edges.append((names[-1], "output"))
-    return graph(named, edges, **meta)
+    return helpers.chain(*nodes, shape=shape, dt=DT, **meta)
 
 
 def lif(n, tau=0.01, v_th=1.0, v_reset=0.0, v_leak=0.0, r=1.0, rng=None, spread=0.0):
