@@ -38,6 +38,10 @@ class Case:
 
 
 def _spikes(rng: np.random.Generator, shape: tuple[int, ...], rate: float = 0.25) -> np.ndarray:
+    """Bernoulli spikes, float32; the size (``[T, B, *shape]``) is checked before allocating."""
+    from nrf_nir.arrays import check_allocation
+
+    check_allocation(shape, 12, "the generated input [T, B, *shape]", hint="lower --T or --B")
     return (rng.random(shape) < rate).astype(np.float32)
 
 

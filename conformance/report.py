@@ -11,14 +11,16 @@ import base64
 import html
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from nrf_nir.atomic import atomic_folder
 from nrf_nir.conformance.runner import Result, summary
-from nrf_nir.io import write_atomic
+from nrf_nir.errors import escape, shown
 
 COLOURS = {"pass": "#2e7d32", "xfail": "#f9a825", "unsupported": "#9e9e9e", "fail": "#c62828",
            "xpass": "#6a1b9a", "error": "#000000"}
@@ -86,15 +88,39 @@ def _matrix(results: Sequence[Result]) -> tuple[list[str], list[str], dict[tuple
     return cases, targets, {(r.case, r.target): r for r in results}
 
 
+def _md_text(value: Any) -> str:
+    """Free text (messages, reasons, meta values) for Markdown: control characters escaped."""
+    return escape(str(value))
+
+
+def _md_code(name: object, *, table: bool = False) -> str:
+    """A name (case, target, node) as a Markdown code span: control characters escaped, long
+    names shortened, backticks fenced, and in a table cell ``|`` escaped."""
+    text = shown(name, quote=False)
+    if table:
+        text = text.replace("|", "\\|")
+    run = max((len(m) for m in re.findall("`+", text)), default=0)
+    pad = " " if run else ""
+    fence = "`" * (run + 1)
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_cell(name: object) -> str:
+    """A name as plain text in a Markdown table cell (escaped, shortened, ``|`` escaped)."""
+    return shown(name, quote=False).replace("|", "\\|")
+
+
 def write_markdown(results: Sequence[Result], meta: dict[str, Any]) -> str:
+    """report.md. Names from files (cases, targets, nodes in messages) are data: escaped,
+    shortened and kept from breaking the table (``_md_code``)."""
     s = summary(results)
     cases, targets, cell = _matrix(results)
     lines = ["# nrf-nir conformance report", "",
              f"{s['ok']} of {s['total']} results as expected; "
              + ", ".join(f"{k}: {v}" for k, v in s["by_status"].items() if v), ""]
     for key, value in meta.items():
-        lines.append(f"- {key}: {value}")
-    lines += ["", "| case | " + " | ".join(targets) + " |",
+        lines.append(f"- {_md_text(key)}: {_md_text(value)}")
+    lines += ["", "| case | " + " | ".join(_md_cell(t) for t in targets) + " |",
               "|---|" + "---|" * len(targets)]
     for case in cases:
         row = []
@@ -107,19 +133,19 @@ def write_markdown(results: Sequence[Result], meta: dict[str, Any]) -> str:
             exact = r.metrics and min(m.get("exact", 0) for m in r.metrics.values())
             row.append(f"{r.status}{f' {exact:.4f}' if r.metrics and exact != 1.0 else ''}"
                        f"{mark}")
-        lines.append(f"| `{case}` | " + " | ".join(row) + " |")
+        lines.append(f"| {_md_code(case, table=True)} | " + " | ".join(row) + " |")
     unexpected = [r for r in results if not r.ok]
     if unexpected:
         lines += ["", "## Not as expected", ""]
-        lines += [f"- `{r.case}` on `{r.target}`: {r.status} (expected {r.level}): {r.message}"
-                  for r in unexpected]
+        lines += [f"- {_md_code(r.case)} on {_md_code(r.target)}: {r.status} (expected "
+                  f"{r.level}): {_md_text(r.message)}" for r in unexpected]
     notes = [r for r in results if r.ok and r.status in ("xfail", "unsupported")]
     if notes:
         lines += ["", "## Expected differences", ""]
         for r in notes:
-            up = f" ({r.upstream})" if r.upstream else ""
-            lines.append(f"- `{r.case}` on `{r.target}`: {r.status}: {r.reason or r.message}"
-                         f"{up}")
+            up = f" ({_md_text(r.upstream)})" if r.upstream else ""
+            lines.append(f"- {_md_code(r.case)} on {_md_code(r.target)}: {r.status}: "
+                         f"{_md_text(r.reason or r.message)}{up}")
     return "\n".join(lines) + "\n"
 
 
@@ -181,17 +207,22 @@ def write_html(results: Sequence[Result], meta: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+#: The files ``write_report`` writes, by kind.
+REPORT_FILES = {"json": "results.json", "md": "report.md", "html": "report.html"}
+
+
 def write_report(results: Sequence[Result], directory: Path,
-                 meta: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write results.json, report.md and report.html into ``directory`` (atomically)."""
-    directory.mkdir(parents=True, exist_ok=True)
+                 meta: dict[str, Any] | None = None, *,
+                 protect: Sequence[str | Path] = ()) -> dict[str, Path]:
+    """Write results.json, report.md and report.html into ``directory``: all three or none
+    (``nrf_nir.atomic.atomic_folder``; ``protect``: files never to replace, the inputs)."""
+    directory = Path(directory)
     meta = dict(meta or {})
     payload = {"meta": meta, "summary": summary(results),
                "results": [r.to_json() for r in results]}
-    paths = {"json": directory / "results.json", "md": directory / "report.md",
-             "html": directory / "report.html"}
-    write_atomic(paths["json"], lambda tmp: tmp.write_text(json.dumps(payload, indent=1,
-                                                                      default=str)))
-    write_atomic(paths["md"], lambda tmp: tmp.write_text(write_markdown(results, meta)))
-    write_atomic(paths["html"], lambda tmp: tmp.write_text(write_html(results, meta)))
-    return paths
+    texts = {"json": json.dumps(payload, indent=1, default=str),
+             "md": write_markdown(results, meta), "html": write_html(results, meta)}
+    with atomic_folder(directory, protect=protect) as tmp:
+        for kind, name in REPORT_FILES.items():
+            (tmp / name).write_text(texts[kind], encoding="utf8")
+    return {kind: directory / name for kind, name in REPORT_FILES.items()}

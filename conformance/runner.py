@@ -229,8 +229,61 @@ def run_suite(cases: Sequence[Case], targets: Sequence[str], *, workers: int | N
     return [judge(raw, manifests[raw["target"]].expect(raw["case"])) for raw in raws]
 
 
+#: Seconds the reachability check of a Ray address may take in all (resolution + connect).
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Refuse (``NIRError``, field ``ray_address``) an address that is not ``local``,
+    ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``, or whose port does not accept a TCP
+    connection within ``timeout`` seconds (``ray.init`` would retry for minutes)."""
+    import socket
+    import threading
+    import time
+
+    from nrf_nir.errors import NIRError, shown
+
+    if address in ("local", "auto"):
+        return
+    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port_text = rest.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    port = int(port_text) if port_text.isascii() and port_text.isdigit() else 0
+    if not sep or not host or not 1 <= port <= 65535:
+        raise NIRError(f"expected 'local', 'auto', HOST:PORT or ray://HOST:PORT, got "
+                       f"{shown(address)}", field="ray_address")
+    deadline = time.monotonic() + timeout
+    found: list[Any] = []
+
+    def resolve() -> None:  # getaddrinfo has no timeout of its own: run it aside
+        try:
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError):
+            pass
+
+    worker = threading.Thread(target=resolve, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not found:
+        raise NIRError(f"cannot resolve the host of {shown(address)}", field="ray_address")
+    for family, kind, proto, _, addr in found:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(left)
+                sock.connect(addr)
+                return
+        except OSError:
+            continue
+    raise NIRError(f"nothing accepts connections at {shown(address)} (tried for at most "
+                   f"{timeout:g} s): is the Ray cluster running?", field="ray_address")
+
+
 def _run_ray(cases: Sequence[Case], targets: Sequence[str], address: str,
              bar: Any) -> list[dict[str, Any]]:
+    check_ray_address(address)
     try:
         import ray
     except ImportError:
@@ -241,8 +294,15 @@ def _run_ray(cases: Sequence[Case], targets: Sequence[str], address: str,
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry: nothing leaves
     started = False
     if not ray.is_initialized():
-        ray.init(address=None if address == "local" else address, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        try:
+            ray.init(address=None if address == "local" else address, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        except ConnectionError as exc:
+            from nrf_nir.errors import NIRError, shown
+
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise NIRError(f"cannot connect to a Ray cluster at {shown(address)} "
+                           f"({first[:200]})", field="ray_address") from None
         started = True
     try:
         remote = ray.remote(run_case)

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 import nrf_nir
+from nrf_nir.atomic import write_text
 
 DT = 1e-3
 # mean input drive per layer kind, chosen so that the hidden neurons spike at a moderate rate
@@ -616,11 +617,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed:
         shown += ["--seed", str(args.seed)]
     text = render(results, " ".join(shown), T, B)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_text(args.out, text)
     if args.json is not None:
         rows = [asdict(r) | {"exported": r.exported, "ran": r.ran} for r in results]
-        args.json.write_text(json.dumps(rows, indent=1))
+        write_text(args.json, json.dumps(rows, indent=1))
     for r in results:
         print(f"{r.case:24s} {r.exporter:13s} export={r.export[:40]:40s} "
               f"agree={_fmt_agree(r):7s} spikes={r.spikes_original}/{r.spikes_exported}")

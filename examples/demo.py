@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             line = f"2. {target:12s} ran {name}: {spikes} non-zero outputs"
             writer = getattr(get(target), "artifact", None)
             if writer is not None:
-                directory = out / "deploy" / target
-                directory.mkdir(parents=True, exist_ok=True)
+                directory = out / "deploy" / target  # created by the writer, if it writes
                 try:
                     files = writer(lowered.backend, directory)
                     line += f"; artifacts: {', '.join(str(Path(f).name) for f in files)}"

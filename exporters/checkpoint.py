@@ -1,7 +1,13 @@
 """Building modules for export: factories, state_dict files and Lightning checkpoints.
 
 Checkpoints load with ``torch.load(weights_only=True)``: a file that carries pickled code or
-objects is refused, never executed.
+objects is refused, never executed. Before loading, the zip directory of a checkpoint is
+checked (``check_checkpoint_zip``): at most ``NRF_NIR_MAX_CHECKPOINT_BYTES`` (default 2 GiB)
+uncompressed, no member compressed more than 100:1, every member inside the file; an
+all-stored zip (what ``torch.save`` writes) is then memory-mapped, so loading allocates
+nothing the file does not hold. The legacy non-zip format (``torch.save`` before PyTorch 1.6
+or ``_use_new_zipfile_serialization=False``) is refused: the sizes of its storages cannot be
+checked before torch allocates them; re-save such a file with ``torch.save``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nrf_nir.errors import NIRError
+from nrf_nir.arrays import human_bytes
+from nrf_nir.errors import NIRError, shown
 
 
 def resolve_factory(spec: str) -> Any:
@@ -70,23 +77,88 @@ def build_module(spec: str) -> nn.Module:
     return module
 
 
+#: Default limit on a checkpoint's uncompressed bytes (env ``NRF_NIR_MAX_CHECKPOINT_BYTES``).
+DEFAULT_MAX_CHECKPOINT_BYTES = 2 << 30
+#: Largest compression ratio of a member (torch.save stores members uncompressed).
+MAX_CHECKPOINT_RATIO = 100
+
+
+def max_checkpoint_bytes() -> int:
+    """The checkpoint size limit in bytes: ``NRF_NIR_MAX_CHECKPOINT_BYTES`` or 2 GiB."""
+    text = os.environ.get("NRF_NIR_MAX_CHECKPOINT_BYTES")
+    if not text:
+        return DEFAULT_MAX_CHECKPOINT_BYTES
+    try:
+        value = int(float(text))
+    except (ValueError, OverflowError):
+        value = 0
+    if value < 1:
+        raise NIRError(f"must be a positive number of bytes, got {text!r}",
+                       field="NRF_NIR_MAX_CHECKPOINT_BYTES")
+    return value
+
+
+def check_checkpoint_zip(path: str, limit: int | None = None) -> bool:
+    """Check the zip directory of a ``torch.save`` checkpoint before anything is loaded.
+
+    limit: most uncompressed bytes (default ``max_checkpoint_bytes()``). Returns whether every
+    member is stored uncompressed (then the file can be memory-mapped). Raises ``NIRError``
+    for a directory that declares more than ``limit`` bytes, a member compressed more than
+    ``MAX_CHECKPOINT_RATIO``:1, or a member that reaches past the end of the file.
+    """
+    limit = max_checkpoint_bytes() if limit is None else limit
+    size = os.path.getsize(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise NIRError(f"not a readable PyTorch checkpoint (zip directory: {str(exc)[:160]})",
+                       file=path) from None
+    total = sum(m.file_size for m in members)
+    if total > limit:
+        raise NIRError(f"the checkpoint declares {human_bytes(total)} uncompressed, more than "
+                       f"the limit of {human_bytes(limit)} (NRF_NIR_MAX_CHECKPOINT_BYTES)",
+                       file=path)
+    stored = True
+    for member in members:
+        if member.header_offset + member.compress_size > size:
+            raise NIRError(f"member {shown(member.filename)} reaches past the end of the file: "
+                           "truncated or forged", file=path)
+        if member.compress_type != zipfile.ZIP_STORED:
+            stored = False
+            if member.file_size > MAX_CHECKPOINT_RATIO * max(member.compress_size, 1):
+                raise NIRError(f"member {shown(member.filename)} expands from "
+                               f"{member.compress_size} to {member.file_size} bytes (more than "
+                               f"{MAX_CHECKPOINT_RATIO}:1; torch.save stores members "
+                               "uncompressed): refused as a possible zip bomb", file=path)
+    return stored
+
+
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Tensors of a ``state_dict`` file or of a Lightning ``.ckpt`` (its ``state_dict``)."""
     if not os.path.exists(path):
         raise NIRError("no such file", file=path)
+    if not os.path.isfile(path):
+        raise NIRError("not a regular file", file=path)
     with open(path, "rb") as handle:
         head = handle.read(2)
-    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither zip nor a pickle
+    if not zipfile.is_zipfile(path):
+        if head[:1] == b"\x80":  # a pickle: torch.save's legacy format
+            raise NIRError("legacy (non-zip) checkpoint format: refused, the sizes of its "
+                           "storages cannot be checked before loading; re-save it with "
+                           "torch.save (PyTorch >= 1.6)", file=path)
         raise NIRError("not a readable PyTorch checkpoint (neither torch.save's zip format "
                        "nor a pickle)", file=path)
+    stored = check_checkpoint_zip(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=stored)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise NIRError("refused: the checkpoint holds pickled code or objects that "
                        f"weights_only loading does not allow ({first[:160]})",
                        file=path) from None
-    except (zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError,
+            MemoryError) as exc:
         raise NIRError(f"not a readable PyTorch checkpoint ({type(exc).__name__}: "
                        f"{str(exc)[:160]})", file=path) from None
     if isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):

@@ -4,6 +4,7 @@ helpers and decoding."""
 from __future__ import annotations
 
 import inspect
+import io
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nrf_nir.atomic import write_bytes
 from nrf_nir.errors import NIRError
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
@@ -91,12 +93,15 @@ def checkpoint_path(name: str) -> Path:
 
 
 def save_checkpoint(module: nn.Module | dict[str, torch.Tensor], path: Path) -> int:
-    """Write a state_dict (of ``module``, or the mapping itself); returns the file size."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a state_dict (of ``module``, or the mapping itself) atomically; returns the file
+    size in bytes."""
     items = module.state_dict() if isinstance(module, nn.Module) else module
     state = OrderedDict((k, v.detach().clone().contiguous()) for k, v in items.items())
-    torch.save(state, path)
-    return path.stat().st_size
+    buffer = io.BytesIO()  # serialized in memory: a disk fault is then an OSError, not torch's
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    write_bytes(path, data)
+    return len(data)
 
 
 def load_checkpoint(module: nn.Module, path: Path) -> nn.Module:

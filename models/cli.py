@@ -61,6 +61,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from nrf_nir.atomic import check_output_file
+
     models = _zoo()
 
     _check_name(args.name)
@@ -74,6 +76,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         options["steps"] = args.steps
     if args.threads is not None and args.threads < 1:
         raise NIRError("--threads must be >= 1", field="threads")
+    # refused before minutes of training, not after (the write itself checks again)
+    check_output_file(args.output or models.checkpoint_path(args.name))
     result = models.train(args.name, seed=args.seed, show_progress=not args.no_progress,
                           threads=args.threads or 1, path=args.output, **options)
     ev = result["evaluation"]
@@ -106,6 +110,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from nrf_nir.atomic import check_output_file, refuse_overwriting_inputs
     from nrf_nir.io import save
 
     models = _zoo()
@@ -114,6 +119,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not models.has_checkpoint(args.name):
         raise NIRError(f"zoo model {args.name!r} has no checkpoint yet; train it first "
                        f"(nrf-nir zoo train {args.name})", field="model")
+    refuse_overwriting_inputs(args.output, [models.checkpoint_path(args.name)])
+    check_output_file(args.output)
     graph = models.export(args.name)
     save(graph, args.output)
     print(f"{args.output}: {args.name} ({len(graph.nodes)} nodes, dt "

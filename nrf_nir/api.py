@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -12,11 +13,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import NIRError
+from .errors import NIRError, shown
 from .io import load
-from .reference import resolve_dtype
+from .reference import all_finite, resolve_dtype
 from .semantics import Semantics, read_semantics
-from .validate import Checked
+from .validate import Checked, check_numerics
 from .validate import validate as _validate
 
 GraphLike: TypeAlias = "nir.NIRGraph | str | os.PathLike[str]"
@@ -50,47 +51,132 @@ def check(graph: GraphLike, target: str = "reference", *, dt: float | None = Non
     return get(target).check(checked, read_semantics(checked.graph).with_dt(dt))
 
 
+class NonFiniteWarning(RuntimeWarning):
+    """A run produced NaN or inf (``strict_numerics=True`` makes it a :class:`NonFiniteError`)."""
+
+
+class NonFiniteError(NIRError):
+    """A run produced NaN or inf under ``strict_numerics=True``."""
+
+
 @dataclass
 class Lowered:
-    """A graph lowered to one target, ready to run many times."""
+    """A graph lowered to one target, ready to run many times.
+
+    strict_numerics: a run that produces NaN or inf raises :class:`NonFiniteError` instead of
+    warning (:class:`NonFiniteWarning`).
+    """
 
     target: str
     checked: Checked
     semantics: Semantics
     backend: Any
     dtype: torch.dtype
+    strict_numerics: bool = False
 
-    def run(self, inputs: Any, *, record: Iterable[str] = ()) -> dict[str, Tensor]:
+    def run(self, inputs: Any, *, record: Iterable[str] = (),
+            strict_numerics: bool | None = None) -> dict[str, Tensor]:
         from .targets import get
 
         prepared = prepare_inputs(self.checked, inputs, self.dtype)
-        return get(self.target).run(self.backend, prepared, tuple(record))
+        out = get(self.target).run(self.backend, prepared, tuple(record))
+        strict = self.strict_numerics if strict_numerics is None else strict_numerics
+        _report_nonfinite(self, prepared, out, strict)
+        return out
+
+
+def _report_nonfinite(lowered: Lowered, inputs: dict[str, Tensor], out: dict[str, Tensor],
+                      strict: bool) -> None:
+    """Warn (or raise, when ``strict``) when outputs, recorded values or, for the reference,
+    final states hold NaN or inf; the reference re-runs to name the first node that made one."""
+    bad = [key for key, value in out.items() if not all_finite(value)]
+    locate = getattr(lowered.backend, "first_nonfinite", None)
+    states_bad = getattr(lowered.backend, "finite_states", True) is False
+    if not bad and not states_bad:
+        return
+    where = locate(inputs) if locate is not None else None
+    seen = f"; non-finite outputs: {', '.join(bad)}" if bad else "; the outputs are finite"
+    if where is not None:
+        at = "at" if where.field == "output" else "by"  # states are watched per chunk
+        what = "output" if where.field == "output" else f"state {where.field!r}"
+        error: NIRError = NonFiniteError(
+            f"the run produced {where.kind}: this node's {what} is the first non-finite value "
+            f"in execution order ({at} time step {where.step}){seen}", node=where.node,
+            field=where.field)
+    else:
+        error = NonFiniteError(f"the {lowered.target} run produced NaN or inf in its "
+                               f"output{seen}", node=bad[0] if bad else None, field="output")
+    if strict:
+        raise error
+    warnings.warn(str(error), NonFiniteWarning, stacklevel=3)
+
+
+def check_device(device: Any) -> Any:
+    """Refuse (``NIRError``, field ``device``) a torch device that does not parse, does not
+    exist on this machine or does not compute (``meta``); return ``device`` unchanged."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise NIRError(f"unknown device {shown(str(device))} (expected cpu, cuda or cuda:N)",
+                       field="device") from None
+    if dev.type == "cpu":
+        return device
+    if dev.type == "meta":
+        raise NIRError("'meta' is not a device that computes (it holds shapes, not values); "
+                       "use cpu or cuda", field="device")
+    backend = getattr(torch, dev.type, None)
+    is_available = getattr(backend, "is_available", None)
+    if not callable(is_available):
+        raise NIRError(f"device type {shown(dev.type)} is not supported (use cpu or cuda)",
+                       field="device")
+    if not is_available():
+        label = "CUDA" if dev.type == "cuda" else dev.type
+        raise NIRError(f"{label} is not available on this machine (use cpu)", field="device")
+    count = int(getattr(backend, "device_count", lambda: 1)())
+    if dev.index is not None and dev.index >= count:
+        raise NIRError(f"{shown(str(dev))} does not exist: this machine has {count} {dev.type} "
+                       f"device(s), {dev.type}:0 to {dev.type}:{count - 1}", field="device")
+    return device
 
 
 def lower(graph: GraphLike, target: str = "reference", *, dt: float | None = None,
           dtype: Any = None, device: Any = None, strict: bool = True,
-          **options: Any) -> Lowered:
+          strict_numerics: bool = False, **options: Any) -> Lowered:
     """Validate and lower ``graph`` for ``target``.
 
     dt: time step in seconds; overrides the graph's metadata ``dt`` (one must exist).
+    Parameters that cannot run at dt in dtype (not finite once cast, an overflowing or
+    Euler-unstable decay factor dt/tau, a Delay buffer over the element limit) are refused
+    before any target lowers (``nrf_nir.validate.check_numerics``).
     strict: refuse (NIRError listing the violations) when ``check`` reports any.
+    strict_numerics: runs that produce NaN or inf raise instead of warning.
     options: target-specific options (reference: ``chunk_bytes``, ``stepwise``).
     """
     from .targets import Options, get
 
+    check_device(device)
     checked = validate(graph)
     semantics = read_semantics(checked.graph).with_dt(dt)
     semantics.require_dt()
+    run_dtype = resolve_dtype(dtype)
     backend = get(target)
     if strict:
         violations = backend.check(checked, semantics)
         if violations:
             raise NIRError(f"target {target!r} cannot run this graph: "
                            + "; ".join(str(v) for v in violations), field="target")
-    run_dtype = resolve_dtype(dtype)
+    try:  # before any target lowers: what no target can run at this dt and dtype
+        check_numerics(checked, semantics, str(run_dtype).removeprefix("torch."),
+                       strict=strict_numerics)
+    except NIRError as exc:
+        if not isinstance(graph, nir.NIRGraph):
+            exc.with_file(str(graph))
+        raise
     lowered = backend.lower(checked, semantics, Options(dtype=run_dtype, device=device,
                                                         extra=options))
-    return Lowered(target, checked, semantics, lowered, run_dtype)
+    return Lowered(target, checked, semantics, lowered, run_dtype, strict_numerics)
 
 
 def _to_tensor(name: str, value: Any) -> Tensor:
@@ -173,14 +259,17 @@ def export(module: Any, sample_input: Any, *, dt: float | None = None) -> nir.NI
 
 def run(graph: GraphLike, inputs: Any, *, target: str = "reference", dt: float | None = None,
         dtype: Any = None, record: Iterable[str] = (), device: Any = None,
-        **options: Any) -> dict[str, Tensor]:
+        strict_numerics: bool = False, **options: Any) -> dict[str, Tensor]:
     """Simulate ``graph`` on ``target``.
 
     inputs: one array ``[T, B, *shape]`` (single Input node) or a dict keyed by Input node name.
     dt: seconds; overrides the graph's metadata ``dt`` (one of the two must exist).
     dtype: float32 (default) or float64. device: default CUDA when present, else CPU.
     record: node names (dotted inside nested graphs) and ``"<neuron>.v"`` / ``".i"`` states.
+    strict_numerics: NaN or inf in the run is a NIRError naming the node (default: a
+    :class:`NonFiniteWarning`).
     Returns output node name (and each recorded name) -> ``[T, B, ...]`` tensor.
     """
-    lowered = lower(graph, target, dt=dt, dtype=dtype, device=device, **options)
+    lowered = lower(graph, target, dt=dt, dtype=dtype, device=device,
+                    strict_numerics=strict_numerics, **options)
     return lowered.run(inputs, record=record)

@@ -3,31 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
-import zipfile
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from .errors import NIRError
+from .errors import NIRError, escape, shown
 
 EXIT_USER_ERROR = 2
+#: Written by ``deploy`` beside the target's artifacts: source, target and files.
+DEPLOY_JSON = "deploy.json"
 
 
 def _load_npz(path: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except FileNotFoundError:
-        raise NIRError("no such file", file=path) from None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise NIRError(f"not a readable .npz archive of arrays ({exc})", file=path) from None
+    """The arrays of an input ``.npz``, read without trusting it (``nrf_nir.arrays``)."""
+    from .arrays import read_npz
+
+    return read_npz(path)
 
 
 def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
-    from .io import write_atomic
+    from .atomic import write_atomic
 
     def write(tmp: Any) -> None:
         with open(tmp, "wb") as handle:
@@ -41,8 +42,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .semantics import read_semantics
     from .validate import validate
 
-    checked = validate(load(args.file, validate=False))
-    sem = read_semantics(checked.graph)
+    try:
+        checked = validate(load(args.file, validate=False))
+        sem = read_semantics(checked.graph)
+    except NIRError as exc:
+        raise exc.with_file(args.file) from None
     dt = "no dt (runs need --dt)" if sem.dt is None else f"dt {sem.dt:g} s"
     print(f"{args.file}: valid NIR graph, {len(checked.flat.nodes)} nodes, "
           f"{len(checked.back)} recurrent edges, {dt}")
@@ -54,7 +58,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .io import load
     from .validate import validate
 
-    summary = summarize(validate(load(args.file, validate=False)))
+    try:
+        summary = summarize(validate(load(args.file, validate=False)))
+    except NIRError as exc:
+        raise exc.with_file(args.file) from None
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -62,22 +69,57 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output(path: str, inputs: Sequence[str | None], field: str = "output") -> None:
+    """Refuse, before any work, an output file that is an input or that cannot be written."""
+    from .atomic import check_output_file, refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(path, inputs, field=field)
+    check_output_file(path)
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Print a run's numeric warnings (:class:`~nrf_nir.api.NonFiniteWarning`,
+    :class:`~nrf_nir.validate.UnstableWarning`) as one ``nrf-nir: warning:`` line each;
+    other warnings are shown as usual."""
+    import warnings
+
+    from .api import NonFiniteWarning
+    from .validate import UnstableWarning
+
+    ours = (NonFiniteWarning, UnstableWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        for category in ours:
+            warnings.simplefilter("always", category)
+        yield
+    for w in caught:
+        if issubclass(w.category, ours):
+            print(f"nrf-nir: warning: {escape(str(w.message))}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .api import lower
     from .io import load
 
+    _check_output(args.output, [args.file, args.input])
     graph = load(args.file, dialect=args.dialect)
     options = {"progress": sys.stderr.isatty()} if args.target == "reference" else {}
     lowered = lower(graph, args.target, dt=args.dt, dtype=args.dtype, device=args.device,
-                    **options)
+                    strict_numerics=args.strict_numerics, **options)
     arrays = _load_npz(args.input)
     names = lowered.checked.flat.inputs
     if len(names) == 1 and len(arrays) == 1 and names[0] not in arrays:
         arrays = {names[0]: next(iter(arrays.values()))}
     try:
-        out = lowered.run(arrays, record=args.record)
+        with _one_line_warnings():
+            out = lowered.run(arrays, record=args.record)
     except NIRError as exc:
-        raise exc.with_file(args.input) from None
+        from .api import NonFiniteError
+
+        raise exc.with_file(args.file if isinstance(exc, NonFiniteError) else args.input
+                            ) from None
     result = {name: value.detach().cpu().numpy() for name, value in out.items()}
     _save_npz(args.output, result)
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in result.items())
@@ -105,6 +147,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .io import save
 
     source: str = args.source
+    factories = [spec.partition(":")[0] for spec in (source, args.model or "") if ":" in spec]
+    _check_output(args.output, [source, *(f for f in factories if f.endswith(".py"))])
     if os.path.isfile(source):
         if not args.model:
             raise NIRError("a weights file needs --model NAME_OR_FACTORY to build the "
@@ -134,9 +178,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .api import lower
-    from .io import load, write_atomic
+    from .atomic import atomic_folder, check_output_folder, refuse_overwriting_inputs
+    from .io import load
     from .targets import get
 
+    refuse_overwriting_inputs(args.output, [args.file], names=(DEPLOY_JSON,))
+    check_output_folder(args.output, names=(DEPLOY_JSON,))
     graph = load(args.file, dialect=args.dialect)
     target = get(args.target)
     lowered = lower(graph, args.target, dt=args.dt, strict=True)
@@ -145,14 +192,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raise NIRError(f"target {args.target!r} has no deployable artifact; it runs in-process "
                        "(use 'nrf-nir run --target ...')", field="target")
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise NIRError("exists and is not a directory", file=str(out))
-    out.mkdir(parents=True, exist_ok=True)
-    written = writer(lowered.backend, out)
-    summary = {"source": str(args.file), "target": args.target, "files": sorted(
-        str(p) for p in written)}
-    write_atomic(out / "deploy.json",
-                 lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    # every file or none: a refusal or a fault leaves OUT as it was (absent if it was)
+    with atomic_folder(out, protect=[args.file]) as tmp:
+        written = writer(lowered.backend, tmp)
+        summary = {"source": str(args.file), "target": args.target, "files": sorted(
+            str(out / Path(p).relative_to(tmp)) for p in written)}
+        (tmp / DEPLOY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
     print(f"deployed {args.file} to {args.target}: {out}/ ({', '.join(summary['files'])})")
     return 0
 
@@ -160,10 +205,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_conformance(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .atomic import check_output_folder, refuse_overwriting_inputs
     from .conformance.cases import file_case, model_cases, node_cases
-    from .conformance.report import write_report
+    from .conformance.report import REPORT_FILES, write_report
     from .conformance.runner import run_suite, summary
     from .targets import available, registered
+
+    refuse_overwriting_inputs(args.report, args.files, field="report",
+                              names=REPORT_FILES.values())
+    check_output_folder(args.report, names=REPORT_FILES.values())
 
     if args.targets == "all":
         targets = available()
@@ -184,7 +234,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     results = run_suite(cases, targets, workers=args.workers, ray_address=args.ray_address,
                         progress=sys.stderr.isatty())
     meta = {"targets": ", ".join(targets), "cases": len(cases), "T": args.T, "B": args.B}
-    paths = write_report(results, Path(args.report), meta)
+    paths = write_report(results, Path(args.report), meta, protect=args.files)
     s = summary(results)
     counts = ", ".join(f"{k} {v}" for k, v in s["by_status"].items() if v)
     print(f"{s['ok']}/{s['total']} as expected ({counts})")
@@ -218,10 +268,44 @@ def _positive_float(text: str) -> float:
     return value
 
 
+#: Largest ``--T`` (steps), ``--B`` (samples) and ``--workers`` (processes) accepted.
+MAX_STEPS = 10_000_000
+MAX_BATCH = 1_000_000
+MAX_WORKERS = 1024
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer in [{low}, {high:,}], got "
+                                             f"{shown(text)}")
+        return value
+
+    return parse
+
+
+def _device(text: str) -> str:
+    """An argparse type: a torch device that exists on this machine (``api.check_device``)."""
+    from .api import check_device
+
+    try:
+        return str(check_device(text))
+    except NIRError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
+        """One line, like every user error: ``nrf-nir: error: COMMAND: MESSAGE``."""
+        command = self.prog.partition(" ")[2]
+        where = f"{command}: " if command else ""
+        self.exit(EXIT_USER_ERROR, f"nrf-nir: error: {where}{escape(message)} (see "
+                                   f"'{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,12 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dt", type=_positive_float, default=None, metavar="S",
                    help="time step in seconds (overrides the file's)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    p.add_argument("--device", type=_device, default=None,
+                   help="torch device: cpu, cuda or cuda:N (default: cuda if present)")
     p.add_argument("--record", nargs="*", default=[], metavar="NAME",
                    help="also record these nodes or '<neuron>.v' / '<neuron>.i' states")
     p.add_argument("--dialect", default="auto",
                    help="conventions of the file's producer: auto (recognise snnTorch, "
                         "Rockpool, Norse files), none, or a dialect name")
+    p.add_argument("--strict-numerics", action="store_true",
+                   help="a run that produces NaN or inf is an error (exit 2) naming the node, "
+                        "instead of a warning")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("export", help="export a Norse / PyTorch model to a .nir file")
@@ -288,11 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zoo", action="store_true", help="the model zoo's cases")
     p.add_argument("--targets", default="all", help="'all' (available ones) or a,b,c")
     p.add_argument("--report", required=True, metavar="DIR")
-    p.add_argument("--workers", type=int, default=None, help="local processes (default: CPUs)")
+    p.add_argument("--workers", type=_int_in(1, MAX_WORKERS), default=None,
+                   help="local processes (default: CPUs)")
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="run cases on a Ray cluster ('local' starts one)")
-    p.add_argument("--T", type=int, default=100, help="steps per file/node case")
-    p.add_argument("--B", type=int, default=8, help="samples per file case")
+    p.add_argument("--T", type=_int_in(1, MAX_STEPS), default=100,
+                   help="steps per file/node case")
+    p.add_argument("--B", type=_int_in(1, MAX_BATCH), default=8, help="samples per file case")
     p.set_defaults(func=cmd_conformance)
 
     p = sub.add_parser("targets", help="list registered targets and whether they are available")
@@ -304,18 +394,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread so that every cleanup (temporary files,
+    child processes) runs as for ``KeyboardInterrupt``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: Signals that become exceptions while a command runs (exit status 128 + number).
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    for sig in _SIGNALS:  # the first signal starts the cleanup; more must not interrupt it
+        signal.signal(sig, signal.SIG_IGN)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM/SIGHUP into exceptions (main thread only; signals ignored by the
+    caller, e.g. under ``nohup``, stay ignored); the previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {}
+    for sig in _SIGNALS:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            old[sig] = signal.signal(sig, _on_signal)
     try:
-        return func(args)
-    except NIRError as exc:
-        print(f"nrf-nir: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("nrf-nir: interrupted", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    with _signals_raise():
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            func: Callable[[argparse.Namespace], int] = args.func
+            return func(args)
+        except NIRError as exc:
+            print(f"nrf-nir: error: {exc}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            print("nrf-nir: interrupted", file=sys.stderr)
+            return 128 + signal.SIGINT
+        except Terminated as exc:
+            print("nrf-nir: terminated", file=sys.stderr)
+            return 128 + exc.signum
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import nir
+import numpy as np
 
-from .errors import NIRError
+from .errors import NIRError, ValidationError
 
 
 class Dialect(Protocol):
@@ -73,7 +74,7 @@ def normalize(graph: nir.NIRGraph, dialect: str = "auto") -> Normalized:
     if dialect == "none":
         return Normalized(graph, None)
     if dialect != "auto":
-        fixed, notes = get(dialect).normalize(graph)
+        fixed, notes = _rewrite(get(dialect), graph, "named by the caller")
         return Normalized(fixed, dialect, notes)
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
     if "semantics_version" in meta:  # written by nrf-nir: already canonical
@@ -85,8 +86,28 @@ def normalize(graph: nir.NIRGraph, dialect: str = "auto") -> Normalized:
             continue
         reason = candidate.detect(graph)
         if reason:
-            fixed, notes = candidate.normalize(graph)
+            fixed, notes = _rewrite(candidate, graph, reason)
             for note in notes:
                 warnings.warn(f"{name} dialect ({reason}): {note}", stacklevel=2)
             return Normalized(fixed, name, [f"recognised {name}: {reason}", *notes])
     return Normalized(graph, None)
+
+
+def _rewrite(dialect: Dialect, graph: nir.NIRGraph, reason: str
+             ) -> tuple[nir.NIRGraph, list[str]]:
+    """``dialect.normalize(graph)``, refusing values that are invalid as written and a
+    rescaling whose results are not finite or cannot run at the dt it assumes (float64)."""
+    from .semantics import read_semantics
+    from .validate import check_values
+
+    check_values(graph)  # errors name the values as written
+    with np.errstate(all="ignore"):  # an overflow is refused below, with its node and field
+        fixed, notes = dialect.normalize(graph)
+    try:
+        check_values(fixed, read_semantics(fixed))
+    except NIRError as exc:
+        raise ValidationError(
+            f"as rescaled by the {dialect.name} dialect (recognised: {reason}), "
+            f"{exc.message}; --dialect none reads the file as written", node=exc.node,
+            field=exc.field) from None
+    return fixed, notes

@@ -1,12 +1,62 @@
-"""Errors that name the file, node and field at fault."""
+"""Errors that name the file, node and field at fault.
+
+Names come from files and options, so they are data: when an error is rendered, control
+characters (C0, DEL, C1, ANSI escape sequences, bidi overrides) are escaped as ``\\x1b`` etc.
+and long names are shortened in the middle (``shown``), so one error stays one harmless line.
+"""
 
 from __future__ import annotations
+
+#: Longest name (in rendered characters) an error message shows; longer ones keep both ends.
+NAME_LIMIT = 120
+#: The same for file paths, which are longer by nature.
+PATH_LIMIT = 240
+
+
+def _escape_char(char: str, quote: str = "'") -> str:
+    """One character of a name: itself when printable, else its Python escape."""
+    if char == quote or char == "\\":
+        return "\\" + char
+    if char.isprintable():
+        return char
+    return char.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def escape(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\x1b``, ``\\n``, ``\\u202e``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
+
+
+def shown(name: object, limit: int = NAME_LIMIT, *, quote: bool = True) -> str:
+    """A name as a message shows it: quoted, escaped, at most ``limit`` characters between
+    the quotes (the middle replaced by ``...``). quote=False: without the quotes."""
+    text = name if isinstance(name, str) else str(name)
+    cut = len(text) > 2 * limit  # only the ends can be shown: escape just those
+    mark = "'" if quote else ""
+    pieces = [_escape_char(c, mark) for c in (text[:limit] + text[-limit:] if cut else text)]
+    if cut or sum(map(len, pieces)) > limit:
+        budget = (limit - 3) // 2
+        head: list[str] = []
+        tail: list[str] = []
+        for source, kept in ((pieces, head), (pieces[::-1], tail)):
+            used = 0
+            for piece in source:
+                if used + len(piece) > budget:
+                    break
+                kept.append(piece)
+                used += len(piece)
+        return mark + "".join(head) + "..." + "".join(reversed(tail)) + mark
+    return mark + "".join(pieces) + mark
 
 
 class NIRError(ValueError):
     """A user-facing error: bad file, bad graph, bad input or bad option.
 
-    The CLI prints ``str(error)`` on one line and exits with status 2.
+    The CLI prints ``str(error)`` on one line and exits with status 2. File, node and field
+    names are shown escaped and shortened (``shown``); non-printable characters in the message
+    are escaped (``escape``), so nothing from a file reaches the terminal raw.
     """
 
     def __init__(
@@ -26,13 +76,14 @@ class NIRError(ValueError):
     def _render(self) -> str:
         where = []
         if self.file:
-            where.append(f"file {self.file!r}")
+            where.append(f"file {shown(self.file, PATH_LIMIT)}")
         if self.node:
-            where.append(f"node {self.node!r}")
+            where.append(f"node {shown(self.node)}")
         if self.field:
-            where.append(f"field {self.field!r}")
+            where.append(f"field {shown(self.field)}")
         prefix = ", ".join(where)
-        return f"{prefix}: {self.message}" if prefix else self.message
+        message = escape(str(self.message))
+        return f"{prefix}: {message}" if prefix else message
 
     def with_file(self, file: str) -> NIRError:
         """Return the same error, now naming ``file``."""

@@ -7,57 +7,25 @@ unlike ``nir.read`` every problem becomes a :class:`NIRError` naming the file, n
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import faulthandler
 import os
-import pickle
-import select
-import signal
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import stat
 from typing import Any
 
 import h5py
 import nir
 import numpy as np
 
+from .atomic import write_bytes
 from .errors import NIRError, ValidationError
+from .hdf5 import MAX_GRAPH_DEPTH, MAX_NODES, read_limits
+from .hdf5 import decode as _decode
+from .hdf5 import read_file as _read_file
 
 PathLike = str | os.PathLike[str]
 
 #: Arrays smaller than this are stored uncompressed (gzip gains nothing and fails on 0-d data).
 _COMPRESS_MIN_SIZE = 64
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
-
-    An exception (or an interrupt) leaves no partial file behind.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def write_atomic(path: PathLike, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp_path)`` and move the result to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        write(tmp)
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,13 +116,53 @@ def _type_value(types: Any) -> Any:
     return None
 
 
+def _check_names(graph: nir.NIRGraph, file: str) -> None:
+    """Refuse what ``load`` would reject before anything is written: node names and metadata
+    keys ``check_node_name`` refuses, NIRGraphs nested deeper than ``MAX_GRAPH_DEPTH``, more
+    than ``MAX_NODES`` nodes."""
+    from .validate import check_node_name
+
+    def keys(metadata: Any, node: str) -> None:
+        for key in metadata if isinstance(metadata, dict) else ():
+            reason = check_node_name(key if isinstance(key, str) else str(key))
+            if reason:
+                raise NIRError(f"invalid metadata key: {reason}", node=node or None,
+                               field=f"metadata.{key}", file=file)
+
+    count = 0
+    stack: list[tuple[nir.NIRGraph, str, int]] = [(graph, "", 0)]
+    while stack:
+        current, prefix, level = stack.pop()
+        if level > MAX_GRAPH_DEPTH:
+            raise NIRError(f"NIRGraphs are nested more than {MAX_GRAPH_DEPTH} deep (the limit)",
+                           node=prefix, field="nodes", file=file)
+        keys(current.metadata, prefix)
+        nodes = current.nodes if isinstance(current.nodes, dict) else {}
+        count += len(nodes)
+        if count > MAX_NODES:
+            raise NIRError(f"has more than {MAX_NODES:,} nodes (the limit)", field="nodes",
+                           file=file)
+        for key, node in nodes.items():
+            name = key if isinstance(key, str) else str(key)
+            full = f"{prefix}.{name}" if prefix else name
+            reason = check_node_name(name)
+            if reason:
+                raise NIRError(f"invalid node name: {reason}", node=full, field="nodes",
+                               file=file)
+            keys(getattr(node, "metadata", None), full)
+            if isinstance(node, nir.NIRGraph):
+                stack.append((node, full, level + 1))
+
+
 def save(graph: nir.NIRGraph, path: PathLike, *, validate: bool = True) -> None:
     """Write ``graph`` to ``path`` in NIR's HDF5 format, atomically.
 
-    With ``validate`` (default) an invalid graph raises before anything is written.
+    Names that ``load`` would reject are refused first (``_check_names``), and with
+    ``validate`` (default) an invalid graph raises, before anything is written.
     """
     if not isinstance(graph, nir.NIRGraph):
         raise NIRError(f"save expects a nir.NIRGraph, got {type(graph).__name__}", file=str(path))
+    _check_names(graph, str(path))
     shapes: dict[str, Any] = {}
     if validate:
         from .validate import validate as _validate
@@ -166,51 +174,23 @@ def save(graph: nir.NIRGraph, path: PathLike, *, validate: bool = True) -> None:
         shapes = {n: list(s) for n, s in checked.out_shapes.items()}
     data = _node_dict(graph, "", shapes)
 
-    def write(tmp: Path) -> None:
-        with h5py.File(tmp, "w") as f:
+    # The file is built in memory and written as bytes: libhdf5 never writes to disk itself,
+    # so a full disk or a read-only file system is an OSError of the one write function
+    # (libhdf5's own write errors are RuntimeErrors, and a full disk could crash it).
+    try:
+        with h5py.File(f"nrf-nir-save-{id(data)}", "w", driver="core",
+                       backing_store=False) as f:
             f.create_dataset("version", data=str(nir.version), dtype=h5py.string_dtype())
             _write_dict(f.create_group("node"), data, "")
-
-    try:
-        write_atomic(path, write)
+            f.flush()
+            image = f.id.get_file_image()
     except NIRError as exc:
         raise exc.with_file(str(path)) from None
-    except OSError as exc:
-        raise NIRError(f"cannot write: {exc.strerror or exc}", file=str(path)) from None
+    write_bytes(path, image)
 
 
 # --------------------------------------------------------------------------------------------
 # Reading
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf8", errors="replace")
-    if isinstance(value, np.ndarray) and value.dtype == object:
-        return np.array([_decode(v) for v in value.reshape(-1)], dtype=object).reshape(
-            value.shape)
-    return value
-
-
-def _read_group(group: h5py.Group, where: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in group.keys():
-        try:
-            item = group[key]
-        except (KeyError, OSError, RuntimeError) as exc:
-            raise NIRError(f"unreadable entry ({exc})", node=where or None, field=key) from None
-        if isinstance(item, h5py.Group):
-            out[key] = _read_group(item, f"{where}.{key}" if where else key)
-        elif isinstance(item, h5py.Dataset):
-            try:
-                out[key] = _decode(item[()])
-            except (OSError, RuntimeError, ValueError, TypeError) as exc:
-                raise NIRError(f"unreadable data ({exc})", node=where or None,
-                               field=key) from None
-        else:
-            raise NIRError("unexpected HDF5 object", node=where or None, field=key)
-    return out
-
 
 def _as_str(value: Any, where: str, field: str) -> str:
     if isinstance(value, np.ndarray) and value.size == 1:
@@ -307,82 +287,6 @@ def build_node(data: dict[str, Any], where: str) -> nir.NIRNode:
                               field=named[0] if named else None) from None
 
 
-def _read_hdf5(name: str) -> dict[str, Any]:
-    """The ``node`` group of a NIR file as nested dicts of arrays and strings."""
-    try:
-        handle = h5py.File(name, "r")
-    except OSError:
-        raise NIRError("not a readable HDF5 file (truncated, corrupted or another format)",
-                       file=name) from None
-    try:
-        with handle:
-            if "node" not in handle or not isinstance(handle["node"], h5py.Group):
-                raise NIRError("not a NIR file: no 'node' group", file=name)
-            return _read_group(handle["node"], "")
-    except NIRError:
-        raise
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise NIRError(f"unreadable ({type(exc).__name__}: {exc})", file=name) from None
-
-
-#: Read files in a forked child process: the HDF5 C library can crash (segfault) or spin
-#: forever on a corrupted file; a crash or a hang there must become an error here.
-ISOLATED_READ = os.environ.get("NRF_NIR_ISOLATED_READ", "1") != "0"
-#: Seconds a read may take before the file is declared corrupted (the fuzzer found files that
-#: make libhdf5 loop forever).
-READ_TIMEOUT_S = float(os.environ.get("NRF_NIR_READ_TIMEOUT", "120"))
-
-
-def _read_file(name: str) -> dict[str, Any]:
-    """``_read_hdf5`` in a forked child; its result comes back pickled through a pipe."""
-    if not ISOLATED_READ or not hasattr(os, "fork"):
-        return _read_hdf5(name)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: read, send, and leave without running any cleanup of the parent's
-        try:
-            os.close(read_end)
-            faulthandler.disable()  # a crash here is reported by the parent, quietly
-            try:
-                payload: tuple[str, Any] = ("ok", _read_hdf5(name))
-            except NIRError as exc:
-                payload = ("error", (exc.message, exc.node, exc.field))
-            except BaseException as exc:  # noqa: BLE001 - everything reaches the parent
-                payload = ("error", (f"unreadable ({type(exc).__name__}: {exc})", None, None))
-            with os.fdopen(write_end, "wb") as out:
-                out.write(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + READ_TIMEOUT_S
-    with os.fdopen(read_end, "rb", buffering=0) as inp:
-        while True:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([inp], [], [], max(left, 0.0))
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                raise NIRError(f"corrupted: reading it did not finish within {READ_TIMEOUT_S:g} s "
-                               "(NRF_NIR_READ_TIMEOUT)", file=name)
-            chunk = inp.read(1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    data = b"".join(chunks)
-    _, status = os.waitpid(pid, 0)
-    if not data:
-        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else \
-            f"exit status {os.WEXITSTATUS(status)}"
-        raise NIRError(f"corrupted: reading it crashed the HDF5 library ({how})", file=name)
-    kind, result = pickle.loads(data)  # our own child's output
-    if kind == "error":
-        message, node, field = result
-        raise NIRError(message, node=node, field=field, file=name)
-    value: dict[str, Any] = result
-    return value
-
-
 def load(path: PathLike, *, validate: bool = True, dialect: str = "auto") -> nir.NIRGraph:
     """Read a ``.nir`` file (NIR HDF5) and, by default, validate it.
 
@@ -392,10 +296,18 @@ def load(path: PathLike, *, validate: bool = True, dialect: str = "auto") -> nir
     Raises :class:`NIRError` naming the file (and node and field) on any problem.
     """
     name = str(path)
-    if not os.path.exists(name):
-        raise NIRError("no such file", file=name)
-    if os.path.isdir(name):
+    try:
+        mode = os.stat(name).st_mode
+    except FileNotFoundError:
+        raise NIRError("no such file", file=name) from None
+    except OSError as exc:
+        raise NIRError(f"cannot read: {exc.strerror or exc}", file=name) from None
+    if stat.S_ISDIR(mode):
         raise NIRError("is a directory, not a .nir file", file=name)
+    if not stat.S_ISREG(mode):
+        raise NIRError("is not a regular file (a pipe, socket or device); a .nir file is an "
+                       "HDF5 file on disk", file=name)
+    read_limits()  # the NRF_NIR_* options are checked before the file is opened
     try:
         data = _read_file(name)
         data.setdefault("type", "NIRGraph")
@@ -412,6 +324,8 @@ def load(path: PathLike, *, validate: bool = True, dialect: str = "auto") -> nir
             _validate(graph)
     except NIRError as exc:
         raise exc.with_file(name) from None
+    except MemoryError:
+        raise NIRError("reading it needed more memory than there is", file=name) from None
     except (OSError, RuntimeError, KeyError) as exc:
         raise NIRError(f"unreadable ({type(exc).__name__}: {exc})", file=name) from None
     return graph

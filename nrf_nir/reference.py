@@ -373,6 +373,32 @@ class _Record:
     state: str | None  # None: the node's output
 
 
+@dataclass(frozen=True)
+class NonFinite:
+    """Where a run first produced NaN or inf: ``node``, time ``step``, ``field`` ("output" or
+    a state name, "v" / "i") and ``kind`` ("NaN" or "inf")."""
+
+    node: str
+    step: int
+    field: str
+    kind: str
+
+
+class _Found(Exception):
+    def __init__(self, where: NonFinite) -> None:
+        self.where = where
+
+
+def all_finite(x: Tensor) -> bool:
+    """A finite sum proves every element finite; only a non-finite one needs the exact check."""
+    return not x.is_floating_point() or bool(torch.isfinite(x.sum())) or \
+        bool(torch.isfinite(x).all())
+
+
+def _kind(x: Tensor) -> str:
+    return "NaN" if bool(torch.isnan(x).any()) else "inf"
+
+
 class Program:
     """A graph lowered to kernels; ``run`` simulates it on ``[T, B, *shape]`` inputs."""
 
@@ -387,6 +413,9 @@ class Program:
         self.device = torch.device(device) if device is not None else default_device()
         self.chunk_bytes = chunk_bytes
         self.stepwise = stepwise
+        #: Whether every node's state was finite at the end of the last run (a NaN in a
+        #: membrane can leave the spikes finite); see :meth:`first_nonfinite`.
+        self.finite_states = True
         flat = checked.flat
         self.kernels = {
             name: make_kernel(name, node, checked.params[name], checked.in_shapes[name],
@@ -417,7 +446,8 @@ class Program:
         return c.out_shapes[rec.node] if rec.state is None else c.in_shapes[rec.node]
 
     # ---------------------------------------------------------------- running
-    def run(self, inputs: Mapping[str, Tensor], record: Iterable[str] = ()) -> dict[str, Tensor]:
+    def run(self, inputs: Mapping[str, Tensor], record: Iterable[str] = (), *,
+            _watch: bool = False) -> dict[str, Tensor]:
         """Simulate. ``inputs`` maps each Input node to a ``[T, B, *shape]`` tensor already of
         this program's dtype and device. Returns outputs and recorded values, ``[T, B, ...]``."""
         c, flat = self.checked, self.checked.flat
@@ -452,7 +482,7 @@ class Program:
                 for src in flat.preds[m]:
                     last_use[src] = max(last_use.get(src, -1), ui)
 
-        bar = tqdm(total=T, unit="step", desc="reference", disable=not self.progress,
+        bar = tqdm(total=T, unit="step", desc="reference", disable=not self.progress or _watch,
                    leave=False)
         for t0 in range(0, T, tc):
             t1 = min(T, t0 + tc)
@@ -466,6 +496,8 @@ class Program:
                     name = unit.members[0]
                     if name not in vals:
                         vals[name] = self._run_node(name, vals, states, n, B, t0, state_recs)
+                if _watch:
+                    self._watch(unit.members, vals, states, t0, n)
                 for src in [s for s, u in last_use.items() if u == ui]:
                     if src not in keep and src in vals:
                         del vals[src]
@@ -476,7 +508,33 @@ class Program:
                 else:
                     results[key][t0:t1] = value
         bar.close()
+        self.finite_states = all(all_finite(s) for st in states.values() for s in st)
         return results
+
+    def _watch(self, members: tuple[str, ...], vals: dict[str, Tensor],
+               states: dict[str, tuple[Tensor, ...]], t0: int, n: int) -> None:
+        """Raise ``_Found`` at the first non-finite output (exact step) or state (chunk end)."""
+        for m in members:
+            y = vals.get(m)
+            if y is not None and not all_finite(y):
+                bad = ~torch.isfinite(y.reshape(y.shape[0], -1)).all(dim=1)
+                step = int(torch.nonzero(bad)[0, 0])
+                raise _Found(NonFinite(m, t0 + step, "output", _kind(y[step])))
+            kernel = self.kernels[m]
+            for state_name, value in zip(kernel.state_names, states.get(m, ()), strict=False):
+                if not all_finite(value):
+                    raise _Found(NonFinite(m, t0 + n - 1, state_name, _kind(value)))
+
+    def first_nonfinite(self, inputs: Mapping[str, Tensor]) -> NonFinite | None:
+        """Run ``inputs`` again watching every node after each chunk, in execution order, and
+        return where NaN or inf first appeared (None: nowhere). Costs a run, so call it only
+        after a run's outputs or final states were found non-finite."""
+        moved = {k: v.to(device=self.device, dtype=self.dtype) for k, v in inputs.items()}
+        try:
+            self.run(moved, _watch=True)
+        except _Found as found:
+            return found.where
+        return None
 
     def _gather(self, name: str, vals: dict[str, Tensor]) -> Any:
         """The node's input: the sum of its incoming edges in edge order (or their list)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+import unicodedata
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +19,43 @@ from nir.ir.graph import Identity
 
 from .errors import NIRError, UnsupportedError, ValidationError
 from .graph import FlatGraph, Unit, back_edges, check_cycles_have_state, flatten, schedule
+from .semantics import Semantics, read_semantics
 
 Shape = tuple[int, ...]
 
 #: Per-sample element limit of one node's output (refuse huge graphs before allocating).
 DEFAULT_MAX_ELEMENTS = int(os.environ.get("NRF_NIR_MAX_ELEMENTS", 50_000_000))
+
+#: Characters a node name (or metadata key) may have.
+MAX_NAME_CHARS = 255
+#: Unicode categories a name may not contain: control, invisible format (bidi overrides,
+#: zero-width), unpaired surrogate (undecodable bytes), line and paragraph separators.
+_BAD_NAME_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def check_node_name(name: str) -> str | None:
+    """Why ``name`` cannot name a node or a metadata key in a file, or None if it can.
+
+    Names become HDF5 link names and appear in messages, so ``save`` refuses and ``load``
+    rejects the same ones: empty, ``.`` or ``..``, containing ``/``, longer than
+    ``MAX_NAME_CHARS``, with a control or invisible character, or whitespace at either end.
+    """
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not text"
+    if not name:
+        return "is empty"
+    if len(name) > MAX_NAME_CHARS:
+        return f"has {len(name):,} characters, over the limit of {MAX_NAME_CHARS}"
+    if name in (".", ".."):
+        return f"{name!r} is reserved by HDF5"
+    if "/" in name:
+        return "contains '/', the HDF5 path separator"
+    bad = next((c for c in name if unicodedata.category(c) in _BAD_NAME_CATEGORIES), None)
+    if bad is not None:
+        return f"contains the control or invisible character {ascii(bad)}"
+    if name != name.strip():
+        return "starts or ends with whitespace"
+    return None
 
 #: The node types the reference (and so the project) understands.
 NODE_TYPES: tuple[type, ...] = (
@@ -384,7 +418,150 @@ def validate(graph: nir.NIRGraph, *, max_elements: int | None = None) -> Checked
             raise ValidationError(
                 f"recurrent edge from {src!r} sends {out_shapes[src]} but the node receives "
                 f"{in_shapes[dst]}", node=dst, field="edges")
+    dt = _stated_dt(graph)
+    if dt is not None:  # a Delay's buffer at the file's own dt (a run re-checks at its dt)
+        for name, node in flat.nodes.items():
+            if isinstance(node, nir.Delay):
+                check_delay(name, params[name]["delay"], dt, math.prod(in_shapes[name]), limit)
     return Checked(graph, flat, back, in_shapes, out_shapes, params, units)
+
+
+# ------------------------------------------------------------ numbers that must run
+
+#: Forward Euler multiplies a state by ``1 - dt/tau`` per step: above 2 it grows without bound.
+EULER_MAX_DECAY = 2.0
+
+#: The time constants of the leaky nodes (their Euler decay factor is ``dt/tau``).
+TAU_FIELDS: dict[type, tuple[str, ...]] = {
+    nir.LI: ("tau",), nir.LIF: ("tau",), nir.CubaLI: ("tau_mem", "tau_syn"),
+    nir.CubaLIF: ("tau_mem", "tau_syn"),
+}
+
+
+def _stated_dt(graph: nir.NIRGraph) -> float | None:
+    """The graph's metadata dt in seconds; None when absent or unreadable (reported later)."""
+    try:
+        return read_semantics(graph).dt
+    except NIRError:
+        return None
+
+
+def check_delay(name: str, delay: np.ndarray, dt: float, neurons: int, limit: int) -> None:
+    """Refuse a Delay (seconds) whose buffer at ``dt`` (seconds), ``round(delay/dt)`` steps x
+    ``neurons`` elements per sample, is over ``limit`` elements or not a finite number."""
+    longest_s = float(np.max(delay)) if delay.size else 0.0
+    with np.errstate(all="ignore"):
+        steps = float(np.round(np.float64(longest_s) / dt))
+    if not math.isfinite(steps):
+        raise ValidationError(f"a delay of {longest_s:g} s at dt = {dt:g} s is not a finite "
+                              "number of steps", node=name, field="delay")
+    elements = steps * max(neurons, 1)
+    if elements > limit:
+        raise ValidationError(
+            f"a delay of {longest_s:g} s at dt = {dt:g} s is {steps:.4g} steps: its buffer of "
+            f"{elements:.4g} elements per sample (steps x {neurons:,} neurons) is over the limit "
+            f"of {limit:,} (raise it with max_elements or NRF_NIR_MAX_ELEMENTS)", node=name,
+            field="delay")
+
+
+def _fits(name: str, field: str, values: np.ndarray, dtype: np.dtype, what: str) -> None:
+    """Refuse ``values`` (float64) that are not finite once cast to ``dtype``."""
+    big = float(np.finfo(dtype).max)
+    if values.size == 0 or (-big <= float(np.min(values)) and float(np.max(values)) <= big):
+        return  # in range: the cast is finite (the common case, no copy)
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(np.asarray(values, dtype=np.float64).astype(dtype))
+    if finite.all():
+        return  # rounds to the largest finite value
+    worst = float(np.asarray(values, dtype=np.float64).reshape(-1)[int(np.argmin(finite))])
+    hint = "; run in float64 (--dtype float64)" if dtype != np.float64 else ""
+    raise ValidationError(f"{what} {worst:g} is not finite in {dtype.name} (largest "
+                          f"{big:.4g}){hint}", node=name, field=field)
+
+
+class UnstableWarning(RuntimeWarning):
+    """Forward Euler at dt/tau > 2: a state without reset oscillates with growing amplitude."""
+
+
+def check_node_numerics(name: str, node: nir.NIRNode, p: dict[str, Any], semantics: Semantics,
+                        dtype: Any = np.float32, *, unstable: str = "raise") -> None:
+    """Refuse what cannot run in ``dtype`` (float32 or float64): parameters that are not finite
+    once cast, and the coefficients the simulators derive from them (docs/semantics.md) at
+    ``semantics.dt`` seconds: ``dt*r`` (I, IF), the Euler decay factor ``dt*(1/tau)`` (finite
+    and, unless ``unstable`` is "warn" (an :class:`UnstableWarning` then), at most 2, else a
+    state without reset diverges; exponential integration's ``exp(-dt/tau)`` is in [0, 1] for
+    every tau > 0) and, with subtract reset, ``v_threshold - v_reset``."""
+    dtype = np.dtype(dtype)
+    for field, value in p.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and field != "delay":
+            _fits(name, field, value, dtype, "value")
+    dt = semantics.dt
+    if dt is None:
+        return
+    kind = type(node)
+    if kind in (nir.I, nir.IF):
+        with np.errstate(all="ignore"):
+            gain = dt * p["r"]
+        _fits(name, "r", gain, dtype, f"the input gain dt*r at dt = {dt:g} s is")
+    if semantics.integration == "euler":
+        for field in TAU_FIELDS.get(kind, ()):
+            tau = p[field]
+            with np.errstate(all="ignore"):  # as the reference: 1/tau in float64, cast, times dt
+                decay = dt * (1.0 / tau).astype(dtype)
+            where = f"at dt = {dt:g} s ({field} min {float(tau.min()):g} s)"
+            if not np.all(np.isfinite(decay)):
+                raise ValidationError(f"the decay factor dt/{field} overflows {dtype.name} "
+                                      f"{where}", node=name, field=field)
+            if float(decay.max()) > EULER_MAX_DECAY:
+                error = ValidationError(
+                    f"forward Euler is unstable: the decay factor dt/{field} = "
+                    f"{float(decay.max()):.4g} > {EULER_MAX_DECAY:g} {where}; use a smaller dt "
+                    "or integration 'exponential'", node=name, field=field)
+                if unstable != "warn":
+                    raise error
+                warnings.warn(str(error), UnstableWarning, stacklevel=4)
+    if kind in (nir.IF, nir.LIF, nir.CubaLIF) and semantics.reset == "subtract":
+        with np.errstate(all="ignore"):
+            step = p["v_threshold"].astype(dtype) - p["v_reset"].astype(dtype)
+        if not np.all(np.isfinite(step)):
+            raise ValidationError(f"the subtract reset v_threshold - v_reset overflows "
+                                  f"{dtype.name}", node=name, field="v_threshold")
+
+
+def check_numerics(checked: Checked, semantics: Semantics, dtype: Any = np.float32,
+                   max_elements: int | None = None, *, strict: bool = False) -> None:
+    """Refuse a validated graph that cannot run at ``semantics.dt`` (seconds) in ``dtype``:
+    :func:`check_node_numerics` on every node, and Delay buffers over ``max_elements``
+    elements per sample (default ``DEFAULT_MAX_ELEMENTS``). Called before any target lowers.
+    An Euler-unstable decay (dt/tau > 2) warns, or is refused when ``strict``: with a reset a
+    spiking neuron stays bounded, and other simulators run such graphs too."""
+    dt = semantics.require_dt()
+    limit = DEFAULT_MAX_ELEMENTS if max_elements is None else max_elements
+    for name, node in checked.flat.nodes.items():
+        p = checked.params[name]
+        if isinstance(node, nir.Delay):
+            check_delay(name, p["delay"], dt, math.prod(checked.in_shapes[name]), limit)
+        check_node_numerics(name, node, p, semantics, dtype,
+                            unstable="raise" if strict else "warn")
+
+
+def check_values(graph: nir.NIRGraph, semantics: Semantics | None = None) -> None:
+    """Check every known node's parameters without shapes or structure (numeric, finite,
+    time constants > 0, delays >= 0) and, when ``semantics`` states a dt, that their float64
+    derived coefficients are sane (:func:`check_node_numerics`). Dialects call it before and
+    after rescaling a foreign file."""
+
+    def visit(prefix: str, g: nir.NIRGraph) -> None:
+        for key, node in g.nodes.items():
+            name = f"{prefix}{key}"
+            if isinstance(node, nir.NIRGraph):
+                visit(f"{name}.", node)
+            elif isinstance(node, NODE_TYPES):
+                p = _node_params(name, node)
+                if semantics is not None:
+                    check_node_numerics(name, node, p, semantics, np.float64)
+
+    visit("", graph)
 
 
 def is_valid(graph: nir.NIRGraph) -> bool:

@@ -326,7 +326,7 @@ def test_a_crash_of_the_hdf5_library_becomes_an_error(tmp_path, monkeypatch):
     import os
     import signal
 
-    from nrf_nir import io as nio
+    from nrf_nir import hdf5 as nio
 
     path = _valid(tmp_path / "m.nir")
 
@@ -375,7 +375,7 @@ def test_a_hang_of_the_hdf5_library_becomes_an_error(tmp_path, monkeypatch):
     killed after NRF_NIR_READ_TIMEOUT seconds."""
     import time
 
-    from nrf_nir import io as nio
+    from nrf_nir import hdf5 as nio
 
     path = _valid(tmp_path / "m.nir")
 

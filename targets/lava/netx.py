@@ -33,8 +33,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from nrf_nir.atomic import atomic_folder, write_atomic
 from nrf_nir.errors import NIRError
-from nrf_nir.io import write_atomic
 
 from .common import LavaProgram
 from .plan import BIAS_MAX, FixedPlan
@@ -70,11 +70,16 @@ def netx_problems(fixed: FixedPlan) -> list[str]:
     return problems
 
 
-def write_netx(fixed: FixedPlan, path: Path) -> None:
+def _refuse_problems(fixed: FixedPlan) -> None:
     problems = netx_problems(fixed)
     if problems:
         raise NIRError("the network cannot be written as a lava-dl netx HDF5 file: "
                        + "; ".join(problems), field="target")
+
+
+def write_netx(fixed: FixedPlan, path: Path) -> None:
+    """Write ``fixed`` as a netx HDF5 file at ``path`` (atomically)."""
+    _refuse_problems(fixed)
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
@@ -98,13 +103,13 @@ def write_netx(fixed: FixedPlan, path: Path) -> None:
 
 def write_artifact(prog: LavaProgram, directory: Path) -> list[Path]:
     """``network.net`` (netx HDF5), ``lava.json`` (how to load and run it) and
-    ``quantization.json`` (the quantization report)."""
+    ``quantization.json`` (the quantization report): all three or none
+    (``nrf_nir.atomic.atomic_folder``), refused before anything is written when the network
+    has no netx form."""
     fixed = prog.fixed
     if fixed is None:
         raise NIRError("the artifact needs a lava-fixed program", field="target")
-    directory.mkdir(parents=True, exist_ok=True)
-    net = directory / NETX_FILE
-    write_netx(fixed, net)
+    _refuse_problems(fixed)
     plan = fixed.plan
     info: dict[str, Any] = {
         "format": "lava-dl netx HDF5 (lava-dl 0.6.0, lava-nc 0.10.0)",
@@ -120,12 +125,12 @@ def write_artifact(prog: LavaProgram, directory: Path) -> list[Path]:
                          "the graph is Lava step t + latency_steps"),
         "dt": plan.dt,
     }
-    meta = directory / "lava.json"
-    quant = directory / "quantization.json"
-    write_atomic(meta, lambda tmp: tmp.write_text(json.dumps(info, indent=2) + "\n"))
-    write_atomic(quant, lambda tmp: tmp.write_text(
-        json.dumps(prog.quantization_report(), indent=2) + "\n"))
-    return [net, meta, quant]
+    quantization = json.dumps(prog.quantization_report(), indent=2) + "\n"
+    with atomic_folder(directory) as tmp:
+        write_netx(fixed, tmp / NETX_FILE)
+        (tmp / "lava.json").write_text(json.dumps(info, indent=2) + "\n")
+        (tmp / "quantization.json").write_text(quantization)
+    return [directory / NETX_FILE, directory / "lava.json", directory / "quantization.json"]
 
 
 def run_netx(path: Path, x: np.ndarray, latency: int) -> np.ndarray:

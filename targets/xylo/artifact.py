@@ -18,6 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nrf_nir.atomic import atomic_folder
+
 from .config import XyloConfig, _jsonable
 
 REPORT_JSON = "xylo_report.json"
@@ -25,14 +27,19 @@ REPORT_MD = "xylo_report.md"
 
 
 def write_artifact(lowered: Any, directory: str | Path) -> list[Path]:
-    """Write the configuration and the report of a ``XyloLowered``; return the paths."""
+    """Write the configuration and the report of a ``XyloLowered``; return the paths.
+
+    All files or none (``nrf_nir.atomic.atomic_folder``): a file in ``directory`` that is a
+    symlink or a folder is refused and ``directory`` is left as it was.
+    """
     d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    paths = lowered.config.save(d)
     report = _jsonable(lowered.report)
-    (d / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
-    (d / REPORT_MD).write_text(render_markdown(report, lowered.config))
-    return [*paths, d / REPORT_JSON, d / REPORT_MD]
+    markdown = render_markdown(report, lowered.config)
+    with atomic_folder(d) as tmp:
+        names = [p.name for p in lowered.config.save(tmp)]
+        (tmp / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / REPORT_MD).write_text(markdown)
+    return [d / name for name in (*names, REPORT_JSON, REPORT_MD)]
 
 
 def load_artifact(directory: str | Path) -> XyloConfig:

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from nrf_nir.atomic import atomic_folder
 from nrf_nir.errors import NIRError
 
 from .rules import SPEC, XyloSpec, chip_spec
@@ -189,13 +190,10 @@ class XyloConfig:
 
     # ------------------------------------------------------------------------ files
     def save(self, directory: str | Path) -> list[Path]:
-        """Write ``xylo_config.npz`` and ``xylo_config.json`` into ``directory``."""
+        """Write ``xylo_config.npz`` and ``xylo_config.json`` into ``directory``, both or
+        neither (``nrf_nir.atomic.atomic_folder``); return their paths."""
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        npz = d / NPZ_NAME
         arrays = {name: np.asarray(getattr(self, name)) for name in ARRAYS}
-        with open(npz, "wb") as f:
-            np.savez_compressed(f, **arrays)
         meta = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "arrays_file": NPZ_NAME,
@@ -209,9 +207,11 @@ class XyloConfig:
             "chip": self.chip, "chip_name": chip_spec(self.chip).name,
             "layout": _jsonable(self.layout),
         }
-        js = d / JSON_NAME
-        js.write_text(json.dumps(meta, indent=2) + "\n")
-        return [npz, js]
+        with atomic_folder(d) as tmp:
+            with open(tmp / NPZ_NAME, "wb") as f:
+                np.savez_compressed(f, **arrays)
+            (tmp / JSON_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        return [d / NPZ_NAME, d / JSON_NAME]
 
     @classmethod
     def load(cls, path: str | Path) -> XyloConfig:
