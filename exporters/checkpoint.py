@@ -25,6 +25,7 @@ from torch import nn
 
 from nrf_nir.arrays import human_bytes
 from nrf_nir.errors import NIRError, shown
+from nrf_nir.limits import env_limit
 
 
 def resolve_factory(spec: str) -> Any:
@@ -85,17 +86,7 @@ MAX_CHECKPOINT_RATIO = 100
 
 def max_checkpoint_bytes() -> int:
     """The checkpoint size limit in bytes: ``NRF_NIR_MAX_CHECKPOINT_BYTES`` or 2 GiB."""
-    text = os.environ.get("NRF_NIR_MAX_CHECKPOINT_BYTES")
-    if not text:
-        return DEFAULT_MAX_CHECKPOINT_BYTES
-    try:
-        value = int(float(text))
-    except (ValueError, OverflowError):
-        value = 0
-    if value < 1:
-        raise NIRError(f"must be a positive number of bytes, got {text!r}",
-                       field="NRF_NIR_MAX_CHECKPOINT_BYTES")
-    return value
+    return env_limit("NRF_NIR_MAX_CHECKPOINT_BYTES", DEFAULT_MAX_CHECKPOINT_BYTES)
 
 
 def check_checkpoint_zip(path: str, limit: int | None = None) -> bool:

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from .errors import NIRError, escape, shown
+from .limits import env_limit
 
 #: Default limit on the bytes of all arrays of one archive (env ``NRF_NIR_MAX_INPUT_BYTES``).
 DEFAULT_MAX_BYTES = 2 << 30
@@ -43,17 +44,7 @@ _COMPRESSIONS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
 
 def max_input_bytes() -> int:
     """The input size limit in bytes: ``NRF_NIR_MAX_INPUT_BYTES`` or 2 GiB."""
-    text = os.environ.get("NRF_NIR_MAX_INPUT_BYTES")
-    if not text:
-        return DEFAULT_MAX_BYTES
-    try:
-        value = int(float(text))
-    except (ValueError, OverflowError):
-        raise NIRError(f"must be a number of bytes, got {shown(text)}",
-                       field="NRF_NIR_MAX_INPUT_BYTES") from None
-    if value < 1:
-        raise NIRError(f"must be >= 1 byte, got {shown(text)}", field="NRF_NIR_MAX_INPUT_BYTES")
-    return value
+    return env_limit("NRF_NIR_MAX_INPUT_BYTES", DEFAULT_MAX_BYTES)
 
 
 def human_bytes(n: int) -> str:

@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from .errors import NIRError, shown
+from .limits import env_limit
 
 
 def decode(value: Any) -> Any:
@@ -79,20 +80,6 @@ _TYPE_NAMES = {h5py.h5t.COMPOUND: "compound (records or complex numbers)",
                h5py.h5t.BITFIELD: "bitfield", h5py.h5t.TIME: "time"}
 
 
-def _env_limit(name: str, default: int) -> int:
-    """The positive integer in environment variable ``name``, ``default`` when unset."""
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not (1 <= value < float(1 << 62)) or value != int(value):
-        raise NIRError(f"must be a positive integer, got {text!r}", field=name)
-    return int(value)
-
-
 @dataclasses.dataclass(frozen=True)
 class _Limits:
     """What a file may declare. elements: per dataset (``NRF_NIR_MAX_ELEMENTS``); nbytes: all
@@ -106,7 +93,7 @@ def read_limits() -> _Limits:
     from .validate import DEFAULT_MAX_ELEMENTS
 
     return _Limits(DEFAULT_MAX_ELEMENTS,
-                   _env_limit("NRF_NIR_MAX_BYTES", DEFAULT_MAX_BYTES))
+                   env_limit("NRF_NIR_MAX_BYTES", DEFAULT_MAX_BYTES))
 
 
 @dataclasses.dataclass
@@ -549,7 +536,7 @@ def read_file(name: str) -> dict[str, Any]:
     a timeout, Ctrl-C, a SIGTERM turned into an exception)."""
     if not ISOLATED_READ or not hasattr(os, "fork"):
         return _read_hdf5(name)
-    memory_mib = _env_limit("NRF_NIR_READ_MEMORY", DEFAULT_READ_MEMORY_MIB)
+    memory_mib = env_limit("NRF_NIR_READ_MEMORY", DEFAULT_READ_MEMORY_MIB)
     prctl = _prctl()
     parent = os.getpid()
     read_end, write_end = os.pipe()
