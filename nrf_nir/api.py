@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import NIRError, shown
+from .errors import NIRError, listed, shown
 from .io import load
 from .reference import all_finite, resolve_dtype
 from .semantics import Semantics, read_semantics
@@ -210,14 +210,14 @@ def prepare_inputs(checked: Checked, inputs: Any, dtype: torch.dtype) -> dict[st
         unknown = [n for n in given if n not in names]
         if missing or unknown:
             raise NIRError(
-                f"inputs must be keyed by the graph's Input nodes ({', '.join(names)}); "
-                + (f"missing: {', '.join(missing)}" if missing else "")
+                f"inputs must be keyed by the graph's Input nodes ({listed(names)}); "
+                + (f"missing: {listed(missing)}" if missing else "")
                 + ("; " if missing and unknown else "")
-                + (f"unknown: {', '.join(map(str, unknown))}" if unknown else ""),
+                + (f"unknown: {listed(map(str, unknown))}" if unknown else ""),
                 field="inputs")
     else:
         if len(names) != 1:
-            raise NIRError(f"the graph has {len(names)} Input nodes ({', '.join(names)}): pass "
+            raise NIRError(f"the graph has {len(names)} Input nodes ({listed(names)}): pass "
                            "a dict keyed by their names", field="inputs")
         given = {names[0]: inputs}
     out: dict[str, Tensor] = {}

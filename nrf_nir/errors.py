@@ -7,6 +7,8 @@ and long names are shortened in the middle (``shown``), so one error stays one h
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 #: Longest name (in rendered characters) an error message shows; longer ones keep both ends.
 NAME_LIMIT = 120
 #: The same for file paths, which are longer by nature.
@@ -49,6 +51,14 @@ def shown(name: object, limit: int = NAME_LIMIT, *, quote: bool = True) -> str:
                 used += len(piece)
         return mark + "".join(head) + "..." + "".join(reversed(tail)) + mark
     return mark + "".join(pieces) + mark
+
+
+def listed(names: Iterable[object], most: int = 8) -> str:
+    """Names for a message: escaped and shortened (``shown`` without quotes), at most ``most``
+    of them, then how many more."""
+    items = list(names)
+    text = ", ".join(shown(n, quote=False) for n in items[:most])
+    return text + (f" and {len(items) - most:,} more" if len(items) > most else "")
 
 
 class NIRError(ValueError):

@@ -753,3 +753,13 @@ def test_the_cli_module_runs_as_a_script() -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("nrf-nir: error: ")
     assert "argument --T" in proc.stderr
+
+
+def test_many_unknown_input_keys_make_a_short_message() -> None:
+    """Found by the fuzzer: an archive of hundreds of members listed every name (4 KB)."""
+    graph = nrf_nir.validate(helpers.mlp([4, 5, 3]))
+    arrays = {f"m{i}": np.zeros((2, 1, 4), np.float32) for i in range(500)}
+    with pytest.raises(NIRError) as err:
+        nrf_nir.prepare_inputs(graph, arrays, torch.float32)
+    text = str(err.value)
+    assert "unknown: m0, m1" in text and "and 492 more" in text and len(text) < 300
