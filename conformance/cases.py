@@ -7,7 +7,7 @@ what every target is compared with.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,13 +295,10 @@ def spiking_outputs(graph: nir.NIRGraph) -> dict[str, bool]:
     return result
 
 
-ModelSource = Callable[[], list[Case]]
-
-
 def model_cases(T: int = 200, B: int = 16, seed: int = 0) -> list[Case]:
     """Model-level cases: the zoo's models when ``nrf_nir.models`` provides them."""
     try:
-        from nrf_nir.models import conformance_cases  # type: ignore[attr-defined]
+        from nrf_nir.models import conformance_cases
     except ImportError:
         return []
     result: list[Case] = conformance_cases(T=T, B=B, seed=seed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from nrf_nir.conformance.cases import model_cases, node_cases
+from nrf_nir.conformance.cases import Case, model_cases, node_cases
 from nrf_nir.conformance.manifest import load_manifest
 from nrf_nir.conformance.runner import judge, run_case
 from nrf_nir.errors import NIRError
@@ -28,7 +28,7 @@ def _available(name: str) -> str | None:
 
 @pytest.mark.parametrize("target", registered())
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_case_meets_manifest(case, target):
+def test_case_meets_manifest(case: Case, target: str) -> None:
     missing = _available(target)
     if missing:
         pytest.skip(f"target {target} unavailable here: {missing}")

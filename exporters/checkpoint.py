@@ -67,7 +67,7 @@ def build_module(spec: str) -> nn.Module:
                            field="model") from None
     else:
         try:
-            from nrf_nir.models import build as zoo_build  # type: ignore[attr-defined]
+            from nrf_nir.models import build as zoo_build
         except ImportError:
             raise NIRError(f"unknown model {spec!r}: the model zoo is not available; pass a "
                            "factory 'package.module:function'", field="model") from None

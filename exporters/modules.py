@@ -97,6 +97,12 @@ class NIRExportable(Protocol):
     def to_nir_graph(self, sample: torch.Tensor, path: str) -> NIRFragment: ...
 
 
+class _Sequenced(Protocol):
+    """A module that exports as an equivalent chain (see the module docstring)."""
+
+    def to_nir_sequence(self) -> nn.Module: ...
+
+
 @dataclass
 class _Context:
     """Export state: collected nodes/edges, problems, and the semantics seen on cells."""
@@ -222,8 +228,9 @@ def _norse_cell(ctx: _Context, path: str, m: nn.Module, x: torch.Tensor,
             break
     if kind is None:
         return None
-    p = m.p
-    dt = float(m.dt)
+    cell: Any = m  # a Norse module: nn.Module types its attributes (p, dt, ...) as Tensor | Module
+    p = cell.p
+    dt = float(cell.dt)
     ctx.dts[path] = dt
     time_module = type(m).__name__ in ("LIF", "LI", "IAF", "LIFRecurrent")
     with torch.no_grad():
@@ -314,13 +321,13 @@ def _survey(path: str, m: nn.Module, problems: list[str]) -> None:
             _survey(f"{path}.{name}" if path else name, child, problems)
         return
     if _is_lift(m):
-        _survey(f"{path}.lifted_module" if path else "lifted_module", m.lifted_module,
-                problems)
+        _survey(f"{path}.lifted_module" if path else "lifted_module",
+                cast(nn.Module, m.lifted_module), problems)
         return
     if hasattr(m, "to_nir_graph"):  # exports itself; its own errors name the field
         return
     if hasattr(m, "to_nir_sequence"):
-        _survey(path, m.to_nir_sequence(), problems)
+        _survey(path, cast(_Sequenced, m).to_nir_sequence(), problems)
         return
     if type(m) in _leaf_converters():
         return
@@ -346,11 +353,11 @@ def _walk(ctx: _Context, path: str, m: nn.Module, x: torch.Tensor,
             source, x = _walk(ctx, f"{path}.{name}" if path else name, child, x, source)
         return source, x
     if _is_lift(m):
-        return _walk(ctx, path, m.lifted_module, x, source)
+        return _walk(ctx, path, cast(nn.Module, m.lifted_module), x, source)
     if hasattr(m, "to_nir_graph"):
         return _custom(ctx, path, m, x, source)
     if hasattr(m, "to_nir_sequence"):
-        return _walk(ctx, path, m.to_nir_sequence(), x, source)
+        return _walk(ctx, path, cast(_Sequenced, m).to_nir_sequence(), x, source)
     converter = _leaf_converters().get(type(m))
     if converter is not None:
         with torch.no_grad():

@@ -176,12 +176,4 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(int(n))
 
 
-def run_reference(graph: Any, x: torch.Tensor | np.ndarray, **kwargs: Any) -> torch.Tensor:
-    """Run an exported graph in the reference simulator on CPU, float32."""
-    import nrf_nir
-
-    out = nrf_nir.run(graph, x, device="cpu", **kwargs)
-    return out["output"]
-
-
 TrainFn = Callable[..., dict[str, Any]]

@@ -196,7 +196,7 @@ def generate(n: int, T: int = T_TRAIN, seed: int = 0, *, shuffle_bands: bool = T
 
 def load_circle(path: str | os.PathLike[str] | None = None) -> torch.Tensor:
     """``2404_circle.dat`` as dense frames ``[500, 1, 1, 50, 50]`` float32 (time, batch,
-    channel, rows, columns). Default path: ``../shared/data/`` beside the repository."""
+    channel, rows, columns), from ``path`` or :func:`default_circle_path`."""
     p = Path(path) if path is not None else default_circle_path()
     if not p.exists():
         raise NIRError("no such file (the time-surface data is not shipped with nrf-nir)",
@@ -210,6 +210,8 @@ def load_circle(path: str | os.PathLike[str] | None = None) -> torch.Tensor:
 
 
 def default_circle_path() -> Path:
+    """Where :func:`evaluate` looks for the (unshipped) real file: ``shared/data/`` in the
+    folder that holds the source checkout."""
     return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "2404_circle.dat"
 
 

@@ -14,33 +14,12 @@ import torch
 from torch import Tensor
 
 from .errors import NIRError, listed, shown
-from .io import load
+from .io import validate_graph as validate  # (nrf_nir.validate, defined without torch)
 from .reference import all_finite, resolve_dtype
 from .semantics import Semantics, read_semantics
 from .validate import Checked, check_numerics
-from .validate import validate as _validate
 
 GraphLike: TypeAlias = "nir.NIRGraph | str | os.PathLike[str]"
-
-
-def _graph(graph: GraphLike) -> nir.NIRGraph:
-    if isinstance(graph, nir.NIRGraph):
-        return graph
-    if isinstance(graph, (str, os.PathLike)):
-        return load(graph, validate=False)
-    raise NIRError(f"expected a nir.NIRGraph or a path to a .nir file, got "
-                   f"{type(graph).__name__}")
-
-
-def validate(graph: GraphLike) -> Checked:
-    """Validate a graph (or file) and return it flattened with inferred shapes."""
-    g = _graph(graph)
-    try:
-        return _validate(g)
-    except NIRError as exc:
-        if not isinstance(graph, nir.NIRGraph):
-            exc.with_file(str(graph))
-        raise
 
 
 def check(graph: GraphLike, target: str = "reference", *, dt: float | None = None) -> list[Any]:

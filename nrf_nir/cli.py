@@ -245,15 +245,14 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from .targets import get, registered
+    """Each target, whether its framework is installed and its description; imports none of
+    them (``nrf_nir.targets.describe``)."""
+    from .targets import describe, registered
 
     width = max(map(len, registered()), default=0)
     for name in registered():
-        try:
-            desc = get(name).description
-            status = "available"
-        except NIRError as exc:
-            desc, status = exc.message, "unavailable"
+        ok, desc = describe(name)
+        status = "available" if ok else "unavailable"
         print(f"{name:{width}s} {status:12s} {desc}")
     return 0
 
@@ -308,7 +307,14 @@ class _Parser(argparse.ArgumentParser):
                                    f"'{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: ``nrf-nir zoo``'s help line (as ``nrf_nir.models.cli`` gives it), for the stand-in parser.
+ZOO_HELP = "the model zoo: list, train, evaluate, export"
+
+
+def build_parser(zoo: bool = True) -> argparse.ArgumentParser:
+    """The command line's parser. ``zoo=False``: a stand-in ``zoo`` command with the same help
+    line, so that building the parser imports no torch (``main`` asks for the real one only
+    when ``zoo`` is among the arguments)."""
     from . import __version__
 
     parser = _Parser(prog="nrf-nir", description="A hardware-portable compiler for spiking "
@@ -388,9 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("targets", help="list registered targets and whether they are available")
     p.set_defaults(func=cmd_targets)
 
-    from nrf_nir.models.cli import add_parser as add_zoo_parser
+    if zoo:
+        from nrf_nir.models.cli import add_parser as add_zoo_parser
 
-    add_zoo_parser(sub)
+        add_zoo_parser(sub)
+    else:  # never selected: "zoo" is not among the arguments
+        sub.add_parser("zoo", help=ZOO_HELP)
     return parser
 
 
@@ -436,7 +445,8 @@ def _signals_raise() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     with _signals_raise():
         try:
-            parser = build_parser()
+            argv = sys.argv[1:] if argv is None else list(argv)
+            parser = build_parser(zoo="zoo" in argv)  # the zoo's parser imports torch
             args = parser.parse_args(argv)
             func: Callable[[argparse.Namespace], int] = args.func
             return func(args)

@@ -2,9 +2,10 @@
 
 NIR files written by snnTorch, Rockpool or Norse follow their producer's conventions (e.g.
 snnTorch writes ``r = tau/dt`` for a hard-coded dt of 1e-4, Norse writes tau as ``dt*tau_inv``).
-Each dialect lives beside its target (``nrf_nir.targets.<name>``) and registers here by module
-path. ``normalize(graph)`` recognises the producer (or takes the one named) and returns a graph
-in nrf-nir's semantics plus notes saying what was assumed.
+Each dialect is a framework-free module of the core (``nrf_nir.dialect_<name>``: numpy and nir
+only, so that loading a file imports no backend framework) and registers here by module path.
+``normalize(graph)`` recognises the producer (or takes the one named) and returns a graph in
+nrf-nir's semantics plus notes saying what was assumed.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ class Dialect(Protocol):
 
 #: dialect name -> "module:attribute" of the Dialect object (tried in this order by "auto").
 _DIALECTS: dict[str, str] = {
-    "snntorch": "nrf_nir.targets.snntorch:DIALECT",
-    "rockpool": "nrf_nir.targets.rockpool:DIALECT",
-    "norse": "nrf_nir.targets.norse_dialect:DIALECT",
+    "snntorch": "nrf_nir.dialect_snntorch:DIALECT",
+    "rockpool": "nrf_nir.dialect_rockpool:DIALECT",
+    "norse": "nrf_nir.dialect_norse:DIALECT",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import nir
@@ -21,6 +21,9 @@ from .errors import NIRError, ValidationError
 from .hdf5 import MAX_GRAPH_DEPTH, MAX_NODES, read_limits
 from .hdf5 import decode as _decode
 from .hdf5 import read_file as _read_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .validate import Checked
 
 PathLike = str | os.PathLike[str]
 
@@ -329,3 +332,27 @@ def load(path: PathLike, *, validate: bool = True, dialect: str = "auto") -> nir
     except (OSError, RuntimeError, KeyError) as exc:
         raise NIRError(f"unreadable ({type(exc).__name__}: {exc})", file=name) from None
     return graph
+
+
+def as_graph(graph: nir.NIRGraph | PathLike) -> nir.NIRGraph:
+    """``graph`` itself, or the graph in the ``.nir`` file it names (read without validation)."""
+    if isinstance(graph, nir.NIRGraph):
+        return graph
+    if isinstance(graph, (str, os.PathLike)):
+        return load(graph, validate=False)
+    raise NIRError(f"expected a nir.NIRGraph or a path to a .nir file, got "
+                   f"{type(graph).__name__}")
+
+
+def validate_graph(graph: nir.NIRGraph | PathLike) -> Checked:
+    """Validate a graph (or file) and return it flattened with inferred shapes
+    (``nrf_nir.validate``; imports no torch)."""
+    from .validate import validate as _validate
+
+    g = as_graph(graph)
+    try:
+        return _validate(g)
+    except NIRError as exc:
+        if not isinstance(graph, nir.NIRGraph):
+            exc.with_file(str(graph))
+        raise

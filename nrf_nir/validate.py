@@ -562,11 +562,3 @@ def check_values(graph: nir.NIRGraph, semantics: Semantics | None = None) -> Non
                     check_node_numerics(name, node, p, semantics, np.float64)
 
     visit("", graph)
-
-
-def is_valid(graph: nir.NIRGraph) -> bool:
-    try:
-        validate(graph)
-    except NIRError:
-        return False
-    return True

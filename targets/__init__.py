@@ -8,21 +8,28 @@ A target is an object with ``name``, ``description``, and
 - optionally ``artifact(lowered, directory) -> list[Path]``: write deployable files (and a
   report) into ``directory``, return their paths (``nrf-nir deploy``).
 
-Targets register by module path so that importing the registry imports no backend framework.
+Targets register by module path so that importing the registry imports no backend framework;
+``describe`` tells whether a target's framework is installed (``importlib.util.find_spec``) and
+gives its description without importing it (``nrf-nir targets``).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import importlib.util
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-from torch import Tensor
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nrf_nir.errors import NIRError
-from nrf_nir.semantics import Semantics
-from nrf_nir.validate import Checked
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import Tensor
+
+    from nrf_nir.semantics import Semantics
+    from nrf_nir.validate import Checked
 
 
 @dataclass(frozen=True)
@@ -83,28 +90,77 @@ class Target(Protocol):
             record: tuple[str, ...]) -> dict[str, Tensor]: ...
 
 
-#: name -> "module:attribute" of the target object.
-_REGISTRY: dict[str, str] = {
-    "reference": "nrf_nir.targets.reference:TARGET",
-    "norse": "nrf_nir.targets.norse:TARGET",
-    "snntorch": "nrf_nir.targets.snntorch:TARGET",
-    "rockpool": "nrf_nir.targets.rockpool:TARGET",
-    "xylo": "nrf_nir.targets.xylo:TARGET",
-    "xylosim": "nrf_nir.targets.xylo:XYLOSIM_TARGET",
-    "xylo-imu": "nrf_nir.targets.xylo:IMU_TARGET",
-    "xylo-audio3": "nrf_nir.targets.xylo:AUDIO3_TARGET",
-    "xylosim-imu": "nrf_nir.targets.xylo:XYLOSIM_IMU_TARGET",
-    "xylosim-audio3": "nrf_nir.targets.xylo:XYLOSIM_AUDIO3_TARGET",
-    "lava-float": "nrf_nir.targets.lava:FLOAT_TARGET",
-    "lava-fixed": "nrf_nir.targets.lava:FIXED_TARGET",
-    "loihi": "nrf_nir.targets.lava:LOIHI_TARGET",
+@dataclass(frozen=True)
+class Entry:
+    """Where a target is, and what ``nrf-nir targets`` says of it without importing it.
+
+    location: ``"package.module:attribute"`` of the target object; needs: top-level modules
+    its framework needs (looked up with ``importlib.util.find_spec``, never imported);
+    description: the target's ``description``, where ``{dist}`` stands for the installed
+    version of distribution ``dist`` (None: import the target to read it); missing: the reason
+    given when a needed module is absent (``{missing}``: their names; default: Python's
+    ``No module named 'x'``).
+    """
+
+    location: str
+    needs: tuple[str, ...] = ()
+    description: str | None = None
+    missing: str | None = None
+
+
+_XYLOSIM = ("{chip} via SynSense XyloSim 0.1.3 (Rockpool 3.1.0): same design rules, "
+            "quantization and results as our emulator")
+_XYLOSIM_MISSING = "the xylosim target needs {missing} (pip install 'nrf-nir[rockpool]')"
+_XYLO = ("{chip}: design rules, int8/int16 quantization, batched integer emulator (bit-exact "
+         "with XyloSim)")
+_AUDIO2, _IMU, _AUDIO3 = "Xylo Audio 2 (SYNS61201)", "Xylo IMU (SYNS63300)", \
+    "Xylo Audio 3 (SYNS65302)"
+
+#: name -> where the target object is, what it needs and its description. The descriptions
+#: equal the targets' own (tests/test_cli_imports.py compares them).
+_REGISTRY: dict[str, Entry] = {
+    "reference": Entry("nrf_nir.targets.reference:TARGET", ("torch",),
+                       "batched PyTorch reference simulator (CUDA when present, else CPU)"),
+    "norse": Entry("nrf_nir.targets.norse:TARGET", ("torch", "norse"),
+                   "Norse {norse} cells (LIFBoxCell, LIBoxCell, LIFCell, LICell, IAFCell) and "
+                   "torch layers; bit-exact to the reference"),
+    "snntorch": Entry("nrf_nir.targets.snntorch:TARGET", ("torch", "snntorch"),
+                      "snnTorch {snntorch} neurons (Leaky, Synaptic, RLeaky, RSynaptic) and "
+                      "torch layers; equal to the reference within float rounding"),
+    "rockpool": Entry("nrf_nir.targets.rockpool:TARGET", ("torch", "rockpool"),
+                      "Rockpool {rockpool} float modules (LIFTorch, LIFNeuronTorch, "
+                      "LinearTorch), float32, CPU; subtract reset only"),
+    "xylo": Entry("nrf_nir.targets.xylo:TARGET", ("torch",), _XYLO.replace("{chip}", _AUDIO2)),
+    "xylosim": Entry("nrf_nir.targets.xylo:XYLOSIM_TARGET", ("torch", "xylosim", "rockpool"),
+                     _XYLOSIM.replace("{chip}", _AUDIO2), _XYLOSIM_MISSING),
+    "xylo-imu": Entry("nrf_nir.targets.xylo:IMU_TARGET", ("torch",),
+                      _XYLO.replace("{chip}", _IMU)),
+    "xylo-audio3": Entry("nrf_nir.targets.xylo:AUDIO3_TARGET", ("torch",),
+                         _XYLO.replace("{chip}", _AUDIO3)),
+    "xylosim-imu": Entry("nrf_nir.targets.xylo:XYLOSIM_IMU_TARGET",
+                         ("torch", "xylosim", "rockpool"), _XYLOSIM.replace("{chip}", _IMU),
+                         _XYLOSIM_MISSING),
+    "xylosim-audio3": Entry("nrf_nir.targets.xylo:XYLOSIM_AUDIO3_TARGET",
+                            ("torch", "xylosim", "rockpool"),
+                            _XYLOSIM.replace("{chip}", _AUDIO3), _XYLOSIM_MISSING),
+    "lava-float": Entry("nrf_nir.targets.lava:FLOAT_TARGET", ("torch", "lava"),
+                        "Lava {lava-nc} processes (RingBuffer, Dense, LIF) on the CPU simulator, "
+                        "floating_pt; latency-compensated"),
+    "lava-fixed": Entry("nrf_nir.targets.lava:FIXED_TARGET", ("torch", "lava"),
+                        "Lava {lava-nc} processes with Loihi-2 fixed-point models (fixed_pt), "
+                        "nrf-nir's quantization; artifact: lava-dl netx HDF5"),
+    "loihi": Entry("nrf_nir.targets.lava:LOIHI_TARGET", ("torch",),
+                   "nrf-nir's batched PyTorch emulator of Lava's Loihi-2 fixed-point CUBA LIF "
+                   "and Dense; bit-exact with lava-fixed"),
 }
 _LOADED: dict[str, Target] = {}
 
 
-def register(name: str, location: str) -> None:
-    """Register a target object found at ``"package.module:attribute"``."""
-    _REGISTRY[name] = location
+def register(name: str, location: str, *, needs: tuple[str, ...] = (),
+             description: str | None = None) -> None:
+    """Register a target object found at ``"package.module:attribute"`` (``needs`` and
+    ``description``: see :class:`Entry`; without a description, ``describe`` imports it)."""
+    _REGISTRY[name] = Entry(location, tuple(needs), description)
     _LOADED.pop(name, None)
 
 
@@ -119,13 +175,43 @@ def get(name: str) -> Target:
         raise NIRError(f"unknown target {name!r}; registered: {', '.join(_REGISTRY)}",
                        field="target")
     if name not in _LOADED:
-        module_name, _, attr = _REGISTRY[name].partition(":")
+        module_name, _, attr = _REGISTRY[name].location.partition(":")
         try:
             module = importlib.import_module(module_name)
             _LOADED[name] = getattr(module, attr)
         except (ImportError, AttributeError) as exc:
             raise NIRError(f"target {name!r} is not available: {exc}", field="target") from None
     return _LOADED[name]
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def describe(name: str) -> tuple[bool, str]:
+    """``(available, text)`` for ``nrf-nir targets`` without importing any framework: whether
+    the modules the target needs are installed (``importlib.util.find_spec``), and its
+    description, or why it is not available (the message ``get`` would raise)."""
+    if name not in _REGISTRY:
+        raise NIRError(f"unknown target {name!r}; registered: {', '.join(_REGISTRY)}",
+                       field="target")
+    entry = _REGISTRY[name]
+    if entry.description is None:  # registered without one: import it to know
+        try:
+            return True, get(name).description
+        except NIRError as exc:
+            return False, exc.message
+    missing = [m for m in entry.needs if importlib.util.find_spec(m) is None]
+    if missing:
+        why = (entry.missing.format(missing=" and ".join(missing))
+               if entry.missing and "torch" not in missing  # as get() would say
+               else f"No module named {missing[0]!r}")
+        return False, f"target {name!r} is not available: {why}"
+    text = re.sub(r"\{([\w.-]+)\}", lambda m: _version(m.group(1)), entry.description)
+    return True, text
 
 
 def available() -> list[str]:

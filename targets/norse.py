@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import nir
 import numpy as np
@@ -300,10 +300,11 @@ class NorseNetwork(GraphRunner):
                 nodes[name] = self._rebuild(node, path + ".")
             elif isinstance(node, (nir.Linear, nir.Affine, nir.Conv1d, nir.Conv2d)):
                 layer = self.layer(path)
-                changes: dict[str, Any] = {
-                    "weight": layer.weight.detach().cpu().numpy().copy()}
-                if getattr(layer, "bias", None) is not None and hasattr(node, "bias"):
-                    changes["bias"] = layer.bias.detach().cpu().numpy().copy()
+                weight = cast(torch.Tensor, layer.weight)
+                bias: torch.Tensor | None = getattr(layer, "bias", None)
+                changes: dict[str, Any] = {"weight": weight.detach().cpu().numpy().copy()}
+                if bias is not None and hasattr(node, "bias"):
+                    changes["bias"] = bias.detach().cpu().numpy().copy()
                 nodes[name] = dataclasses.replace(node, **changes)
             else:
                 nodes[name] = node

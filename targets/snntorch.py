@@ -30,15 +30,13 @@ there, or a ``Scale``, or a self-edge) becomes ``RLeaky``/``RSynaptic`` with ``W
 its recurrent layer. Other cycles are stepped by the module with the contract's back edges.
 Execution follows the reference's chunking (stateless layers on ``[Tc*B, ...]``).
 
-**Dialect.** Files written by ``snntorch.export_nir.export_to_nir`` carry snnTorch's
-conventions (dt = 1e-4 s hard-coded, ``r = tau/dt``, ``w_in = tau_syn/dt``, delayed subtract
-reset, membranes starting at 0, no metadata). :data:`DIALECT` recognises them and rewrites them
-into the contract (see docs/targets/snntorch.md).
+**Dialect.** Files written by ``snntorch.export_nir.export_to_nir`` are recognised and
+rewritten into the contract by :mod:`nrf_nir.dialect_snntorch` (framework-free, so that loading
+a file imports no framework); :data:`DIALECT` and :class:`SnnTorchDialect` are re-exported here.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from collections.abc import Mapping
@@ -55,19 +53,17 @@ with warnings.catch_warnings():
     import snntorch as snn
     from snntorch._neurons.neurons import SpikingNeuron
 
+from nrf_nir.dialect_snntorch import DIALECT, EXPORT_DT, SnnTorchDialect  # noqa: F401
 from nrf_nir.errors import NIRError
 from nrf_nir.reference import DEFAULT_CHUNK_BYTES
 from nrf_nir.runner import Fusion, GraphRunner, NetworkState, StatefulLayer, resolve  # noqa: F401
-from nrf_nir.semantics import CHOICES, Semantics, write_semantics
+from nrf_nir.semantics import Semantics
 from nrf_nir.targets import Options, Violation, parse_options, refuse
 from nrf_nir.targets._layers import Delay, Reshape, Scale, Threshold, common_layer, linear  # noqa: F401
 from nrf_nir.validate import Checked, Shape
 
 NAME = "snntorch"
 SNNTORCH_VERSION = getattr(snn, "__version__", "unknown")
-
-#: The time step snntorch.export_nir hard-codes when it writes time constants.
-EXPORT_DT = 1e-4
 
 _LEAKY = (nir.LI, nir.LIF, nir.CubaLI, nir.CubaLIF)
 _SPIKING = (nir.IF, nir.LIF, nir.CubaLIF)
@@ -501,282 +497,3 @@ class SnnTorchTarget:
 
 
 TARGET = SnnTorchTarget()
-
-
-# --------------------------------------------------------------------------------------------
-# the dialect: files written by snntorch.export_nir.export_to_nir
-# --------------------------------------------------------------------------------------------
-
-#: Node types snntorch.export_nir writes (anything else: not an snnTorch export).
-_EXPORTED_TYPES = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d,
-                   nir.Flatten, nir.LIF, nir.CubaLIF, nir.NIRGraph)
-_META_KEYS = ("dt", "semantics_version", *CHOICES)
-
-
-def _walk(graph: nir.NIRGraph, prefix: str = "") -> list[tuple[str, nir.NIRNode]]:
-    found: list[tuple[str, nir.NIRNode]] = []
-    for name, node in graph.nodes.items():
-        found.append((prefix + str(name), node))
-        if isinstance(node, nir.NIRGraph):
-            found.extend(_walk(node, f"{prefix}{name}."))
-    return found
-
-
-def _arr(value: Any) -> np.ndarray:
-    """A parameter as float64 (NaN when absent or not numeric: it then matches nothing)."""
-    if value is None:
-        return np.full((), np.nan)
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        return np.full((), np.nan)
-
-
-def _zero(value: Any) -> bool:
-    return bool(np.all(_arr(value) == 0))
-
-
-def _is_over_dt(num: Any, den: Any) -> bool:
-    """``num == den / EXPORT_DT`` within float32 rounding (inf == inf allowed)."""
-    a, b = _arr(num), _arr(den)
-    with np.errstate(all="ignore"):
-        return bool(np.all(np.isclose(a, b / EXPORT_DT, rtol=1e-5, atol=0.0)))
-
-
-class SnnTorchDialect:
-    """Recognise and normalise NIR files written by ``snntorch.export_nir.export_to_nir``.
-
-    Heuristic (conservative): no nrf-nir metadata (no ``dt``, no semantics keys); only the
-    node types that exporter writes; at least one ``LIF``/``CubaLIF``; and every one of them
-    carries its signature: ``r = tau/1e-4`` (``tau_mem`` for CubaLIF), ``w_in = tau_syn/1e-4``,
-    ``v_leak = 0`` and ``v_reset = 0`` everywhere (relative tolerance 1e-5: float32 values).
-
-    reset: the reset mechanism assumed for every neuron, which the file does not record:
-    "subtract" (snnTorch's default, with its default ``reset_delay=True``) or "zero".
-    """
-
-    name = NAME
-
-    def __init__(self, reset: str = "subtract") -> None:
-        if reset not in ("subtract", "zero"):
-            raise NIRError(f"reset must be 'subtract' or 'zero', got {reset!r}", field="reset")
-        self.reset = reset
-
-    def detect(self, graph: nir.NIRGraph) -> str | None:
-        meta = graph.metadata if isinstance(graph.metadata, dict) else {}
-        if any(k in meta for k in _META_KEYS):
-            return None
-        neurons = 0
-        for _, node in _walk(graph):
-            if not isinstance(node, _EXPORTED_TYPES):
-                return None
-            if isinstance(node, (nir.LIF, nir.CubaLIF)):
-                neurons += 1
-                if not (_zero(node.v_leak) and _zero(getattr(node, "v_reset", 0.0))):
-                    return None
-                if isinstance(node, nir.LIF) and not _is_over_dt(node.r, node.tau):
-                    return None
-                if isinstance(node, nir.CubaLIF) and not (
-                        _is_over_dt(node.r, node.tau_mem)
-                        and _is_over_dt(node.w_in, node.tau_syn)):
-                    return None
-        if not neurons:
-            return None
-        return ("every LIF/CubaLIF has r = tau/1e-4 (w_in = tau_syn/1e-4), v_leak = 0 and "
-                "v_reset = 0: the signature of snntorch.export_nir (dt = 1e-4 s hard-coded)")
-
-    def normalize(self, graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
-        g = copy.deepcopy(graph)
-        dt = EXPORT_DT
-        notes = [f"dt = {dt:g} s, the time step snntorch.export_nir hard-codes (r = tau/dt); "
-                 "initial membranes and currents 0, as snnTorch starts them; spikes on "
-                 "mem > threshold"]
-        subtract = self.reset == "subtract"
-        if subtract:
-            notes.append(
-                "reset assumed 'subtract' with reset_delay=True (snnTorch's defaults; the file "
-                "does not record the reset): snnTorch subtracts the threshold after the decay "
-                "(mem = beta*mem + x - th*z[t-1]), so v_reset is set to v_th*(1 - 1/beta) and "
-                "the reference subtracts v_th - v_reset = v_th/beta before the decay")
-        else:
-            notes.append("reset assumed 'zero' (as asked): the contract's reset to v_reset = 0")
-        bad_beta: list[str] = []
-        cuba_zero: list[str] = []
-        replaced: dict[str, nir.NIRNode] = {}
-        w_in_fixed = False
-        for name, node in _walk(g):
-            if not isinstance(node, (nir.LIF, nir.CubaLIF)):
-                continue
-            tau = _arr(node.tau if isinstance(node, nir.LIF) else node.tau_mem)
-            v_th = _arr(node.v_threshold)
-            with np.errstate(all="ignore"):
-                beta = 1.0 - dt / tau
-            if isinstance(node, nir.CubaLIF):
-                w_in, tau_syn = _arr(node.w_in), _arr(node.tau_syn)
-                with np.errstate(all="ignore"):
-                    node.w_in = w_in * (dt / tau_syn)
-                w_in_fixed = True
-                if not subtract:
-                    cuba_zero.append(name)
-            if isinstance(node, nir.LIF) and np.all(np.isinf(tau)):
-                # beta = 1: snnTorch integrates without leak; NIR's LIF cannot (tau = inf)
-                replaced[name] = nir.IF(r=np.full(tau.shape, 1.0 / dt),
-                                        v_threshold=np.asarray(node.v_threshold),
-                                        v_reset=np.zeros(np.shape(node.v_threshold)))
-                continue
-            if subtract:
-                if np.any(beta <= 0):
-                    bad_beta.append(name)
-                with np.errstate(all="ignore"):
-                    v_reset = np.where(beta > 0, v_th * (1.0 - 1.0 / np.where(beta > 0, beta,
-                                                                                  1.0)), 0.0)
-                node.v_reset = np.broadcast_to(v_reset, np.broadcast_shapes(
-                    v_reset.shape, np.shape(node.v_threshold))).copy()
-        infinite = [name for name, node in _walk(g) if isinstance(node, nir.CubaLIF) and not (
-            np.all(np.isfinite(_arr(node.tau_syn))) and np.all(np.isfinite(_arr(node.tau_mem))))]
-        infinite += [name for name, node in _walk(g) if isinstance(node, nir.LIF)
-                     and name not in replaced and not np.all(np.isfinite(_arr(node.tau)))]
-        if infinite:
-            notes.append("cannot express alpha = 1 or beta = 1 (tau = inf) here: NIR time "
-                         f"constants must be finite (the graph will not validate): "
-                         f"{', '.join(infinite)}")
-        if w_in_fixed:
-            notes.append("CubaLIF w_in multiplied by dt/tau_syn: snnTorch writes w_in = "
-                         "tau_syn/dt, but its Synaptic adds the input to the current unscaled "
-                         "(syn = alpha*syn + x), which is the contract's jump i += w_in*x with "
-                         "w_in = 1")
-        if replaced:
-            _replace_nodes(g, replaced)
-            notes.append(f"LIF with beta = 1 (tau = inf) written as IF(r = 1/dt): "
-                         f"{', '.join(sorted(replaced))}")
-        if bad_beta:
-            notes.append("cannot express snnTorch's subtract reset where beta = 0 (tau = dt; "
-                         "the threshold is subtracted after a complete decay); v_reset left 0 "
-                         f"there, spikes after a spike may differ: {', '.join(bad_beta)}")
-        if not subtract:
-            cuba_zero = sorted(set(cuba_zero) | set(_loop_neurons(g)))
-        if cuba_zero:
-            notes.append("cannot express snnTorch's Synaptic/RLeaky/RSynaptic zero reset (after "
-                         "a spike it zeroes the whole next step, dropping that step's input); "
-                         f"the contract's value reset is used instead: {', '.join(cuba_zero)}")
-        negative = [name for name, node in _walk(g) if isinstance(node, (nir.LIF, nir.CubaLIF))
-                    and np.any(_arr(node.v_threshold) < 0)]
-        if negative:
-            notes.append("snnTorch resets a membrane of 0 that lies above a negative threshold "
-                         "before the first step; the contract does not (threshold < 0 in "
-                         f"{', '.join(negative)})")
-        moved = _move_loop_biases(g)
-        if moved:
-            notes.append("snnTorch's RLeaky/RSynaptic add their recurrent bias from the first "
-                         "step on (nn.Linear of the initial zero spikes), but a NIR back edge "
-                         "carries 0 at step 1: the recurrent bias is moved onto the forward "
-                         f"input (an identity Affine) for {', '.join(moved)}")
-        dims = _strip_batch_dims(g)
-        if dims:
-            notes.append("leading batch dimension of size 1 removed from the shapes of "
-                         f"{', '.join(dims)} (the graph does not validate with it)")
-        write_semantics(g, Semantics(dt=dt, reset="subtract" if subtract else "value",
-                                     integration="euler", threshold="gt",
-                                     initial_state="zero", producer="snntorch",
-                                     producer_version="unknown"))
-        return g, notes
-
-
-def _replace_nodes(graph: nir.NIRGraph, replaced: dict[str, nir.NIRNode]) -> None:
-    for name, new in replaced.items():
-        parts = name.split(".")
-        holder = graph
-        # dotted names may be literal top-level keys (nirtorch flattens subgraphs that way)
-        if name in holder.nodes:
-            holder.nodes[name] = new
-            continue
-        for part in parts[:-1]:
-            holder = holder.nodes[part]
-        holder.nodes[parts[-1]] = new
-
-
-def _loop_neurons(graph: nir.NIRGraph, prefix: str = "") -> list[str]:
-    """LIF/CubaLIF nodes in a two-node loop or with a self-edge (RLeaky/RSynaptic exports)."""
-    found: list[str] = []
-    edges = {(str(a), str(b)) for a, b in graph.edges}
-    for name, node in graph.nodes.items():
-        if isinstance(node, nir.NIRGraph):
-            found.extend(_loop_neurons(node, f"{prefix}{name}."))
-        elif isinstance(node, (nir.LIF, nir.CubaLIF)) and any(
-                a == name and (b, a) in edges for a, b in edges):
-            found.append(prefix + str(name))
-    return found
-
-
-def _move_loop_biases(graph: nir.NIRGraph, prefix: str = "") -> list[str]:
-    """Rewrite each loop ``neuron -> Affine(W, b) -> neuron`` (the Affine used only there) as
-    ``neuron -> Linear(W) -> neuron`` plus an identity ``Affine(I, b)`` on the neuron's first
-    forward input, in every (nested) graph. Returns the loop node names."""
-    moved: list[str] = []
-    for name, node in list(graph.nodes.items()):
-        if isinstance(node, nir.NIRGraph):
-            moved.extend(_move_loop_biases(node, f"{prefix}{name}."))
-    edges = [(str(a), str(b)) for a, b in graph.edges]
-    for w_name, w in list(graph.nodes.items()):
-        if not isinstance(w, nir.Affine) or _zero(w.bias):
-            continue
-        ins = [a for a, b in edges if b == w_name]
-        outs = [b for a, b in edges if a == w_name]
-        if len(ins) != 1 or outs != ins:
-            continue
-        lif = ins[0]
-        if not isinstance(graph.nodes.get(lif), (nir.LIF, nir.CubaLIF)):
-            continue
-        feeds = [a for a, b in edges if b == lif and a != w_name]
-        if not feeds:
-            continue
-        weight, bias = _arr(w.weight), _arr(w.bias)
-        graph.nodes[w_name] = nir.Linear(weight=weight)
-        new = f"{w_name}_bias"
-        while new in graph.nodes:
-            new += "_"
-        n = weight.shape[0]
-        graph.nodes[new] = nir.Affine(weight=np.eye(n), bias=np.broadcast_to(bias, (n,)).copy())
-        k = edges.index((feeds[0], lif))
-        edges[k:k + 1] = [(feeds[0], new), (new, lif)]
-        moved.append(prefix + w_name)
-    graph.edges = edges
-    return moved
-
-
-def _strip_batch_dims(graph: nir.NIRGraph) -> list[str]:
-    """Drop a leading size-1 axis from Input/Output types when the graph does not validate
-    with it but does without it (older nirtorch exports kept the batch axis)."""
-    from nrf_nir.validate import validate
-
-    try:
-        validate(graph)
-        return []
-    except NIRError:
-        pass
-    trial = copy.deepcopy(graph)
-    changed: list[str] = []
-    for name, node in _walk(trial):
-        for attr in ("input_type", "output_type"):
-            types = getattr(node, attr, None)
-            if not isinstance(node, (nir.Input, nir.Output)) or not isinstance(types, dict):
-                continue
-            for key, shape in list(types.items()):
-                arr = np.asarray(shape).reshape(-1)
-                if arr.size >= 2 and arr[0] == 1:
-                    types[key] = arr[1:]
-                    if name not in changed:
-                        changed.append(name)
-    if not changed:
-        return []
-    try:
-        validate(trial)
-    except NIRError:
-        return []
-    graph.nodes = trial.nodes
-    return changed
-
-
-DIALECT = SnnTorchDialect()

@@ -1,6 +1,6 @@
 """Independent plain-numpy (float64) oracle for the discrete-time semantics of NIR graphs.
 
-This module re-implements ``shared/SEMANTICS.md`` / ``docs/contract.md`` without importing
+This module re-implements ``docs/semantics.md`` / ``docs/contract.md`` without importing
 anything from ``nrf_nir`` and without torch.  It steps one time step at a time with plain numpy
 operations in the arithmetic order written in the contract, so that a float64 torch
 implementation following the same contract agrees bit for bit (matrix products and

@@ -2,7 +2,7 @@
 
 Runs the script in --quick mode and checks the measured rows: nrf-nir's graphs agree with the
 original Norse models on every entry, and Norse's exporter (``norse.torch.to_nir``) fails or
-disagrees on every failure class that DESIGN.md section 4 predicts.
+disagrees on every failure class its source predicts (``Case.predicted``).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def test_norse_exporter_never_reproduces_a_model(measured):
         assert not r["exported"] or not r["ran"] or r["agreement"] < 1.0, name
 
 
-def test_norse_exporter_fails_where_design_predicts(measured):
+def test_norse_exporter_fails_where_predicted(measured):
     _, cases, by = measured
     for name, case in cases.items():
         r = by[(name, "norse.to_nir")]

@@ -1,7 +1,7 @@
 """Hand-computed checks of every node type against the reference simulator (float64).
 
 Each expected array below is worked out by hand in the comments, following
-``shared/SEMANTICS.md`` and ``docs/contract.md``.  Where the arithmetic is exact in binary
+``docs/semantics.md`` and ``docs/contract.md``.  Where the arithmetic is exact in binary
 (dyadic numbers) the comparison is exact; otherwise a relative tolerance of 1e-12 is used for
 voltages, and spikes are always compared exactly.  Every test also cross-checks the
 independent numpy oracle (``tests/oracle.py``) against the same hand values.

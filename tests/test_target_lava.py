@@ -220,7 +220,8 @@ def test_loihi_bit_exact_with_lava_fixed(seed):
 
 
 def _numpy_layer(x, w, bias, du, dv, vth):
-    """LAVA.md's fixed-point CUBA LIF, transcribed literally (one layer, no latency)."""
+    """Lava's fixed-point CUBA LIF (``PyLifModelBitAcc``, docs/targets/lava.md), transcribed
+    literally (one layer, no latency)."""
     T, B, _ = x.shape
     n = w.shape[0]
     u = np.zeros((B, n), dtype=np.int64)

@@ -41,7 +41,8 @@ with warnings.catch_warnings():
         to_nir,
     )
 
-from nrf_nir.targets.rockpool import DIALECT, _decay_tau, recover_dt  # noqa: E402
+from nrf_nir.dialect_rockpool import DIALECT, recover_dt  # noqa: E402
+from nrf_nir.targets.rockpool import _decay_tau  # noqa: E402
 
 T, B, N_IN, N = 200, 8, 10, 16
 SPIKING = (nir.IF, nir.LIF, nir.CubaLIF)
@@ -503,7 +504,8 @@ def test_cases_agree_with_the_reference(name):
                                   "CubaLIF, per-neuron (r, w_in, v_leak, v_reset != 0), ge",
                                   "MLP: Affine-LIF-Affine-CubaLIF-Affine-LI"])
 def test_plain_tau_translation_agrees(name):
-    """leak="tau": SEMANTICS.md's tau' = -dt/ln(1 - dt/tau), Rockpool computing the decay."""
+    """leak="tau": tau' = -dt/ln(1 - dt/tau) (docs/targets/rockpool.md), Rockpool computing
+    the decay."""
     m = measure(CASES[name], leak="tau")
     assert m["spikes"] >= 0.999, m
 
@@ -599,7 +601,7 @@ def test_inexpressible_graphs_are_listed(name):
 
 
 def test_rockpool_importer_measured():
-    """DESIGN.md: "LIF and LI import crash" -- measured on Rockpool 3.1.0's from_nir: LIF
+    """An earlier survey: "LIF and LI import crash" -- measured on Rockpool 3.1.0's from_nir: LIF
     crashes (it reads ``node.tau_mem``); LI imports as ``ExpSynTorch(tau=tau.int())``: a tau
     below 1 s truncates to 0 and the output is identically 0 (a scalar-tau LI, as Rockpool's own
     export writes it, crashes)."""

@@ -432,7 +432,7 @@ EXPORTS = ["Leaky", "Synaptic", "RLeaky", "RLeaky one-to-one", "RSynaptic"]
 
 
 def test_export_needs_ignore_dims_and_per_neuron_tensors():
-    """snnTorch 1.0.0 + nir 1.0.8, as shared/DESIGN.md says: export_to_nir's final
+    """snnTorch 1.0.0 + nir 1.0.8, measured: export_to_nir's final
     infer_types() fails without ignore_dims=[0] (the batch axis stays in the input type), and
     scalar beta/threshold give 0-d parameters: a LIF typed [] (type mismatch), or rejected by
     nir's LIF beside per-neuron ones."""
@@ -517,7 +517,7 @@ def test_nested_recurrent_subgraphs_as_export_nir_writes_them(kind):
 
 
 def test_exported_zero_reset_leaky_with_the_dialect_option():
-    from nrf_nir.targets.snntorch import SnnTorchDialect
+    from nrf_nir.dialect_snntorch import SnnTorchDialect
 
     x = _inputs(10, seed=21, steps=200)
     raw, want, _ = _export_and_simulate("Leaky", x, reset="zero")
@@ -567,7 +567,7 @@ def test_exported_conv_model_with_a_batch_axis():
 
 
 def test_dialect_detection_is_conservative():
-    from nrf_nir.targets.snntorch import DIALECT
+    from nrf_nir.dialect_snntorch import DIALECT
 
     x = _inputs(10, seed=23, steps=20)
     raw, _, _ = _export_and_simulate("Leaky", x)

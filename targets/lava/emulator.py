@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .plan import UV_MAX, FixedPlan
+from .plan import UV_MAX, FixedLayer, FixedPlan
 
 _M = UV_MAX
 _2_31 = 2**31
@@ -167,7 +167,7 @@ class LoihiEmulator:
                 out[(k, "u")], out[(k, "v")] = u_rec, v_rec
         return out
 
-    def _neuron(self, fl, a: Tensor, rec: _Weights | None, a_bound: float,
+    def _neuron(self, fl: FixedLayer, a: Tensor, rec: _Weights | None, a_bound: float,
                 state: tuple[Tensor, Tensor, Tensor] | None, spikes: Tensor,
                 u_rec: Tensor | None, v_rec: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """Step the neurons through the chunk ``a`` ``[Tc, B, n]``; write ``spikes[t]``

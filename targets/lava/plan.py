@@ -236,14 +236,14 @@ class _Analysis:
         outputs: dict[str, int] = {}
         for name in flat.outputs:
             preds = flat.preds[name]
-            src = self.resolve(preds[0]) if len(preds) == 1 else None
-            if src is None or src not in index:
-                what = (f"{len(preds)} incoming edges" if src is None
-                        else f"{type(flat.nodes[src]).__name__} {src!r}")
+            fed_by = self.resolve(preds[0]) if len(preds) == 1 else None
+            if fed_by is None or fed_by not in index:
+                what = (f"{len(preds)} incoming edges" if fed_by is None
+                        else f"{type(flat.nodes[fed_by]).__name__} {fed_by!r}")
                 self.add(name, "edges", f"an Output must be fed by one spiking neuron node "
                          f"(LIF, CubaLIF, IF); this one gets {what}")
                 continue
-            outputs[name] = index[src]
+            outputs[name] = index[fed_by]
         if self.out:
             return None
         in_shape = c.out_shapes[inp]
@@ -307,12 +307,12 @@ class _Analysis:
         self._sources[name] = (src, rec)
         shape = c.in_shapes[name]
         n = int(np.prod(shape))
-        p = c.params[name]
+        params = c.params[name]
         kind = type(node).__name__
         dt = sem.require_dt()
 
         def f(key: str) -> np.ndarray:
-            return _flat(p[key], shape)
+            return _flat(params[key], shape)
 
         v_reset = f("v_reset")
         vth = f("v_threshold")
@@ -503,7 +503,7 @@ def quantize(plan: Plan, *, vth: int | None = None) -> FixedPlan:
         limits = [float(VTH_MAX)]
         for a in (layer.w_ff, layer.w_rec):
             m = _max_abs(a)
-            if m > 0:
+            if a is not None and m > 0:
                 top = sign_range(a)[2] if sign_range(a)[0] != "inhibitory" else 255
                 limits.append(top * layer.theta / m)
         mb = _max_abs(layer.beta)

@@ -44,7 +44,7 @@ def _import_lava() -> dict[str, Any]:
         from lava.proc.io.source import RingBuffer as Source
         from lava.proc.lif.process import LIF
     finally:
-        mp.set_start_method = original  # type: ignore[assignment]
+        mp.set_start_method = original
     import lava.magma.compiler.var_model  # noqa: F401  (fails without install_lava's fix 1)
 
     return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, Sink=Sink,
@@ -95,7 +95,7 @@ def children() -> set[int]:
                 pids.update(int(p) for p in fh.read().split())
         except OSError:
             continue
-    pids.discard(_tracker_pid())  # type: ignore[arg-type]
+    pids.discard(_tracker_pid())
     return pids
 
 
@@ -155,7 +155,7 @@ def _stop(runtime: Any, before: set[int], graceful: bool = True) -> None:
     manager = getattr(smm, "_process", None)
     left = [p for p in mp.active_children() if p.pid not in before and p is not manager]
     _end(left)
-    if manager is not None and manager.is_alive():
+    if smm is not None and manager is not None and manager.is_alive():
         th = threading.Thread(target=lambda: _quiet(smm.shutdown), daemon=True)
         th.start()
         th.join(5)
@@ -286,8 +286,8 @@ def run_network(spec: NetSpec, x: np.ndarray, wanted: set[int],
             need.add(s)
             s = spec.layers[s].source
     layers = sorted(need)
-    weights = sum(spec.layers[k].w_ff.size + (0 if spec.layers[k].w_rec is None
-                                               else spec.layers[k].w_rec.size) for k in layers)
+    weights = sum(lay.w_ff.size + (0 if lay.w_rec is None else lay.w_rec.size)
+                  for lay in (spec.layers[k] for k in layers))
     copies = max(1, min(B, int((COPY_BUDGET / max(weights, 1)) ** 0.5)))
     if max_copies is not None:
         copies = max(1, min(copies, int(max_copies)))

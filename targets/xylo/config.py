@@ -209,7 +209,8 @@ class XyloConfig:
         }
         with atomic_folder(d) as tmp:
             with open(tmp / NPZ_NAME, "wb") as f:
-                np.savez_compressed(f, **arrays)
+                named: dict[str, Any] = arrays  # mypy matches ** against allow_pickle too
+                np.savez_compressed(f, **named)
             (tmp / JSON_NAME).write_text(json.dumps(meta, indent=2) + "\n")
         return [d / NPZ_NAME, d / JSON_NAME]
 
@@ -230,8 +231,8 @@ class XyloConfig:
                            f"reader ({FORMAT_VERSION})", file=str(js))
         with np.load(js.parent / meta.get("arrays_file", NPZ_NAME)) as data:
             arrays = {name: np.asarray(data[name]) for name in ARRAYS}
-        cfg = cls(**arrays, **{name: int(meta[name]) for name in SCALARS},
-                  dt=float(meta["dt"]), layout=meta.get("layout", {}),
+        fields: dict[str, Any] = {**arrays, **{name: int(meta[name]) for name in SCALARS}}
+        cfg = cls(**fields, dt=float(meta["dt"]), layout=meta.get("layout", {}),
                   chip=str(meta.get("chip", SPEC.chip)))
         cfg.validate()
         return cfg

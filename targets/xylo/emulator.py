@@ -233,7 +233,9 @@ class XyloEmulator:
         import numba
 
         before = numba.get_num_threads()
-        threads = min(self.threads or before, numba.config.NUMBA_NUM_THREADS)
+        # set at import by numba's environment reloader (globals().update), unseen by its stubs
+        threads = min(self.threads or before,
+                      numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
         numba.set_num_threads(max(1, min(threads, B)))
         try:
             run(x, *self._kernel_args, out, *recs.values())
@@ -426,7 +428,10 @@ class XyloEmulator:
             for tt in range(tc):
                 t = t0 + tt
                 # the hidden spikes of the previous step, per row group
-                gath = []
+                # per row group: (spikes, sparse index, weights, offsets, sum, norm, max sum,
+                # max norm); the three sparse entries are None for the dense product
+                gath: list[tuple[Tensor, Tensor | None, Tensor | None, Tensor | None, Tensor,
+                                 Tensor, float, float]] = []
                 for r0, r1 in self.row_groups:
                     seg = n[:, r0:r1]
                     cs = seg.sum(1, keepdim=True)

@@ -17,11 +17,12 @@ directory is writable, else in ``$NUMBA_CACHE_DIR`` or ``~/.cache/nrf-nir/numba`
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
 LO, HI = -32768, 32767
+Arr: TypeAlias = np.ndarray  # the kernel's arrays (C-contiguous; int8, int16, int32, int64)
 _KERNEL: Any = None
 
 
@@ -59,26 +60,28 @@ def _build() -> Any:
     lo32, hi32 = i32(LO), i32(HI)
 
     @njit(inline="always")
-    def _sat(a):  # pragma: no cover - compiled
+    def _sat(a: np.int32) -> np.int32:  # pragma: no cover - compiled
         a = a if a > lo32 else lo32
         return a if a < hi32 else hi32
 
     @njit(inline="always")
-    def _decay(x, d):  # pragma: no cover - compiled
+    def _decay(x: np.int32, d: np.int32) -> np.int32:  # pragma: no cover - compiled
         # x - decay(x): decay = x >> d (arithmetic), at least 1 in magnitude where x != 0
         y = i32(x >> d)
         y = y + i32((y == 0) & (x > 0))
         return i32(x - y)
 
     @njit(inline="always")
-    def _deliver(acc, wr, cnt, j0, j1):  # pragma: no cover - compiled
+    def _deliver(acc: np.ndarray, wr: np.ndarray, cnt: np.int32, j0: int,
+                 j1: int) -> None:  # pragma: no cover - compiled
         # on slices from 0: LLVM vectorises this loop, not one over range(j0, j1)
         a, w = acc[j0:j1], wr[j0:j1]
         for j in range(j1 - j0):
             a[j] = _sat(i32(a[j] + i32(cnt * i32(w[j]))))
 
     @njit(inline="always")
-    def _membrane(i, v, dmem, bias):  # pragma: no cover - compiled
+    def _membrane(i: np.int32, v: np.int32,  # pragma: no cover - compiled
+                  dmem: np.int32, bias: np.int32) -> np.int32:
         vd = i32(v - _decay(v, dmem))  # decay(v)
         dv = i32(i - vd)
         dv = i32(dv - i32(65536) * i32(vd == lo32))  # the int16 cast of -(-32768)
@@ -87,7 +90,7 @@ def _build() -> Any:
         return _sat(i32(v + dv))
 
     @njit(inline="always")
-    def _spikes(v, th, mx):  # pragma: no cover - compiled
+    def _spikes(v: np.int32, th: np.int32, mx: np.int32) -> np.int32:  # pragma: no cover - compiled
         # floor(v / th) for v >= 0 (float32 division is exact enough: |v|, th < 2^15)
         s = i32(f32(v) / f32(th))
         s = s if s > 0 else i32(0)
@@ -95,10 +98,12 @@ def _build() -> Any:
 
     # Each neuron loop below does one thing: LLVM vectorises such loops, not fused ones.
     @njit(cache=cache, nogil=True, boundscheck=False)
-    def sample(b, x, w_in, in_span, w_rec, rec_span, k, nh, no,  # pragma: no cover
-               dash_mem, dash_syn, dash_syn2, th, bias, mh,
-               dash_mem_o, dash_syn_o, th_o, bias_o, mo,
-               out, rec_n, rec_v, rec_i, rec_i2, rec_vo, rec_io):
+    def sample(b: int, x: Arr, w_in: Arr, in_span: Arr, w_rec: Arr,  # pragma: no cover
+               rec_span: Arr, k: int, nh: int, no: int,
+               dash_mem: Arr, dash_syn: Arr, dash_syn2: Arr, th: Arr, bias: Arr, mh: np.int32,
+               dash_mem_o: Arr, dash_syn_o: Arr, th_o: Arr, bias_o: Arr, mo: np.int32,
+               out: Arr, rec_n: Arr, rec_v: Arr, rec_i: Arr, rec_i2: Arr, rec_vo: Arr,
+               rec_io: Arr) -> None:
         """The whole run of sample ``b``."""
         T, B, nin = x.shape
         ncol = w_rec.shape[1] if w_rec.shape[0] else w_in.shape[1]
@@ -162,10 +167,12 @@ def _build() -> Any:
 
 
     @njit(parallel=True, cache=cache, nogil=True)
-    def run(x, w_in, in_span, w_rec, rec_span, k, nh, no,  # pragma: no cover - compiled
-            dash_mem, dash_syn, dash_syn2, th, bias, max_h,
-            dash_mem_o, dash_syn_o, th_o, bias_o, max_o,
-            out, rec_n, rec_v, rec_i, rec_i2, rec_vo, rec_io):
+    def run(x: Arr, w_in: Arr, in_span: Arr, w_rec: Arr,  # pragma: no cover - compiled
+            rec_span: Arr, k: int, nh: int, no: int,
+            dash_mem: Arr, dash_syn: Arr, dash_syn2: Arr, th: Arr, bias: Arr, max_h: int,
+            dash_mem_o: Arr, dash_syn_o: Arr, th_o: Arr, bias_o: Arr, max_o: int,
+            out: Arr, rec_n: Arr, rec_v: Arr, rec_i: Arr, rec_i2: Arr, rec_vo: Arr,
+            rec_io: Arr) -> None:
         for b in prange(x.shape[1]):
             sample(b, x, w_in, in_span, w_rec, rec_span, k, nh, no,
                    dash_mem, dash_syn, dash_syn2, th, bias, i32(max_h),

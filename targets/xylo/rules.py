@@ -420,9 +420,9 @@ def analyse(checked: Checked, semantics: Semantics, *, target: str = "xylo",
                 return None
             for key in r.mats:
                 n_src = size(key)
-                prev = total.mats.get(key)
-                total.mats[key] = (r.dense(key, n_src) if key not in total.mats
-                                   else prev + r.dense(key, n_src))  # type: ignore[operator]
+                prev = total.mats.get(key)  # never None here: incoming sums are dense
+                dense = r.dense(key, n_src)
+                total.mats[key] = dense if prev is None else prev + dense
             total.bias = total.bias + r.bias
         return total
 
@@ -440,7 +440,7 @@ def analyse(checked: Checked, semantics: Semantics, *, target: str = "xylo",
         r = ins[oname]
         keys = list(r.mats)
         ok = (len(keys) == 1 and keys[0] in neurons and not np.any(r.bias)
-              and np.array_equal(r.mats[keys[0]], np.eye(size(keys[0]))))
+              and np.array_equal(r.dense(keys[0], size(keys[0])), np.eye(size(keys[0]))))
         if not ok:
             what = ", ".join(keys) or "nothing"
             add(oname, "edges", "Xylo's outputs are the spikes (or membranes) of its output "
@@ -598,7 +598,7 @@ def _layer(name: str, role: str, checked: Checked, semantics: Semantics,
                 f"membrane time constant is about 2^{spec.dash_max} dt = "
                 f"{dt * 2 ** spec.dash_max:g} s")
             ok = False
-    if spiking and np.any(v_th <= v_leak):  # type: ignore[operator]
+    if v_th is not None and np.any(v_th <= v_leak):  # v_th is set iff spiking
         add(name, "v_threshold", "v_threshold must be above v_leak: Xylo thresholds are "
             "positive integers above a resting membrane of 0")
         ok = False
@@ -760,7 +760,7 @@ def _notes(net: Network, sem: Semantics) -> None:
     notes = net.notes
     for layer in net.layers:
         if layer.v_th is not None:
-            same = np.all(layer.v_reset == layer.v_leak)  # type: ignore[arg-type]
+            same = np.all(layer.v_reset == layer.v_leak)
             if sem.reset == "value":
                 multi = (", and up to 31 spikes per step" if layer.role == "hidden" else "")
                 notes.append(f"{layer.name}: the reference resets to v_reset; Xylo subtracts the "

@@ -70,9 +70,6 @@ def rules(spec: XyloSpec = SPEC) -> tuple[str, ...]:
     return tuple(out)
 
 
-RULES = rules(SPEC)
-
-
 @dataclass
 class XyloLowered:
     """A graph lowered to Xylo: the integer configuration and how to run it."""
@@ -156,7 +153,7 @@ def _parse_record(config: XyloConfig, record: tuple[str, ...]
     """record name -> (raw key, first index, size, node shape)."""
     hidden = {la["name"]: la for la in config.layout["hidden"]}
     outs = {la["name"]: la for la in config.layout["output_layers"]}
-    parsed = {}
+    parsed: dict[str, tuple[str, int, int, list[int]]] = {}
     for key in record:
         node, _, state = key.rpartition(".")
         if key in hidden or key in outs:
@@ -165,11 +162,12 @@ def _parse_record(config: XyloConfig, record: tuple[str, ...]
         is_out = node in outs
         table = {"": "spikes_out" if is_out else "spikes", "v": "v_out" if is_out else "v",
                  "i": "i_out" if is_out else "i", "i2": None if is_out else "i2"}
-        if la is None or state not in table or table[state] is None:
+        raw = table.get(state)
+        if la is None or raw is None:
             raise NIRError(f"cannot record {key!r} on Xylo: record a neuron node (hidden: "
                            f"{', '.join(hidden) or 'none'}; output: {', '.join(outs)}) or "
                            "'<neuron>.v', '.i', '.i2' (hidden only)", node=key, field="record")
-        parsed[key] = (table[state], la["offset"], la["size"], la["shape"])  # type: ignore[assignment]
+        parsed[key] = (raw, la["offset"], la["size"], la["shape"])
     return parsed
 
 

@@ -2,8 +2,8 @@
 
 ``import rockpool.devices.xylo`` fails without the ``samna`` package (its ``syns65302``
 subpackage imports samna outside a ``try``), and the PyPI package named samna must never be
-installed or imported (it downloads software when imported). So, as measured in DESIGN.md
-section 4: an empty package object with the real ``__path__`` is registered for
+installed or imported (it downloads software when imported). So (measured on Rockpool 3.1.0)
+an empty package object with the real ``__path__`` is registered for
 ``rockpool.devices.xylo`` in ``sys.modules``, so that its ``__init__`` never runs, and
 ``rockpool.devices.xylo.syns61201.XyloSim`` is imported beneath it.
 ``XyloSim.from_specification`` then builds a ``xylosim.v2.XyloLayer``. Xylo IMU and Audio 3
@@ -58,7 +58,7 @@ def xylosim_class(chip: str = "syns61201") -> Any:
         raise ImportError(f"the xylosim target needs rockpool 3.1.0 and xylosim 0.1.3 "
                           f"(pip install 'nrf-nir[rockpool]'): {exc}") from None
     root = os.path.join(os.path.dirname(devices.__file__), "xylo")
-    devices.xylo = _shim("rockpool.devices.xylo", root)  # type: ignore[attr-defined]
+    devices.xylo = _shim("rockpool.devices.xylo", root)
     if package == "syns61201":
         from rockpool.devices.xylo.syns61201.xylo_sim import XyloSim
     else:

@@ -23,7 +23,7 @@ import copy
 import nir
 import numpy as np
 
-from nrf_nir.semantics import Semantics, write_semantics
+from .semantics import Semantics, write_semantics
 
 DEFAULT_DT = 1e-3
 _TAU_FIELDS = {nir.LIF: ("tau",), nir.LI: ("tau",), nir.CubaLIF: ("tau_syn", "tau_mem"),
@@ -34,7 +34,7 @@ _NORSE_TYPES = (nir.Input, nir.Output, nir.Affine, nir.Conv2d, nir.LIF, nir.Cuba
 
 def _arr(value: object) -> np.ndarray:
     if hasattr(value, "detach"):
-        return value.detach().cpu().numpy()  # type: ignore[attr-defined, no-any-return]
+        return value.detach().cpu().numpy()
     return np.asarray(value)
 
 
