@@ -27,7 +27,7 @@ from nrf_nir.conformance.manifest import (
     Expectation,
     load_manifest,
 )
-from nrf_nir.conformance.metrics import compare, rmse
+from nrf_nir.metrics import compare, decision_agreement, rmse
 
 RASTER_NEURONS = 64
 RASTER_STEPS = 400
@@ -75,8 +75,6 @@ def _output_metrics(ref: Any, got: Any, spiking: bool, decode: str | None) -> di
                            "rmse": rmse(a, b),
                            "max_abs": float(np.abs(a - b).max()) if a.size else 0.0}
     if decode is not None and a.ndim == 3:
-        from nrf_nir.conformance.metrics import decision_agreement
-
         out["decision_agreement"] = decision_agreement(a, b, decode)
     return out
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from nrf_nir.atomic import write_bytes
 from nrf_nir.errors import NIRError
+from nrf_nir.metrics import decisions  # noqa: F401 - the zoo's decoding, re-exported
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 DT = 1e-3
@@ -119,13 +120,6 @@ def load_checkpoint(module: nn.Module, path: Path) -> nn.Module:
 
 def rng(*seed: int) -> np.random.Generator:
     return np.random.default_rng(list(seed))
-
-
-def decisions(out: torch.Tensor, decode: str) -> torch.Tensor:
-    """Class per sample of ``[T, B, ...]`` outputs, exactly as the conformance suite decodes."""
-    from nrf_nir.conformance.metrics import decisions as _decisions
-
-    return _decisions(out, decode)
 
 
 def progress(iterable: Iterable[Any], *, total: int | None = None, desc: str = "",

@@ -4,7 +4,7 @@ Architecture (a small variant of the first-spike-coding paper's SHD network): ``
 128)`` -> ``LIFCell`` (CuLIF, tau_syn = tau_mem = 50 ms) -> ``Linear(128 -> 10)`` -> ``LIFCell``
 (tau_syn = tau_mem = 100 ms). ``dt = 10 ms``, ``T = 100`` steps (1 s). The class is the output
 neuron that spikes first (``decode="first"``; ties go to the lowest index, silent samples to
-class 0, exactly as ``nrf_nir.conformance.metrics.decisions``).
+class 0, exactly as ``nrf_nir.metrics.decisions``).
 
 Differences from the paper's CuLIF (``v = d_m v + (1 - d_m) I_old; I = d_s I + x``, spike on
 ``v >= theta``, hard reset): Norse's ``LIFCell`` adds the input current before the membrane

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 
 import nir
@@ -44,6 +44,7 @@ class Lowered:
 
     strict_numerics: a run that produces NaN or inf raises :class:`NonFiniteError` instead of
     warning (:class:`NonFiniteWarning`).
+    violations: what the target's ``check`` found and it lowered anyway (``strict=False``).
     """
 
     target: str
@@ -52,6 +53,7 @@ class Lowered:
     backend: Any
     dtype: torch.dtype
     strict_numerics: bool = False
+    violations: list[Any] = field(default_factory=list)
 
     def run(self, inputs: Any, *, record: Iterable[str] = (),
             strict_numerics: bool | None = None) -> dict[str, Tensor]:
@@ -130,6 +132,9 @@ def lower(graph: GraphLike, target: str = "reference", *, dt: float | None = Non
     Euler-unstable decay factor dt/tau, a Delay buffer over the element limit) are refused
     before any target lowers (``nrf_nir.validate.check_numerics``).
     strict: refuse (NIRError listing the violations) when ``check`` reports any.
+    strict=False: lower what the target can run and keep the violations on
+    ``Lowered.violations``; violations that make running impossible still raise (the target
+    says which it can run with: today Xylo's quantization-precision rules).
     strict_numerics: runs that produce NaN or inf raise instead of warning.
     options: target-specific options (reference: ``chunk_bytes``, ``stepwise``).
     """
@@ -141,11 +146,11 @@ def lower(graph: GraphLike, target: str = "reference", *, dt: float | None = Non
     semantics.require_dt()
     run_dtype = resolve_dtype(dtype)
     backend = get(target)
-    if strict:
-        violations = backend.check(checked, semantics)
-        if violations:
-            raise NIRError(f"target {target!r} cannot run this graph: "
-                           + "; ".join(str(v) for v in violations), field="target")
+    opts = Options(dtype=run_dtype, device=device, extra=options)
+    violations = backend.check(checked, semantics, opts)  # once: lower acts on this list
+    if strict and violations:
+        raise NIRError(f"target {target!r} cannot run this graph: "
+                       + "; ".join(str(v) for v in violations), field="target")
     try:  # before any target lowers: what no target can run at this dt and dtype
         check_numerics(checked, semantics, str(run_dtype).removeprefix("torch."),
                        strict=strict_numerics)
@@ -153,9 +158,9 @@ def lower(graph: GraphLike, target: str = "reference", *, dt: float | None = Non
         if not isinstance(graph, nir.NIRGraph):
             exc.with_file(str(graph))
         raise
-    lowered = backend.lower(checked, semantics, Options(dtype=run_dtype, device=device,
-                                                        extra=options))
-    return Lowered(target, checked, semantics, lowered, run_dtype, strict_numerics)
+    lowered = backend.lower(checked, semantics, replace(opts, violations=violations))
+    return Lowered(target, checked, semantics, lowered, run_dtype, strict_numerics,
+                   list(violations))
 
 
 def _to_tensor(name: str, value: Any) -> Tensor:

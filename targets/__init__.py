@@ -2,8 +2,11 @@
 
 A target is an object with ``name``, ``description``, and
 
-- ``check(checked, semantics) -> list[Violation]``: what it cannot run, before running;
-- ``lower(checked, semantics, options) -> Any``: the backend object;
+- ``check(checked, semantics, options=None) -> list[Violation]``: what it cannot run, before
+  running (``options``: those of the lower it checks for, when a rule depends on one);
+- ``lower(checked, semantics, options) -> Any``: the backend object. ``nrf_nir.lower`` runs
+  ``check`` once and passes its result as ``options.violations``; ``lower`` acts on that list
+  (:func:`findings`) and never checks again;
 - ``run(lowered, inputs, record) -> dict[str, Tensor]``: outputs ``[T, B, ...]``;
 - optionally ``artifact(lowered, directory) -> list[Path]``: write deployable files (and a
   report) into ``directory``, return their paths (``nrf-nir deploy``).
@@ -19,7 +22,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -51,13 +54,38 @@ class Violation:
         return f"[{self.target}] {where + ': ' if where else ''}{self.message}"
 
 
+class Findings(list[Violation]):
+    """What ``check`` found: the violations (a list, compared and shown as one) and the
+    analysis made on the way (a plan, a mapped network; None: none), which ``lower`` reuses
+    instead of analysing again."""
+
+    def __init__(self, violations: Iterable[Violation] = (), analysis: Any = None) -> None:
+        super().__init__(violations)
+        self.analysis = analysis
+
+
 @dataclass(frozen=True)
 class Options:
-    """Run options common to all targets. dtype/device None: the target's default."""
+    """Run options common to all targets. dtype/device None: the target's default.
+
+    violations: what ``check`` found for this lower (``nrf_nir.lower`` runs it once); None: a
+    direct call of ``lower``, which then checks itself.
+    """
 
     dtype: Any = None
     device: Any = None
     extra: Mapping[str, Any] | None = None
+    violations: list[Violation] | None = None
+
+
+def findings(target: Target, checked: Checked, semantics: Semantics,
+             options: Options) -> Findings:
+    """The violations ``lower`` acts on: ``options.violations`` when given (check already
+    ran), else ``target.check`` now (a direct call of ``lower``)."""
+    found = options.violations
+    if found is None:
+        found = target.check(checked, semantics, options)
+    return found if isinstance(found, Findings) else Findings(found)
 
 
 def parse_options(options: Options, known: tuple[str, ...], target: str) -> dict[str, Any]:
@@ -82,7 +110,8 @@ class Target(Protocol):
     name: str
     description: str
 
-    def check(self, checked: Checked, semantics: Semantics) -> list[Violation]: ...
+    def check(self, checked: Checked, semantics: Semantics,
+              options: Options | None = None) -> list[Violation]: ...
 
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> Any: ...
 

@@ -16,7 +16,8 @@ class ReferenceTarget:
     name = "reference"
     description = "batched PyTorch reference simulator (CUDA when present, else CPU)"
 
-    def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
+    def check(self, checked: Checked, semantics: Semantics,
+              options: Options | None = None) -> list[Violation]:
         return []  # runs every valid graph
 
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> Program:

@@ -54,7 +54,7 @@ from nrf_nir.errors import NIRError
 from nrf_nir.reference import DEFAULT_CHUNK_BYTES
 from nrf_nir.runner import Fusion, GraphRunner, StatefulLayer
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Options, Violation, parse_options, refuse
+from nrf_nir.targets import Findings, Options, Violation, findings, parse_options, refuse
 from nrf_nir.targets._layers import common_layer
 from nrf_nir.validate import Checked, Shape
 
@@ -355,17 +355,25 @@ def _recurrent_pair(checked: Checked, members: tuple[str, ...]) -> tuple[str, st
     return lif, rec
 
 
-def violations(checked: Checked, semantics: Semantics, leak: str = "exact") -> list[Violation]:
+def violations(checked: Checked, semantics: Semantics, leak: str = "exact",
+               plans: dict[str, NeuronPlan] | None = None) -> list[Violation]:
     """Everything of ``checked`` that Rockpool 3.1's modules cannot compute as the reference
-    does (up to float32 rounding; see docs/targets/rockpool.md)."""
+    does (up to float32 rounding; see docs/targets/rockpool.md). ``plans``: filled with each
+    neuron's plan, which :class:`RockpoolNetwork` reuses."""
     out: list[Violation] = []
     flat = checked.flat
+    plans = {} if plans is None else plans
+
+    def plan_of(name: str) -> NeuronPlan:
+        if name not in plans:
+            plans[name] = neuron_plan(flat.nodes[name], checked.params[name],
+                                      checked.in_shapes[name], semantics, leak)
+        return plans[name]
+
     for unit in checked.units:
         if unit.cyclic:
             pair = _recurrent_pair(checked, unit.members)
-            if not isinstance(pair, str) and neuron_plan(
-                    flat.nodes[pair[0]], checked.params[pair[0]], checked.in_shapes[pair[0]],
-                    semantics, leak).kind != "cuba":
+            if not isinstance(pair, str) and plan_of(pair[0]).kind != "cuba":
                 pair = (f"the CubaLIF {pair[0]!r} has a synaptic decay of 0 and runs as "
                         "LIFNeuronTorch, which has no recurrent weights")
             if isinstance(pair, str):
@@ -376,9 +384,7 @@ def violations(checked: Checked, semantics: Semantics, leak: str = "exact") -> l
             out.append(Violation(NAME, name, "delay", "Delay: Rockpool 3.1 has no delay "
                                  "module (synaptic or axonal delays)"))
         elif isinstance(node, _NEURONS):
-            plan = neuron_plan(node, checked.params[name], checked.in_shapes[name],
-                               semantics, leak)
-            for fld, message in plan.problems:
+            for fld, message in plan_of(name).problems:
                 out.append(Violation(NAME, name, fld, message))
     return out
 
@@ -549,7 +555,8 @@ class RockpoolNetwork:
     """
 
     def __init__(self, checked: Checked, semantics: Semantics, *, device: Any = None,
-                 leak: str = "exact", chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+                 leak: str = "exact", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                 plans: Mapping[str, NeuronPlan] | None = None) -> None:
         if leak not in _LEAKS:
             raise NIRError(f"leak must be one of {', '.join(_LEAKS)}; got {leak!r}",
                            field="leak")
@@ -572,7 +579,8 @@ class RockpoolNetwork:
         for name, node in flat.nodes.items():
             p, shape = checked.params[name], checked.in_shapes[name]
             if isinstance(node, _NEURONS):
-                plan = neuron_plan(node, p, shape, semantics, leak)
+                plan = plans[name] if plans is not None and name in plans else \
+                    neuron_plan(node, p, shape, semantics, leak)
                 w_rec = None
                 if name in self.pairs:
                     weight = checked.params[self.pairs[name]]["weight"]
@@ -623,18 +631,31 @@ class RockpoolTarget:
     description = (f"Rockpool {ROCKPOOL_VERSION} float modules (LIFTorch, LIFNeuronTorch, "
                    "LinearTorch), float32, CPU; subtract reset only")
 
-    def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
-        return violations(checked, semantics)
+    def check(self, checked: Checked, semantics: Semantics,
+              options: Options | None = None) -> list[Violation]:
+        """Violations under the ``leak`` option of ``options`` (default ``exact``); the neuron
+        plans computed on the way are the analysis ``lower`` reuses."""
+        leak = dict(options.extra or {}).get("leak", "exact") if options is not None \
+            else "exact"
+        leak = leak if leak in _LEAKS else "exact"
+        plans: dict[str, NeuronPlan] = {}
+        return Findings(violations(checked, semantics, leak, plans), (leak, plans))
 
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> RockpoolNetwork:
+        """strict=False: lower what the target can run; violations that make running impossible
+        still raise: every one of this target's does (its check lists what it cannot compute)."""
         extra = parse_options(options, ("leak", "chunk_bytes"), NAME)
         if options.dtype not in (None, torch.float32):
             raise NIRError("the rockpool target runs float32 only: Rockpool 3.1's LIFTorch and "
                            "LIFNeuronTorch cast their parameters and records to float32",
                            field="dtype")
+        found = findings(self, checked, semantics, options)
+        refuse(NAME, found)
         leak = extra.get("leak", "exact")
-        refuse(NAME, violations(checked, semantics, leak if leak in _LEAKS else "exact"))
-        return RockpoolNetwork(checked, semantics, device=options.device, **extra)
+        plans = found.analysis[1] if found.analysis is not None and \
+            found.analysis[0] == leak else None
+        return RockpoolNetwork(checked, semantics, device=options.device, plans=plans,
+                               **extra)
 
     def run(self, lowered: RockpoolNetwork, inputs: Mapping[str, Tensor],
             record: tuple[str, ...]) -> dict[str, Tensor]:

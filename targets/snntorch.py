@@ -58,7 +58,7 @@ from nrf_nir.errors import NIRError
 from nrf_nir.reference import DEFAULT_CHUNK_BYTES
 from nrf_nir.runner import Fusion, GraphRunner, NetworkState, StatefulLayer, resolve  # noqa: F401
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Options, Violation, parse_options, refuse
+from nrf_nir.targets import Options, Violation, findings, parse_options, refuse
 from nrf_nir.targets._layers import Delay, Reshape, Scale, Threshold, common_layer, linear  # noqa: F401
 from nrf_nir.validate import Checked, Shape
 
@@ -480,13 +480,16 @@ class SnnTorchTarget:
     description = (f"snnTorch {SNNTORCH_VERSION} neurons (Leaky, Synaptic, RLeaky, RSynaptic) "
                    "and torch layers; equal to the reference within float rounding")
 
-    def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
+    def check(self, checked: Checked, semantics: Semantics,
+              options: Options | None = None) -> list[Violation]:
         return violations(checked, semantics)
 
     def lower(self, checked: Checked, semantics: Semantics,
               options: Options) -> SnnTorchNetwork:
+        """strict=False: lower what the target can run; violations that make running impossible
+        still raise: every one of this target's does (its check lists what it cannot compute)."""
         extra = parse_options(options, _OPTIONS, NAME)
-        refuse(NAME, violations(checked, semantics))
+        refuse(NAME, findings(self, checked, semantics, options))
         return SnnTorchNetwork(checked, semantics, dtype=options.dtype, device=options.device,
                                **extra)
 

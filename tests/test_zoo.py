@@ -349,7 +349,7 @@ def test_first_spike_xylo_passes_xylos_design_rules_and_quantizes_losslessly():
 def test_first_spike_xylo_accuracy_on_xylo_within_one_point_of_the_reference():
     """Issue 6: decisions of the Xylo emulator (default quantization, latency aligned) on 512
     held-out samples; measured: accuracy 0.877 on both, agreement 1.0."""
-    from nrf_nir.conformance.metrics import decisions
+    from nrf_nir.metrics import decisions
     from nrf_nir.models import first_spike_xylo as fsx
 
     graph = models.export("first-spike-xylo")

@@ -26,9 +26,9 @@ from nrf_nir.semantics import Semantics
 from nrf_nir.targets import Options, Violation, parse_options
 from nrf_nir.validate import Checked
 
-from .common import LavaProgram, default_dtype, outputs
+from .common import LavaProgram, checked_plan, default_dtype, outputs, plan_of
 from .emulator import LoihiEmulator
-from .plan import LOIHI_NAME, analyse, plan_or_raise, quantize
+from .plan import LOIHI_NAME, quantize
 
 
 class LoihiTarget:
@@ -36,12 +36,15 @@ class LoihiTarget:
     description = ("nrf-nir's batched PyTorch emulator of Lava's Loihi-2 fixed-point CUBA LIF "
                    "and Dense; bit-exact with lava-fixed")
 
-    def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
-        return analyse(checked, semantics, self.name)[1]
+    def check(self, checked: Checked, semantics: Semantics,
+              options: Options | None = None) -> list[Violation]:
+        return checked_plan(checked, semantics, self.name)
 
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> LavaProgram:
+        """strict=False: lower what the target can run; violations that make running impossible
+        still raise: every one of this target's does (no plan exists with any)."""
         extra = parse_options(options, ("vth",), self.name)
-        plan = plan_or_raise(checked, semantics, self.name)
+        plan = plan_of(self, checked, semantics, options)
         device = torch.device(options.device) if options.device is not None else (
             torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
         fixed = quantize(plan, vth=extra.get("vth"))

@@ -13,10 +13,30 @@ from torch import Tensor
 from nrf_nir.errors import NIRError
 from nrf_nir.reference import resolve_dtype
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Options
+from nrf_nir.targets import Findings, Options, Target, Violation, findings, refuse
 from nrf_nir.validate import Checked
 
-from .plan import FixedPlan, Plan
+from .plan import FixedPlan, Plan, analyse
+
+
+def checked_plan(checked: Checked, semantics: Semantics, target: str) -> list[Violation]:
+    """A Lava target's ``check``: every violation, and the plan (None with any) as the
+    analysis ``lower`` reuses."""
+    plan, found = analyse(checked, semantics, target)
+    return Findings(found, plan)
+
+
+def plan_of(target: Target, checked: Checked, semantics: Semantics, options: Options) -> Plan:
+    """The plan ``lower`` acts on: refused (NIRError) with any violation, else the one
+    ``check`` made (analysed again only when it gave none)."""
+    found = findings(target, checked, semantics, options)
+    refuse(target.name, found)
+    plan = found.analysis
+    if plan is None:  # a check result without its analysis
+        plan, again = analyse(checked, semantics, target.name)
+        refuse(target.name, again)
+    assert plan is not None  # analyse maps whatever it finds no violation in
+    return plan
 
 
 @dataclass

@@ -12,8 +12,8 @@ from nrf_nir.targets import Options, Violation, parse_options
 from nrf_nir.validate import Checked
 
 from . import runner
-from .common import LavaProgram, default_dtype, input_array, outputs
-from .plan import FIXED_NAME, FLOAT_NAME, FixedPlan, Plan, analyse, plan_or_raise, quantize
+from .common import LavaProgram, checked_plan, default_dtype, input_array, outputs, plan_of
+from .plan import FIXED_NAME, FLOAT_NAME, FixedPlan, Plan, quantize
 
 
 def float_spec(plan: Plan) -> runner.NetSpec:
@@ -35,13 +35,16 @@ class _LavaTarget:
     description = ""
     fixed_point = False
 
-    def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
-        return analyse(checked, semantics, self.name)[1]
+    def check(self, checked: Checked, semantics: Semantics,
+              options: Options | None = None) -> list[Violation]:
+        return checked_plan(checked, semantics, self.name)
 
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> LavaProgram:
+        """strict=False: lower what the target can run; violations that make running impossible
+        still raise: every one of this target's does (no plan exists with any)."""
         known = ("copies", "vth") if self.fixed_point else ("copies",)
         extra = parse_options(options, known, self.name)
-        plan = plan_or_raise(checked, semantics, self.name)
+        plan = plan_of(self, checked, semantics, options)
         fixed = quantize(plan, vth=extra.get("vth")) if self.fixed_point else None
         return LavaProgram(self.name, checked, semantics, plan, default_dtype(options),
                            fixed=fixed, options=extra)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from .artifact import load_artifact, write_artifact
 from .config import XyloConfig
 from .emulator import XyloEmulator
-from .metrics import count_correlation, exact_agreement, windowed_f1
 from .quantize import calibrate, quantize
 from .rules import SPEC, SPECS, Network, XyloSpec, analyse, chip_spec
 from .target import AUDIO3_TARGET, IMU_TARGET, TARGET, XyloLowered, XyloTarget, decode_outputs
@@ -41,7 +40,6 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AUDIO3_TARGET", "IMU_TARGET", "SPEC", "SPECS", "TARGET", "XYLOSIM_TARGET", "Network",
     "XyloConfig", "XyloEmulator", "XyloLowered", "XyloSpec", "XyloTarget", "analyse",
-    "calibrate", "chip_spec", "count_correlation",
-    "decode_outputs", "exact_agreement", "load_artifact", "quantize", "run_xylosim",
-    "windowed_f1", "write_artifact",
+    "calibrate", "chip_spec", "decode_outputs", "load_artifact", "quantize", "run_xylosim",
+    "write_artifact",
 ]

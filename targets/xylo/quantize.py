@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from nrf_nir.errors import NIRError
+from nrf_nir.metrics import F1_WINDOW, pearson, windowed_f1
 
 from .config import XyloConfig
 from .rules import (
@@ -279,16 +280,16 @@ def _layout_layer(layer: Layer, scale: float) -> dict[str, Any]:
 
 
 def calibrate(net: Network, reference: Mapping[str, Tensor], inputs: Tensor, *,
-              candidates: Sequence[float] = CALIBRATION_HEADROOMS, window: int = 2,
+              candidates: Sequence[float] = CALIBRATION_HEADROOMS, window: int = F1_WINDOW,
               spec: XyloSpec = SPEC, device: Any = None) -> tuple[float, list[dict[str, Any]]]:
     """The ``headroom`` among ``candidates`` whose quantization agrees best with the
     reference outputs ``reference`` (Output node -> ``[T, B, ...]``) on the packed input
     counts ``inputs`` (``[T, B, Nin]``); returns it and the score of every candidate.
 
-    Score: mean over outputs of the windowed F1 (+-``window`` steps) of the latency-aligned
-    spikes (membrane readouts: Pearson correlation of the decoded membrane)."""
+    Score: mean over outputs of the windowed F1 (+-``window`` steps, default ``F1_WINDOW``)
+    of the latency-aligned spikes (membrane readouts: Pearson correlation of the decoded
+    membrane, 0 where undefined)."""
     from .emulator import XyloEmulator
-    from .metrics import pearson, windowed_f1
     from .target import decode_outputs
 
     scores = []
@@ -309,7 +310,7 @@ def calibrate(net: Network, reference: Mapping[str, Tensor], inputs: Tensor, *,
                 parts.append(windowed_f1(got, want, window))
             else:
                 c = pearson(got, want)
-                parts.append(0.0 if math.isnan(c) else c)
+                parts.append(0.0 if c is None else c)
         score = float(np.mean(parts)) if parts else 0.0
         scores.append({"headroom": h, "score": score})
         if score > best_score:

@@ -296,11 +296,18 @@ class _Rep:
 def analyse(checked: Checked, semantics: Semantics, *, target: str = "xylo",
             spec: XyloSpec = SPEC) -> tuple[Network | None, list[Violation]]:
     """Map ``checked`` onto Xylo's layout; return the network (None when a rule is violated
-    so that no mapping exists) and every design-rule violation found."""
+    so that no mapping exists) and every design-rule violation found. Only precision
+    rules (``_range_check``: int8/int16 cannot resolve a layer's scale) leave a network:
+    quantization clips and rounds it and it runs, though not as the reference does."""
     out: list[Violation] = []
+    lossy: list[Violation] = []
 
     def add(node: str | None, fld: str | None, message: str) -> None:
         out.append(Violation(target, node, fld, message))
+
+    def add_lossy(node: str | None, fld: str | None, message: str) -> None:
+        add(node, fld, message)
+        lossy.append(out[-1])
 
     flat = checked.flat
     nodes = flat.nodes
@@ -508,7 +515,7 @@ def analyse(checked: Checked, semantics: Semantics, *, target: str = "xylo",
     for name in [*hidden_names, *out_layers]:
         role = "output" if name in output_of else "hidden"
         layer = _layer(name, role, checked, semantics, ins, filters, nodes, dt or 1.0,
-                       spec, add, dt is not None, size)
+                       spec, add, dt is not None, size, add_lossy)
         if layer is not None:
             layers[name] = layer
             limit = spec.hidden_synapses if role == "hidden" else spec.output_synapses
@@ -516,7 +523,7 @@ def analyse(checked: Checked, semantics: Semantics, *, target: str = "xylo",
                 kinds = ", ".join(f"{s.kind} ({s.node})" for s in layer.synapses)
                 add(name, "edges", f"needs {len(layer.synapses)} synaptic currents per neuron "
                     f"({kinds}); Xylo {role} neurons have {limit}")
-    if out or dt is None:
+    if len(out) > len(lossy) or dt is None:
         return None, out
 
     # ---- layout: hidden ids, output ids, latency
@@ -534,7 +541,7 @@ def analyse(checked: Checked, semantics: Semantics, *, target: str = "xylo",
     for layer in net.output_layers:
         layer.offset, offset = offset, offset + layer.n
     _expansion_rules(net, set(flat.inputs), spec, add)
-    if out:
+    if len(out) > len(lossy):
         return None, out
     _latency(net, position, integration)
     _notes(net, semantics)
@@ -573,7 +580,8 @@ def _synapse_sources(r: _Rep, filters: set[str], ins: dict[str, _Rep]) -> set[st
 
 def _layer(name: str, role: str, checked: Checked, semantics: Semantics,
            ins: dict[str, _Rep], filters: set[str], nodes: dict[str, Any], dt: float,
-           spec: XyloSpec, add: Any, have_dt: bool, size: Any) -> Layer | None:
+           spec: XyloSpec, add: Any, have_dt: bool, size: Any,
+           add_lossy: Any) -> Layer | None:
     node = nodes[name]
     p = checked.params[name]
     shape = checked.in_shapes[name]
@@ -635,7 +643,7 @@ def _layer(name: str, role: str, checked: Checked, semantics: Semantics,
                   c_mem=c_mem, tau_mem=tau_mem, v_leak=v_leak, v_th=v_th, v_reset=v_reset,
                   synapses=synapses)
     if ok and have_dt:
-        _range_check(layer, spec, add)
+        _range_check(layer, spec, add_lossy)
     return layer
 
 

@@ -33,12 +33,11 @@ from torch import Tensor
 from nrf_nir.errors import NIRError
 from nrf_nir.reference import default_device, resolve_dtype
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Options, Violation, parse_options, refuse
+from nrf_nir.targets import Findings, Options, Violation, findings, parse_options, refuse
 from nrf_nir.validate import Checked
 
 from .config import XyloConfig
 from .emulator import XyloEmulator
-from .metrics import shift
 from .quantize import CALIBRATION_HEADROOMS, DEFAULT_HEADROOM, calibrate, quantize
 from .rules import SPEC, SPECS, Network, XyloSpec, analyse
 
@@ -126,6 +125,16 @@ def pack_inputs(config: XyloConfig, inputs: Mapping[str, Tensor]) -> Tensor:
     return x.to(torch.int32)
 
 
+def shift(x: Tensor, steps: int) -> Tensor:
+    """``y[t] = x[t + steps]`` (zeros after the end): undo a latency of ``steps``."""
+    if steps <= 0:
+        return x
+    y = torch.zeros_like(x)
+    if steps < x.shape[0]:
+        y[: x.shape[0] - steps] = x[steps:]
+    return y
+
+
 def decode_outputs(config: XyloConfig, raw: Mapping[str, Tensor], *,
                    align_latency: bool = False, dtype: torch.dtype = torch.float32
                    ) -> dict[str, Tensor]:
@@ -183,10 +192,18 @@ class XyloTarget:
             self.description = (f"{spec.name} via SynSense XyloSim 0.1.3 (Rockpool 3.1.0): "
                                 "same design rules, quantization and results as our emulator")
 
-    def check(self, checked: Checked, semantics: Semantics) -> list[Violation]:
-        return analyse(checked, semantics, target=self.name, spec=self.spec)[1]
+    def check(self, checked: Checked, semantics: Semantics,
+              options: Options | None = None) -> list[Violation]:
+        """Design-rule violations; the mapped network (when one exists) is the analysis
+        ``lower`` reuses."""
+        net, found = analyse(checked, semantics, target=self.name, spec=self.spec)
+        return Findings(found, net)
 
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> XyloLowered:
+        """strict=False: lower what the target can run; violations that make running impossible
+        still raise. Xylo runs with the precision violations (int8 weights or int16 thresholds
+        that cannot resolve a layer's scale: quantization rounds and clips them), listed in
+        the report's ``design_rules``; every other violation leaves no mapping and raises."""
         extra = parse_options(options, OPTIONS, self.name)
         if self.engine == "xylosim":
             from .xylosim_engine import xylosim_class
@@ -195,9 +212,15 @@ class XyloTarget:
                 xylosim_class()  # fail now, with a clear message, when it is not installed
             except ImportError as exc:
                 raise NIRError(str(exc), field="target") from None
-        net, violations = analyse(checked, semantics, target=self.name, spec=self.spec)
-        refuse(self.name, violations)
-        assert net is not None  # analyse maps whatever it finds no violation in
+        found = findings(self, checked, semantics, options)
+        net = found.analysis
+        if net is None:  # no mapping (a violation makes running impossible), or no analysis
+            refuse(self.name, found)
+            net, again = analyse(checked, semantics, target=self.name, spec=self.spec)
+            refuse(self.name, again)  # a check result without its analysis: map it now
+            assert net is not None  # analyse maps whatever it finds no violation in
+        elif found and options.violations is None:
+            refuse(self.name, found)  # a direct call of lower keeps refusing
         device = torch.device(options.device) if options.device is not None \
             else default_device()
         headroom = float(extra.get("headroom", DEFAULT_HEADROOM))
@@ -207,7 +230,8 @@ class XyloTarget:
         config, qreport = quantize(net, headroom=headroom, spec=self.spec)
         report = {
             "target": self.name, "chip": self.spec.name,
-            "design_rules": {"rules": list(rules(self.spec)), "violations": []},
+            "design_rules": {"rules": list(rules(self.spec)),
+                             "violations": [str(v) for v in found]},
             "quantization": qreport,
             "calibration": scores,
         }
