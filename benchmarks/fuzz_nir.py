@@ -756,7 +756,8 @@ def plan_hard_link(w: Work, rng: np.random.Generator) -> Plan:
         if kind in ("dataset", "node-alias"):
             names = datasets if kind == "dataset" else nodes
             a = _pick(rng, names)
-            b = _pick(rng, [n for n in names if n != a])
+            # not an ancestor of a: deleting it would delete a too
+            b = _pick(rng, [n for n in names if n != a and not a.startswith(n + "/")])
             del f[b]
             f[b] = f[a]
             what = f"{b} = {a}"

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 NAME_LIMIT = 120
 #: The same for file paths, which are longer by nature.
 PATH_LIMIT = 240
+#: Longest message text an error shows (after escaping); longer ones keep both ends.
+MESSAGE_LIMIT = 1000
 
 
 def _escape_char(char: str, quote: str = "'") -> str:
@@ -51,6 +53,18 @@ def shown(name: object, limit: int = NAME_LIMIT, *, quote: bool = True) -> str:
                 used += len(piece)
         return mark + "".join(head) + "..." + "".join(reversed(tail)) + mark
     return mark + "".join(pieces) + mark
+
+
+def brief(values: object, most: int = 8) -> str:
+    """A value from a file for a message: a list of at most ``most`` numbers, else its shape
+    and first numbers (an array of millions of values must not become the message)."""
+    import numpy as np
+
+    arr = np.asarray(values)
+    if arr.size <= most:
+        return str(arr.tolist())
+    head = ", ".join(str(v) for v in arr.reshape(-1)[:most].tolist())
+    return f"an array of shape {list(arr.shape)} ({head}, ...)"
 
 
 def listed(names: Iterable[object], most: int = 8) -> str:
@@ -93,6 +107,10 @@ class NIRError(ValueError):
             where.append(f"field {shown(self.field)}")
         prefix = ", ".join(where)
         message = escape(str(self.message))
+        if len(message) > MESSAGE_LIMIT:  # a value from a file, shown whole: keep the ends
+            cut = len(message) - MESSAGE_LIMIT
+            half = MESSAGE_LIMIT // 2
+            message = f"{message[:half]} ...({cut:,} characters)... {message[-half:]}"
         return f"{prefix}: {message}" if prefix else message
 
     def with_file(self, file: str) -> NIRError:

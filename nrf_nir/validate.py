@@ -17,7 +17,7 @@ import nir
 import numpy as np
 from nir.ir.graph import Identity
 
-from .errors import NIRError, UnsupportedError, ValidationError
+from .errors import NIRError, UnsupportedError, ValidationError, brief
 from .graph import FlatGraph, Unit, back_edges, check_cycles_have_state, flatten, schedule
 from .semantics import Semantics, read_semantics
 
@@ -144,7 +144,7 @@ def _ints(name: str, field: str, value: Any, n: int, *, minimum: int) -> tuple[i
         raise ValidationError(f"must be an int or {n} ints, got shape {arr.shape}", node=name,
                               field=field)
     if not np.all(arr == np.round(arr)) or np.any(arr < minimum):
-        raise ValidationError(f"must be integers >= {minimum}, got {arr.tolist()}", node=name,
+        raise ValidationError(f"must be integers >= {minimum}, got {brief(arr)}", node=name,
                               field=field)
     return tuple(int(v) for v in arr)
 
@@ -152,7 +152,7 @@ def _ints(name: str, field: str, value: Any, n: int, *, minimum: int) -> tuple[i
 def _shape(name: str, field: str, value: Any) -> Shape:
     arr = _array(name, field, value)
     if arr.ndim > 1 or np.any(arr < 1) or not np.all(arr == np.round(arr)):
-        raise ValidationError(f"must be a list of positive integers, got {arr.tolist()}",
+        raise ValidationError(f"must be a list of positive integers, got {brief(arr)}",
                               node=name, field=field)
     return tuple(int(v) for v in arr.reshape(-1))
 
@@ -281,7 +281,7 @@ def _node_params(name: str, node: nir.NIRNode) -> dict[str, Any]:
         for field in ("start_dim", "end_dim"):
             arr = _array(name, field, getattr(node, field, None))
             if arr.size != 1 or arr.reshape(-1)[0] != round(float(arr.reshape(-1)[0])):
-                raise ValidationError(f"must be one integer, got {arr.tolist()}", node=name,
+                raise ValidationError(f"must be one integer, got {brief(arr)}", node=name,
                                       field=field)
             p[field] = int(arr.reshape(-1)[0])
     return p
@@ -342,7 +342,7 @@ def _infer(name: str, node: nir.NIRNode, p: dict[str, Any], shape: Shape) -> Sha
                 f"{shape} (dimensions exclude time and batch)", node=name, field="start_dim")
         declared = _type_shape(name, node, "input_type", "input")
         if declared is not None and _shape(name, "input_type", declared) != shape:
-            raise ValidationError(f"declares input {tuple(np.asarray(declared).tolist())} but "
+            raise ValidationError(f"declares input {brief(declared)} but "
                                   f"receives {shape}", node=name, field="input_type")
         return (*shape[:s], math.prod(shape[s:e + 1]), *shape[e + 1:])
     if kind is nir.Output:

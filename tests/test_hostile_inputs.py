@@ -763,3 +763,22 @@ def test_many_unknown_input_keys_make_a_short_message() -> None:
         nrf_nir.prepare_inputs(graph, arrays, torch.float32)
     text = str(err.value)
     assert "unknown: m0, m1" in text and "and 492 more" in text and len(text) < 300
+
+
+def test_a_huge_message_is_cut_in_the_middle() -> None:
+    text = str(NIRError("start " + "x" * 5_000_000 + " end", node="n", field="f"))
+    assert len(text) < 1_200 and text.startswith("node 'n', field 'f': start x")
+    assert text.endswith("x end") and "characters)..." in text
+
+
+def test_a_value_of_millions_of_numbers_is_described_not_printed() -> None:
+    """Found by the fuzzer: a 4-million-element start_dim became a 21 MB message."""
+    import nir
+
+    graph = helpers.chain(nir.Flatten(input_type={"input": np.array([2, 3])}),
+                          shape=(2, 3))
+    graph.nodes["n0"].start_dim = np.ones((1024, 16, 256))
+    with pytest.raises(NIRError) as err:
+        nrf_nir.validate(graph)
+    text = str(err.value)
+    assert "an array of shape [1024, 16, 256] (1.0, 1.0" in text and len(text) < 300
