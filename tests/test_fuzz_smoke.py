@@ -116,8 +116,13 @@ class _TwoLines(NIRError):
         return "first\nsecond"
 
 
+class _Long(NIRError):
+    def __str__(self) -> str:  # NIRError itself keeps 1,000 characters; a subclass might not
+        return "x" * 3000
+
+
 def test_a_long_or_multiline_error_is_a_bad_error(work, monkeypatch):
-    for error, key in ((NIRError("x" * 3000), "bad error: a message over 2,000 characters"),
+    for error, key in ((_Long("long"), "bad error: a message over 2,000 characters"),
                        (_TwoLines("two"), "bad error: a message of several lines")):
         def refuse(*args, error=error, **kwargs):
             raise error
