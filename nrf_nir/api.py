@@ -222,10 +222,7 @@ def prepare_inputs(checked: Checked, inputs: Any, dtype: torch.dtype) -> dict[st
                            field="inputs")
         time_batch = tb
         converted = tensor.to(dtype)
-        # A finite sum proves every element finite (NaN/inf propagate); only a non-finite sum
-        # (or an overflow) needs the exact, slower element-wise check.
-        if converted.is_floating_point() and not bool(torch.isfinite(converted.sum())) and \
-                not bool(torch.isfinite(converted).all()):
+        if not all_finite(converted):
             raise NIRError("input contains NaN or inf", node=name, field="inputs")
         out[name] = converted
     return out

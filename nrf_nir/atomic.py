@@ -65,14 +65,21 @@ def _mode_for(existing: os.stat_result | None) -> int:
     return 0o666 & ~umask()
 
 
-def _check_file_target(path: Path, shown: PathLike) -> os.stat_result | None:
-    """Refuse a symlink, a directory or a special file at ``path``; its lstat if it exists."""
+def _lstat(path: Path, shown: PathLike) -> os.stat_result | None:
+    """``os.lstat(path)`` (the link itself, never followed); None when nothing is there."""
     try:
-        st = os.lstat(path)
+        return os.lstat(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise cannot_write(exc, shown) from None
+
+
+def _check_file_target(path: Path, shown: PathLike) -> os.stat_result | None:
+    """Refuse a symlink, a directory or a special file at ``path``; its lstat if it exists."""
+    st = _lstat(path, shown)
+    if st is None:
+        return None
     if stat.S_ISLNK(st.st_mode):
         raise NIRError("is a symbolic link; refusing to write through it", file=str(shown))
     if stat.S_ISDIR(st.st_mode):
@@ -84,12 +91,9 @@ def _check_file_target(path: Path, shown: PathLike) -> os.stat_result | None:
 
 def _check_folder_target(path: Path, shown: PathLike) -> bool:
     """Refuse anything but a directory (or a symlink to one) at ``path``; whether it exists."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+    st = _lstat(path, shown)
+    if st is None:
         return False
-    except OSError as exc:
-        raise cannot_write(exc, shown) from None
     if stat.S_ISLNK(st.st_mode):
         if os.path.isdir(path):
             return True  # a symlink to a folder is used as that folder

@@ -101,6 +101,19 @@ def _group_alive(pgid: int) -> list[int]:
     return alive
 
 
+def _no_group_left(pgid: int, argv: Sequence[str]) -> None:
+    """Processes of the CLI's group that outlive it (re-parented children) must not exist;
+    any found are killed and the check fails."""
+    deadline = time.monotonic() + 2.0
+    while (alive := _group_alive(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive:
+        for child in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        raise AssertionError(f"{argv}: processes left running after the CLI exited: {alive}")
+
+
 def run_cli(argv: Sequence[str], work: Path, *, env: dict[str, str] | None = None,
             timeout: float = 60.0) -> Outcome:
     """``python -m nrf_nir.cli ARGV`` in ``work`` under the memory limit, in its own group."""
@@ -120,17 +133,7 @@ def run_cli(argv: Sequence[str], work: Path, *, env: dict[str, str] | None = Non
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    # children of the CLI that outlive it (re-parented) must not exist
-    deadline = time.monotonic() + 2.0
-    while (alive := _group_alive(proc.pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if alive:
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        raise AssertionError(f"{argv}: processes left running after the CLI exited: {alive}")
+    _no_group_left(proc.pid, argv)
     return Outcome(proc.returncode, out.decode("utf8", "replace"),
                    err.decode("utf8", "replace"), cpu, wall, work)
 
@@ -227,14 +230,7 @@ def run_forked(argv: Sequence[str], work: Path, *, env: dict[str, str] | None = 
                                  f"{err_path.read_text(errors='replace')[-500:]!r}")
         wall = time.monotonic() - start
         out, err = out_path.read_bytes(), err_path.read_bytes()
-    deadline = time.monotonic() + 2.0
-    while (alive := _group_alive(pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if alive:
-        for child in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
-        raise AssertionError(f"{argv}: processes left running after the CLI exited: {alive}")
+    _no_group_left(pid, argv)
     return Outcome(int(done["rc"]), out.decode("utf8", "replace"),
                    err.decode("utf8", "replace"), float(done["cpu"]), wall, work)
 
