@@ -416,18 +416,47 @@ class Terminated(BaseException):
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+#: The signal being handled (None when none): its exception is raised again if Python drops it.
+_caught: int | None = None
+#: The unraisable hook in place before ``main`` (reports everything that is not the signal's).
+_previous_hook: Callable[[Any], Any] = sys.__unraisablehook__
+
+
+def _signal_exception(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
 def _on_signal(signum: int, frame: object) -> None:
+    global _caught
     for sig in _SIGNALS:  # the first signal starts the cleanup; more must not interrupt it
         signal.signal(sig, signal.SIG_IGN)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise Terminated(signum)
+    _caught = signum
+    raise _signal_exception(signum)
+
+
+def _raise_again(signum: int, frame: object) -> None:
+    if _caught is not None:
+        raise _signal_exception(_caught)
+
+
+def _on_unraisable(unraisable: Any) -> None:
+    """Python drops an exception raised inside ``__del__``, a weakref or GC callback: when
+    that exception is the signal's, raise it again 1 ms later (SIGALRM), where it can land;
+    otherwise report as usual. Without this a signal that arrives while a finaliser runs is
+    lost and the command goes on to finish (and write its outputs)."""
+    if _caught is not None and isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGALRM, _raise_again)
+            signal.setitimer(signal.ITIMER_REAL, 0.001)
+        return
+    _previous_hook(unraisable)
 
 
 @contextlib.contextmanager
 def _signals_raise() -> Iterator[None]:
     """Turn SIGINT/SIGTERM/SIGHUP into exceptions (main thread only; signals ignored by the
     caller, e.g. under ``nohup``, stay ignored); the previous handlers come back after."""
+    global _caught, _previous_hook
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -435,9 +464,17 @@ def _signals_raise() -> Iterator[None]:
     for sig in _SIGNALS:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             old[sig] = signal.signal(sig, _on_signal)
+    old_alarm = signal.getsignal(signal.SIGALRM)
+    old_hook = _previous_hook = sys.unraisablehook
+    sys.unraisablehook = _on_unraisable
     try:
         yield
     finally:
+        if _caught is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old_alarm)
+        _caught = None
+        sys.unraisablehook = old_hook
         for sig, handler in old.items():
             signal.signal(sig, handler)
 

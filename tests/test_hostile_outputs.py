@@ -767,6 +767,71 @@ def test_sigterm_during_a_deploy_leaves_no_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in work.iterdir()) == ["model.nir"]
 
 
+#: The CLI whose write runs a finaliser (``__del__``) that marks MARK and then computes for
+#: 3 s: a signal sent meanwhile is raised inside ``__del__``, where Python drops exceptions.
+SIGNAL_IN_FINALISER = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from nrf_nir import cli
+
+mark = Path(sys.argv.pop())  # the last argument
+
+class Finaliser:
+    def __del__(self):
+        mark.touch()
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            pass
+
+def slow(real):
+    def write(file, *args, **kwargs):
+        real(file, *args, **kwargs)
+        Finaliser()  # dropped at once: its __del__ runs here
+        time.sleep(60)
+    return write
+
+np.savez_compressed = slow(np.savez_compressed)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_signal_that_lands_in_a_finaliser_is_not_lost(tmp_path: Path) -> None:
+    """The handler's exception, dropped by Python inside ``__del__`` ("Exception ignored"), is
+    raised again: the deploy still ends with 143 at once and writes nothing. (Before, it slept
+    on and then deployed with exit 0; seen once in CI as a 60 s hang.)"""
+    work = tmp_path / "w"
+    work.mkdir()
+    mark = tmp_path / "in-finaliser"
+    argv = ["deploy", model(work), "--target", "xylo", "-o", "out", str(mark)]
+    proc = _popen(argv, work, SIGNAL_IN_FINALISER)
+    _wait_for(mark.exists, proc, 120)
+    os.kill(proc.pid, signal.SIGTERM)
+    got, err, took = _finish(proc, time.monotonic())
+    assert got == 143, err
+    assert err.strip() == "nrf-nir: terminated"
+    assert took < 10
+    assert sorted(p.name for p in work.iterdir()) == ["model.nir"]
+
+
+def test_other_unraisable_exceptions_are_still_reported(tmp_path: Path) -> None:
+    from nrf_nir import cli
+
+    seen: list[object] = []
+    old = sys.unraisablehook
+    sys.unraisablehook = lambda u: seen.append(u.exc_value)
+    try:
+        with cli._signals_raise():
+            class Broken:
+                def __del__(self) -> None:
+                    raise ValueError("from a finaliser")
+            Broken()
+    finally:
+        sys.unraisablehook = old
+    assert [type(e) for e in seen] == [ValueError]
+    assert signal.getsignal(signal.SIGTERM) is not cli._on_signal
+
+
 def test_signal_handlers_are_restored_after_main(tmp_path: Path) -> None:
     from nrf_nir import cli
 
