@@ -1,40 +1,24 @@
 """Conformance cases: small node cases for every NIR node type of docs/semantics.md, with
 parameter variations, and model cases. Everything is generated deterministically from seeds.
 
-A case is a graph plus inputs ``[T, B, *shape]``; the reference's outputs on those inputs are
-what every target is compared with.
+A case (``nrf_nir.cases.Case``, importable from here too) is a graph plus inputs
+``[T, B, *shape]``; the reference's outputs on those inputs are what every target is compared
+with. Model cases come from the case providers registered in ``nrf_nir.cases`` (the model zoo's
+among them), which this package finds by location and never imports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import nir
 import numpy as np
 
+from nrf_nir.cases import Case, provided_cases
 from nrf_nir.semantics import Semantics, write_semantics
 
 DT = 1e-3
-
-
-@dataclass
-class Case:
-    """One conformance case.
-
-    name: unique id (``node/...`` or ``model/...``); graph: NIR graph with dt in its metadata;
-    inputs: Input node name -> ``[T, B, *shape]`` float32; decode: how a zoo model decides
-    (``max``, ``count``, ``first``) or None; spiking: whether the outputs are spikes (else
-    values, compared for exact equality and RMSE).
-    """
-
-    name: str
-    graph: nir.NIRGraph
-    inputs: dict[str, np.ndarray]
-    decode: str | None = None
-    spiking: bool = True
-    tags: tuple[str, ...] = field(default_factory=tuple)
 
 
 def _spikes(rng: np.random.Generator, shape: tuple[int, ...], rate: float = 0.25) -> np.ndarray:
@@ -296,10 +280,6 @@ def spiking_outputs(graph: nir.NIRGraph) -> dict[str, bool]:
 
 
 def model_cases(T: int = 200, B: int = 16, seed: int = 0) -> list[Case]:
-    """Model-level cases: the zoo's models when ``nrf_nir.models`` provides them."""
-    try:
-        from nrf_nir.models import conformance_cases
-    except ImportError:
-        return []
-    result: list[Case] = conformance_cases(T=T, B=B, seed=seed)
-    return result
+    """Model-level cases: those of the registered case providers that are installed
+    (``nrf_nir.cases``; the zoo's when ``nrf_nir.models`` is), ``[]`` when none is."""
+    return provided_cases(T=T, B=B, seed=seed)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nrf_nir import plugins
 from nrf_nir.arrays import human_bytes
 from nrf_nir.errors import NIRError, shown
 from nrf_nir.limits import env_limit
@@ -57,7 +58,8 @@ def resolve_factory(spec: str) -> Any:
 
 
 def build_module(spec: str) -> nn.Module:
-    """Instantiate a module from a factory spec or a zoo model name."""
+    """Instantiate a module from a factory spec or a zoo model name (``nrf_nir.models.build``,
+    imported only then)."""
     if ":" in spec:
         factory = resolve_factory(spec)
         try:
@@ -65,9 +67,9 @@ def build_module(spec: str) -> nn.Module:
         except Exception as exc:  # noqa: BLE001 - user code
             raise NIRError(f"factory {spec!r} failed: {type(exc).__name__}: {exc}",
                            field="model") from None
-    else:
+    else:  # a zoo name: the zoo is a layer above, found by location (nrf_nir.plugins)
         try:
-            from nrf_nir.models import build as zoo_build
+            zoo_build = plugins.load(plugins.ZOO_BUILDER)
         except ImportError:
             raise NIRError(f"unknown model {spec!r}: the model zoo is not available; pass a "
                            "factory 'package.module:function'", field="model") from None

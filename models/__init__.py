@@ -34,7 +34,7 @@ from ._common import Timer, checkpoint_path, load_checkpoint, save_checkpoint, s
 if TYPE_CHECKING:  # pragma: no cover
     import nir
 
-    from nrf_nir.conformance.cases import Case
+    from nrf_nir.cases import Case
 
 # zoo name -> submodule (imported on first use: Norse is imported only then)
 _MODULES = {
@@ -182,10 +182,12 @@ def export(name: str, module: nn.Module | None = None) -> nir.NIRGraph:
 
 def conformance_cases(T: int = 200, B: int = 16, seed: int = 0) -> list[Case]:
     """One model-level case per zoo model with a committed checkpoint: the exported graph,
-    ``B`` generated samples of ``T`` steps and the model's decoding."""
+    ``B`` generated samples of ``T`` steps and the model's decoding. This is the zoo's case
+    provider (``nrf_nir.cases.CaseProvider``, registered there as ``zoo``), which the conformance
+    suite finds by location."""
     import numpy as np
 
-    from nrf_nir.conformance.cases import Case
+    from nrf_nir.cases import Case
 
     cases = []
     for name in names():

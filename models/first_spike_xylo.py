@@ -46,8 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nrf_nir.targets.xylo.quantize import DEFAULT_HEADROOM
-from nrf_nir.targets.xylo.rules import SPEC
+from nrf_nir.chips import XYLO_AUDIO2, XYLO_DEFAULT_HEADROOM
 
 from . import first_spike
 from ._common import Stepper, decisions, fit, rng
@@ -69,10 +68,10 @@ T_TRAIN, T_EVAL, QUICK_EVAL = first_spike.T_TRAIN, first_spike.T_EVAL, first_spi
 
 # The Xylo quantizer's defaults that set the weight grid: its default headroom and Xylo Audio
 # 2's int16 states and int8 weights with one left shift per matrix.
-XYLO_HEADROOM = DEFAULT_HEADROOM
-XYLO_STATE_MAX = SPEC.state_max
-XYLO_WEIGHT_MAX = SPEC.weight_max
-XYLO_MAX_SHIFT = SPEC.max_weight_shift
+XYLO_HEADROOM = XYLO_DEFAULT_HEADROOM
+XYLO_STATE_MAX = XYLO_AUDIO2.state_max
+XYLO_WEIGHT_MAX = XYLO_AUDIO2.weight_max
+XYLO_MAX_SHIFT = XYLO_AUDIO2.max_weight_shift
 
 # source channel -> Xylo channel: floor(c * 16 / 70), groups of 4 or 5 neighbouring channels
 GROUP = np.arange(SOURCE_CHANNELS) * CHANNELS // SOURCE_CHANNELS

@@ -196,8 +196,11 @@ def generate(n: int, T: int = T_TRAIN, seed: int = 0, *, shuffle_bands: bool = T
 
 def load_circle(path: str | os.PathLike[str] | None = None) -> torch.Tensor:
     """``2404_circle.dat`` as dense frames ``[500, 1, 1, 50, 50]`` float32 (time, batch,
-    channel, rows, columns), from ``path`` or :func:`default_circle_path`."""
-    p = Path(path) if path is not None else default_circle_path()
+    channel, rows, columns), from ``path`` or :func:`circle_path`."""
+    p = Path(path) if path is not None else circle_path()
+    if p is None:
+        raise NIRError(f"no time-surface data: pass the path of 2404_circle.dat or set "
+                       f"{DATA_ENV} to the folder that holds it", field="path")
     if not p.exists():
         raise NIRError("no such file (the time-surface data is not shipped with nrf-nir)",
                        file=str(p))
@@ -209,10 +212,15 @@ def load_circle(path: str | os.PathLike[str] | None = None) -> torch.Tensor:
     return frames.to(torch.float32)[:, None, None]
 
 
-def default_circle_path() -> Path:
-    """Where :func:`evaluate` looks for the (unshipped) real file: ``shared/data/`` in the
-    folder that holds the source checkout."""
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "2404_circle.dat"
+#: The environment variable naming the folder that holds the (unshipped) real recordings.
+DATA_ENV = "NRF_NIR_DATA"
+
+
+def circle_path() -> Path | None:
+    """Where :func:`evaluate` looks for the real file: ``2404_circle.dat`` in the folder named
+    by ``$NRF_NIR_DATA`` (None when it is not set)."""
+    folder = os.environ.get(DATA_ENV)
+    return Path(folder) / "2404_circle.dat" if folder else None
 
 
 # the real file: slow disk in the top band, medium in the middle, fast at the bottom
@@ -252,8 +260,8 @@ def evaluate(module: nn.Module, *, n: int = 8, T: int = T_EVAL, seed: int = 900_
         counts = band_counts(module(x))
     result: dict[str, Any] = {"metric": METRIC, **_scores(counts, bands), "n": n, "T": T,
                               "seed": seed}
-    path = default_circle_path()
-    if real and path.exists():
+    path = circle_path()
+    if real and path is not None and path.exists():
         frames = load_circle(path)
         with torch.no_grad():
             c = band_counts(module(frames))
@@ -261,7 +269,8 @@ def evaluate(module: nn.Module, *, n: int = 8, T: int = T_EVAL, seed: int = 900_
         result.update({f"real_{k}": v for k, v in s.items()})
         result["real_counts"] = c[0].int().tolist()
     elif real:
-        result["real"] = f"skipped: {path} is not there"
+        result["real"] = (f"skipped: {path} is not there" if path is not None else
+                          f"skipped: {DATA_ENV} is not set")
     return result
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .errors import NIRError, listed, shown
 from .io import validate_graph as validate  # (nrf_nir.validate, defined without torch)
-from .reference import all_finite, resolve_dtype
+from .runner import all_finite, resolve_dtype
 from .semantics import Semantics, read_semantics
 from .validate import Checked, check_numerics
 
@@ -232,10 +232,12 @@ def export(module: Any, sample_input: Any, *, dt: float | None = None) -> nir.NI
     """Export a live Norse / PyTorch module to a NIR graph (see ``nrf_nir.exporters``).
 
     sample_input: one time step ``[B, *input_shape]``. dt: seconds (default: the cells' dt).
+    The exporters are a layer above the core, found by location (``nrf_nir.plugins``).
     """
-    from .exporters import export as _export
+    from . import plugins
 
-    return _export(module, sample_input, dt=dt)
+    graph: nir.NIRGraph = plugins.load(plugins.EXPORTER)(module, sample_input, dt=dt)
+    return graph
 
 
 def run(graph: GraphLike, inputs: Any, *, target: str = "reference", dt: float | None = None,

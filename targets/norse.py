@@ -57,11 +57,16 @@ with warnings.catch_warnings():  # Norse 1.1.0 uses the deprecated torch.jit.scr
     from norse.torch.module.lif_box import LIFBoxCell
 
 from nrf_nir.errors import NIRError
-from nrf_nir.reference import DEFAULT_CHUNK_BYTES
-from nrf_nir.runner import GraphRunner, NetworkState, StatefulLayer, resolve  # noqa: F401
+from nrf_nir.layers import common_layer, param, param_unless
+from nrf_nir.runner import (  # noqa: F401
+    DEFAULT_CHUNK_BYTES,
+    GraphRunner,
+    NetworkState,
+    StatefulLayer,
+    resolve,
+)
 from nrf_nir.semantics import Semantics
 from nrf_nir.targets import Options, Violation, findings, parse_options, refuse
-from nrf_nir.targets._layers import Delay, Reshape, Scale, Threshold, common_layer  # noqa: F401
 from nrf_nir.validate import Checked, Shape
 
 NAME = "norse"
@@ -123,20 +128,6 @@ def violations(checked: Checked, semantics: Semantics) -> list[Violation]:
 # --------------------------------------------------------------------------------------------
 # layers
 # --------------------------------------------------------------------------------------------
-
-def _tensor(arr: np.ndarray, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A parameter as a tensor broadcasting against ``[B, *shape]`` (0-d when scalar); float64
-    values rounded once to ``dtype``, as the reference does."""
-    if arr.size == 1:
-        return torch.tensor(float(arr.reshape(-1)[0]), dtype=dtype, device=device)
-    return torch.as_tensor(arr, device=device).to(dtype)
-
-
-def _unless(arr: np.ndarray, neutral: float, dtype: torch.dtype,
-            device: torch.device) -> Tensor | None:
-    """None when ``arr`` is exactly ``neutral`` everywhere (the operation is skipped: exact)."""
-    return None if np.all(arr == neutral) else _tensor(arr, dtype, device)
-
 
 class _NorseNeuron(StatefulLayer):
     """A Norse cell with the input scaling and explicit initial state of the contract."""
@@ -208,9 +199,9 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
     dt = sem.require_dt()
 
     def t(arr: np.ndarray) -> Tensor:
-        return _tensor(arr, dtype, device)
+        return param(arr, dtype, device)
 
-    layer = common_layer(node, p, in_shape, out_shape, sem, dtype, device, t)
+    layer = common_layer(node, p, in_shape, out_shape, sem, dtype, device)
     if layer is not None:
         return layer
     zero = torch.zeros((), dtype=dtype, device=device)
@@ -222,8 +213,9 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
         iaf = IAFCell(IAFParameters(v_th=t(p["v_threshold"]), v_reset=t(p["v_reset"]),
                                     method=method), dt=dt)
         # IAFCell would start at v_reset; the contract starts I/IF at 0
-        return _NorseNeuron(iaf, shape=in_shape, v0=zero, scale=_unless(dt_r, 1.0, dtype, device),
-                            synapse=False, dtype=dtype)
+        return _NorseNeuron(iaf, shape=in_shape, v0=zero,
+                            scale=param_unless(dt_r, 1.0, dtype, device), synapse=False,
+                            dtype=dtype)
     if isinstance(node, _LEAKY):
         synapse = isinstance(node, _CUBA)
         v_leak = t(p["v_leak"])
@@ -245,7 +237,7 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
         else:
             cell = LICell(LIParameters(tau_syn_inv=t(1.0 / p["tau_syn"]),
                                        tau_mem_inv=tau_mem_inv, v_leak=v_leak), dt=dt)
-        scale = _unless(p["w_in"] if synapse else p["r"], 1.0, dtype, device)
+        scale = param_unless(p["w_in"] if synapse else p["r"], 1.0, dtype, device)
         return _NorseNeuron(cell, shape=in_shape, v0=v0, scale=scale, synapse=synapse,
                             dtype=dtype)
     raise NIRError(f"the norse target has no mapping for {type(node).__name__}", field="type")
@@ -336,8 +328,7 @@ class NorseTarget:
 
     def run(self, lowered: NorseNetwork, inputs: Mapping[str, Tensor],
             record: tuple[str, ...]) -> dict[str, Tensor]:
-        results, _ = lowered(dict(inputs), record=tuple(record))
-        return results
+        return lowered.run(dict(inputs), tuple(record))
 
 
 TARGET = NorseTarget()

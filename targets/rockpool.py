@@ -51,11 +51,10 @@ from torch import Tensor, nn
 
 from nrf_nir.dialect_rockpool import DIALECT, RockpoolDialect, recover_dt  # noqa: F401
 from nrf_nir.errors import NIRError
-from nrf_nir.reference import DEFAULT_CHUNK_BYTES
-from nrf_nir.runner import Fusion, GraphRunner, StatefulLayer
+from nrf_nir.layers import common_layer
+from nrf_nir.runner import DEFAULT_CHUNK_BYTES, Fusion, GraphRunner, StatefulLayer
 from nrf_nir.semantics import Semantics
 from nrf_nir.targets import Findings, Options, Violation, findings, parse_options, refuse
-from nrf_nir.targets._layers import common_layer
 from nrf_nir.validate import Checked, Shape
 
 with warnings.catch_warnings():
@@ -524,16 +523,10 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
                sem: Semantics, device: torch.device) -> nn.Module:
     """The stateless layer of one validated node (``nn.Identity``: pass-through)."""
 
-    def t(arr: np.ndarray) -> Tensor:
-        flat = np.asarray(arr).reshape(-1)
-        if flat.size == 1 or bool(np.all(flat == flat[0])):
-            return torch.tensor(float(flat[0]), dtype=torch.float32, device=device)
-        return torch.as_tensor(arr, device=device).to(torch.float32)
-
     if isinstance(node, (nir.Affine, nir.Linear)):
         return Dense(p, device)
     layer = None if isinstance(node, nir.Delay) else common_layer(
-        node, p, in_shape, out_shape, sem, torch.float32, device, t)
+        node, p, in_shape, out_shape, sem, torch.float32, device)
     if layer is None:
         raise NIRError(f"the rockpool target has no mapping for {type(node).__name__}",
                        field="type")
@@ -618,8 +611,7 @@ class RockpoolNetwork:
         # Rockpool's neurons draw (zero-std) noise from torch's global generator: keep the
         # caller's random stream untouched
         with torch.random.fork_rng(devices=devices):
-            results, _ = self.runner(dict(inputs), record=tuple(record))
-        return results
+            return self.runner.run(dict(inputs), tuple(record))
 
 
 # --------------------------------------------------------------------------------------------

@@ -55,11 +55,17 @@ with warnings.catch_warnings():
 
 from nrf_nir.dialect_snntorch import DIALECT, EXPORT_DT, SnnTorchDialect  # noqa: F401
 from nrf_nir.errors import NIRError
-from nrf_nir.reference import DEFAULT_CHUNK_BYTES
-from nrf_nir.runner import Fusion, GraphRunner, NetworkState, StatefulLayer, resolve  # noqa: F401
+from nrf_nir.layers import Scale, common_layer, linear, param
+from nrf_nir.runner import (  # noqa: F401
+    DEFAULT_CHUNK_BYTES,
+    Fusion,
+    GraphRunner,
+    NetworkState,
+    StatefulLayer,
+    resolve,
+)
 from nrf_nir.semantics import Semantics
 from nrf_nir.targets import Options, Violation, findings, parse_options, refuse
-from nrf_nir.targets._layers import Delay, Reshape, Scale, Threshold, common_layer, linear  # noqa: F401
 from nrf_nir.validate import Checked, Shape
 
 NAME = "snntorch"
@@ -124,15 +130,6 @@ def violations(checked: Checked, semantics: Semantics) -> list[Violation]:
 # parameters
 # --------------------------------------------------------------------------------------------
 
-def _tensor(arr: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A float64 parameter rounded once to ``dtype``: 0-d when all its values are equal."""
-    arr = np.asarray(arr, dtype=np.float64)
-    flat = arr.reshape(-1)
-    if flat.size == 1 or bool(np.all(flat == flat[0])):
-        return torch.tensor(float(flat[0]), dtype=dtype, device=device)
-    return torch.as_tensor(arr, device=device).to(dtype)
-
-
 def _is(t: Tensor | None, value: float) -> bool:
     return t is not None and t.dim() == 0 and float(t) == value
 
@@ -174,7 +171,7 @@ def plan_neuron(node: nir.NIRNode, p: dict[str, Any], sem: Semantics, dtype: tor
     dt = sem.require_dt()
 
     def t(arr: Any) -> Tensor:
-        return _tensor(arr, dtype, device)
+        return param(arr, dtype, device)
 
     spiking = isinstance(node, _SPIKING)
     synapse = isinstance(node, _CUBA)
@@ -363,8 +360,7 @@ class SnnNeuron(StatefulLayer):
 def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape: Shape,
                sem: Semantics, dtype: torch.dtype, device: torch.device) -> nn.Module:
     """The module of one validated node (neurons: an unfused :class:`SnnNeuron`)."""
-    layer = common_layer(node, p, in_shape, out_shape, sem, dtype, device,
-                         lambda arr: _tensor(arr, dtype, device))
+    layer = common_layer(node, p, in_shape, out_shape, sem, dtype, device)
     if layer is not None:
         return layer
     if isinstance(node, _NEURONS):
@@ -425,7 +421,7 @@ def _fused_layer(checked: Checked, fusion: Fusion, sem: Semantics, dtype: torch.
     else:
         loop_node, p = flat.nodes[fusion.loop], checked.params[fusion.loop]
         if isinstance(loop_node, nir.Scale):
-            recurrent = Scale(gain * _tensor(p["scale"], dtype, device))
+            recurrent = Scale(gain * param(p["scale"], dtype, device))
         else:
             rows = gain.expand(shape).to(torch.float64).cpu().numpy()
             w = rows[:, None] * p["weight"]
@@ -495,8 +491,7 @@ class SnnTorchTarget:
 
     def run(self, lowered: SnnTorchNetwork, inputs: Mapping[str, Tensor],
             record: tuple[str, ...]) -> dict[str, Tensor]:
-        results, _ = lowered(dict(inputs), record=tuple(record))
-        return results
+        return lowered.run(dict(inputs), tuple(record))
 
 
 TARGET = SnnTorchTarget()

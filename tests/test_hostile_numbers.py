@@ -253,10 +253,31 @@ def test_a_finite_run_warns_nothing():
     _runs(weight(1.0), record=("n1.v", "n0"))
 
 
-def test_other_targets_name_the_non_finite_output():
+@pytest.mark.parametrize("target", ["norse", "snntorch"])
+def test_the_executors_targets_name_the_first_non_finite_node(target):
+    """The torch targets run by the one graph executor locate NaN and inf as the reference
+    does (the first node, the step), not only in the outputs."""
+    pytest.importorskip(target)
+    with pytest.warns(NonFiniteWarning) as caught:
+        nrf_nir.run(overflow_chain(), X, target=target)
+    text = str(caught[0].message)
+    assert text.startswith("node 'n0', field 'output': the run produced inf"), text
+    assert "time step 0" in text
+
+
+def test_norse_finds_a_nan_membrane_behind_finite_spikes():
     pytest.importorskip("norse")
-    with pytest.warns(NonFiniteWarning, match="norse run produced NaN or inf") as caught:
-        nrf_nir.run(overflow_chain(), X, target="norse")
+    with pytest.warns(NonFiniteWarning) as caught:
+        out = nrf_nir.run(nan_membrane(), X, target="norse")
+    assert np.isfinite(out["output"].numpy()).all()
+    text = str(caught[0].message)
+    assert "node 'n1', field 'v'" in text and "NaN" in text and "outputs are finite" in text
+
+
+def test_other_targets_name_the_non_finite_output():
+    pytest.importorskip("rockpool")
+    with pytest.warns(NonFiniteWarning, match="rockpool run produced NaN or inf") as caught:
+        nrf_nir.run(overflow_chain(), X, target="rockpool")
     assert "node 'output'" in str(caught[0].message)
 
 

@@ -1,5 +1,5 @@
-"""The graph runner shared by the torch-based targets (``nrf_nir.runner``), without any
-framework: the shared torch layers (``nrf_nir.targets._layers``) only. Float64 with dyadic
+"""The one graph executor (``nrf_nir.runner``), without any framework: the shared torch
+layers (``nrf_nir.layers``) only. Float64 with dyadic
 values, so the reference's results are reproduced bit for bit whatever the chunking."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import nrf_nir
+from nrf_nir.layers import common_layer
 from nrf_nir.runner import GraphRunner, StatefulLayer
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets._layers import common_layer
 from nrf_nir.validate import validate
 
 DT = 0.5
@@ -42,8 +42,7 @@ def runner(**options) -> GraphRunner:
     checked, sem = validate(graph()), Semantics(dt=DT)
     device = torch.device("cpu")
     layers = {name: common_layer(node, checked.params[name], checked.in_shapes[name],
-                                 checked.out_shapes[name], sem, F64, device,
-                                 lambda a: torch.as_tensor(a).to(F64))
+                                 checked.out_shapes[name], sem, F64, device)
               for name, node in checked.flat.nodes.items()}
     assert all(layer is not None for layer in layers.values())
     return GraphRunner(checked, sem, layers, dtype=F64, device=device, **options)

@@ -5,16 +5,21 @@ modules. No training here beyond a few steps."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 import nrf_nir
 from nrf_nir import models
+from nrf_nir.cases import Case
 from nrf_nir.errors import NIRError, UnsupportedError
 from nrf_nir.models import _common
 
 COMMITTED = [n for n in models.names() if models.has_checkpoint(n)]
+#: Unshipped recordings beside the checkout (tests only; the product reads $NRF_NIR_DATA).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +87,30 @@ def test_conformance_cases():
         x = case.inputs["input"]
         assert x.dtype == np.float32 and x.shape[:2] == (20, 2)
         assert case.decode in ("max", "count", "first")
+        assert isinstance(case, Case)
         nrf_nir.validate(case.graph)
+
+
+def test_the_suite_finds_the_zoo_cases_through_the_case_registry():
+    from nrf_nir.cases import providers
+    from nrf_nir.conformance.cases import model_cases
+
+    assert "zoo" in providers()
+    assert [c.name for c in model_cases(T=5, B=1)] == [f"model/{n}" for n in COMMITTED]
+
+
+def test_the_exporters_build_a_zoo_model_by_name(monkeypatch):
+    from nrf_nir import plugins
+    from nrf_nir.exporters.checkpoint import build_module
+
+    name = COMMITTED[0]
+    built, want = build_module(name).state_dict(), models.build(name).state_dict()
+    assert list(built) == list(want) and all(torch.equal(built[k], want[k]) for k in want)
+    with pytest.raises(NIRError, match="unknown zoo model 'no-such-model'"):
+        build_module("no-such-model")
+    monkeypatch.setattr(plugins, "ZOO_BUILDER", "nrf_nir.no_such_zoo:build")
+    with pytest.raises(NIRError, match="the model zoo is not available; pass a factory"):
+        build_module(name)
 
 
 def test_train_runs_a_few_steps(tmp_path):
@@ -413,7 +441,9 @@ def test_time_surface_generator_has_the_file_statistics():
 def test_time_surface_on_the_real_file():
     from nrf_nir.models import time_surface
 
-    path = time_surface.default_circle_path()
+    # the recording is not shipped: read it from $NRF_NIR_DATA, else from the data folder beside
+    # the checkout when it is there
+    path = time_surface.circle_path() or SHARED_DATA / "2404_circle.dat"
     if not path.exists():
         pytest.skip(f"{path} is not there (the time-surface data is not shipped)")
     frames = time_surface.load_circle(path)
@@ -435,6 +465,22 @@ def test_time_surface_missing_file_is_a_clear_error(tmp_path):
 
     with pytest.raises(NIRError, match="not shipped"):
         time_surface.load_circle(tmp_path / "2404_circle.dat")
+
+
+def test_time_surface_data_comes_only_from_nrf_nir_data(tmp_path, monkeypatch):
+    """The product never looks outside its checkout: the folder is $NRF_NIR_DATA or nothing."""
+    from nrf_nir.models import time_surface
+
+    monkeypatch.delenv("NRF_NIR_DATA", raising=False)
+    assert time_surface.circle_path() is None
+    with pytest.raises(NIRError, match="NRF_NIR_DATA"):
+        time_surface.load_circle()
+    monkeypatch.setenv("NRF_NIR_DATA", str(tmp_path))
+    assert time_surface.circle_path() == tmp_path / "2404_circle.dat"
+    frames = torch.zeros(500, 50, 50)
+    frames[0, 1, 2] = 1.0
+    torch.save(frames, tmp_path / "2404_circle.dat")
+    assert time_surface.load_circle().shape == (500, 1, 1, 50, 50)
 
 
 # --------------------------------------------------------------------------------------------

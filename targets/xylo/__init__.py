@@ -6,9 +6,9 @@
 - ``XYLOSIM_TARGET`` (``xylosim``): Xylo Audio 2 on SynSense's XyloSim through Rockpool
   (imported without samna); both run the same integer configuration and agree bit for bit;
 - ``IMU_TARGET`` (``xylo-imu``) and ``AUDIO3_TARGET`` (``xylo-audio3``): Xylo IMU (SYNS63300)
-  and Xylo Audio 3 (SYNS65302), the same core with their own limits (``rules.SPECS``), on our
-  emulator; ``xylosim-imu`` and ``xylosim-audio3`` run them in Rockpool's
-  ``syns63300.XyloSim`` (equal to the emulator, tested).
+  and Xylo Audio 3 (SYNS65302), the same core with their own limits
+  (``nrf_nir.chips.XYLO_SPECS``), on our emulator; ``xylosim-imu`` and ``xylosim-audio3``
+  run them in Rockpool's ``syns63300.XyloSim`` (equal to the emulator, tested).
 """
 
 from __future__ import annotations

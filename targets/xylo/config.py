@@ -27,7 +27,7 @@ dt                  float seconds    the time step the decays were chosen for
 channel), ``hidden`` and ``output_layers`` (neuron node, first index, size, shape, readout,
 ``scale`` = integer units per unit of ``v - v_leak``, ``v_leak``, ``lag`` in steps) and
 ``outputs`` (Output node -> neuron node). ``chip`` names the chip whose limits apply
-(``rules.SPECS``: ``syns61201`` Audio 2, ``syns63300`` IMU, ``syns65302`` Audio 3).
+(``nrf_nir.chips.XYLO_SPECS``: ``syns61201`` Audio 2, ``syns63300`` IMU, ``syns65302`` Audio 3).
 
 On disk (``save`` / ``load``): ``xylo_config.npz`` holds the arrays, ``xylo_config.json`` the
 format version, the scalars, the layout and a description of every array.
@@ -43,9 +43,8 @@ from typing import Any
 import numpy as np
 
 from nrf_nir.atomic import atomic_folder
+from nrf_nir.chips import XYLO_AUDIO2, XyloSpec, xylo_spec
 from nrf_nir.errors import NIRError
-
-from .rules import SPEC, XyloSpec, chip_spec
 
 FORMAT = "nrf-nir/xylo-config"
 FORMAT_VERSION = 1
@@ -90,8 +89,8 @@ class XyloConfig:
     weight_shift_out: int = 0
     dt: float = 1e-3
     layout: dict[str, Any] = field(default_factory=dict)
-    #: the chip whose limits apply (a key of ``rules.SPECS``)
-    chip: str = SPEC.chip
+    #: the chip whose limits apply (a key of ``nrf_nir.chips.XYLO_SPECS``)
+    chip: str = XYLO_AUDIO2.chip
 
     @property
     def n_in(self) -> int:
@@ -112,7 +111,7 @@ class XyloConfig:
     def validate(self, spec: XyloSpec | None = None) -> None:
         """Raise NIRError naming the field when a value is outside the chip's ranges
         (``spec``: default the limits of ``self.chip``)."""
-        spec = chip_spec(self.chip) if spec is None else spec
+        spec = xylo_spec(self.chip) if spec is None else spec
         nin, nh, no = self.weights_in.shape[0], self.weights_rec.shape[0], \
             self.weights_out.shape[1]
         shapes = {"weights_in": (nin, nh, 2), "weights_rec": (nh, nh, 2),
@@ -204,7 +203,7 @@ class XyloConfig:
             **{name: int(getattr(self, name)) for name in SCALARS},
             "has_bias": self.has_bias,
             "n_in": self.n_in, "n_hidden": self.n_hidden, "n_out": self.n_out,
-            "chip": self.chip, "chip_name": chip_spec(self.chip).name,
+            "chip": self.chip, "chip_name": xylo_spec(self.chip).name,
             "layout": _jsonable(self.layout),
         }
         with atomic_folder(d) as tmp:
@@ -233,7 +232,7 @@ class XyloConfig:
             arrays = {name: np.asarray(data[name]) for name in ARRAYS}
         fields: dict[str, Any] = {**arrays, **{name: int(meta[name]) for name in SCALARS}}
         cfg = cls(**fields, dt=float(meta["dt"]), layout=meta.get("layout", {}),
-                  chip=str(meta.get("chip", SPEC.chip)))
+                  chip=str(meta.get("chip", XYLO_AUDIO2.chip)))
         cfg.validate()
         return cfg
 

@@ -45,12 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nrf_nir.chips import XyloSpec, xylo_spec
 from nrf_nir.errors import NIRError
 from nrf_nir.reference import default_device
 
 from . import kernel as _kernel
 from .config import XyloConfig
-from .rules import XyloSpec, chip_spec
 
 LO, HI = -32768, 32767
 #: What ``run(record=...)`` can return besides ``spikes_out``.
@@ -80,7 +80,7 @@ class XyloEmulator:
 
     def __init__(self, config: XyloConfig, *, device: Any = None, spec: XyloSpec | None = None,
                  chunk: int = 64, threads: int | None = None, engine: str = "auto") -> None:
-        spec = chip_spec(config.chip) if spec is None else spec
+        spec = xylo_spec(config.chip) if spec is None else spec
         config.validate(spec)
         self.config, self.spec, self.chunk = config, spec, int(chunk)
         self.threads = threads

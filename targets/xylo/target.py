@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nrf_nir.chips import XYLO_AUDIO2, XYLO_DEFAULT_HEADROOM, XYLO_SPECS, XyloSpec
 from nrf_nir.errors import NIRError
 from nrf_nir.reference import default_device, resolve_dtype
 from nrf_nir.semantics import Semantics
@@ -38,13 +39,13 @@ from nrf_nir.validate import Checked
 
 from .config import XyloConfig
 from .emulator import XyloEmulator
-from .quantize import CALIBRATION_HEADROOMS, DEFAULT_HEADROOM, calibrate, quantize
-from .rules import SPEC, SPECS, Network, XyloSpec, analyse
+from .quantize import CALIBRATION_HEADROOMS, calibrate, quantize
+from .rules import Network, analyse
 
 OPTIONS = ("headroom", "calibration", "calibration_headrooms", "align_latency", "chunk")
 
 
-def rules(spec: XyloSpec = SPEC) -> tuple[str, ...]:
+def rules(spec: XyloSpec = XYLO_AUDIO2) -> tuple[str, ...]:
     """The design rules ``check`` applies for ``spec``, in words (for reports)."""
     out = [
         f"input channels <= {spec.max_inputs} (all Input nodes together, flattened)",
@@ -88,7 +89,7 @@ class XyloLowered:
     def emulator(self) -> XyloEmulator:
         if self._emulator is None:
             self._emulator = XyloEmulator(self.config, device=self.device, chunk=self.chunk,
-                                          spec=SPECS[self.config.chip])
+                                          spec=XYLO_SPECS[self.config.chip])
         return self._emulator
 
     def pack(self, inputs: Mapping[str, Tensor]) -> Tensor:
@@ -183,7 +184,7 @@ def _parse_record(config: XyloConfig, record: tuple[str, ...]
 class XyloTarget:
     """One Xylo chip (``spec``) on one engine: ``emulator`` (ours) or ``xylosim``."""
 
-    def __init__(self, name: str, spec: XyloSpec = SPEC, engine: str = "emulator") -> None:
+    def __init__(self, name: str, spec: XyloSpec = XYLO_AUDIO2, engine: str = "emulator") -> None:
         self.name, self.spec, self.engine = name, spec, engine
         if engine == "emulator":
             self.description = (f"{spec.name}: design rules, int8/int16 quantization, "
@@ -223,7 +224,7 @@ class XyloTarget:
             refuse(self.name, found)  # a direct call of lower keeps refusing
         device = torch.device(options.device) if options.device is not None \
             else default_device()
-        headroom = float(extra.get("headroom", DEFAULT_HEADROOM))
+        headroom = float(extra.get("headroom", XYLO_DEFAULT_HEADROOM))
         scores = None
         if extra.get("calibration") is not None:
             headroom, scores = self._calibrate(checked, semantics, net, extra, device)
@@ -281,7 +282,7 @@ class XyloTarget:
 
 TARGET = XyloTarget("xylo")
 XYLOSIM_TARGET = XyloTarget("xylosim", engine="xylosim")
-IMU_TARGET = XyloTarget("xylo-imu", SPECS["syns63300"])
-AUDIO3_TARGET = XyloTarget("xylo-audio3", SPECS["syns65302"])
-XYLOSIM_IMU_TARGET = XyloTarget("xylosim-imu", SPECS["syns63300"], engine="xylosim")
-XYLOSIM_AUDIO3_TARGET = XyloTarget("xylosim-audio3", SPECS["syns65302"], engine="xylosim")
+IMU_TARGET = XyloTarget("xylo-imu", XYLO_SPECS["syns63300"])
+AUDIO3_TARGET = XyloTarget("xylo-audio3", XYLO_SPECS["syns65302"])
+XYLOSIM_IMU_TARGET = XyloTarget("xylosim-imu", XYLO_SPECS["syns63300"], engine="xylosim")
+XYLOSIM_AUDIO3_TARGET = XyloTarget("xylosim-audio3", XYLO_SPECS["syns65302"], engine="xylosim")

@@ -1,10 +1,10 @@
-"""Torch layers shared by the torch-based targets (norse, snntorch, rockpool): the nodes every
-one of them computes with plain torch, as the reference does (docs/semantics.md). Each target's
-``make_layer`` builds its neurons itself and asks :func:`common_layer` for the rest."""
+"""The torch layers of every node that is no neuron, shared by the reference and the
+torch-based targets (norse, snntorch, rockpool), which all compute these nodes with plain torch
+(docs/semantics.md). Each one's ``make_layer`` builds its neurons itself and asks
+:func:`common_layer` for the rest. Stateless layers take ``[N, *in]``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import nir
@@ -12,10 +12,27 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nrf_nir.functional import delay_line
-from nrf_nir.runner import StatefulLayer
-from nrf_nir.semantics import Semantics
-from nrf_nir.validate import Identity, Shape
+from .functional import delay_line
+from .runner import StatefulLayer
+from .semantics import Semantics
+from .validate import Identity, Shape
+
+
+def param(arr: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A float64 parameter rounded once to ``dtype``, broadcasting against ``[B, *shape]``:
+    0-d when all its values are equal (the same numbers, much faster broadcasting)."""
+    arr = np.asarray(arr, dtype=np.float64)
+    flat = arr.reshape(-1)
+    if flat.size == 1 or bool(np.all(flat == flat[0])):
+        return torch.tensor(float(flat[0]), dtype=dtype, device=device)
+    return torch.as_tensor(arr, device=device).to(dtype)
+
+
+def param_unless(arr: Any, neutral: float, dtype: torch.dtype,
+                 device: torch.device) -> Tensor | None:
+    """None when ``arr`` is exactly ``neutral`` everywhere (the operation is skipped, which is
+    exact), else :func:`param`."""
+    return None if np.all(np.asarray(arr) == neutral) else param(arr, dtype, device)
 
 
 class Scale(nn.Module):
@@ -109,12 +126,8 @@ def conv(nd: int, p: dict[str, Any], dtype: torch.dtype, device: torch.device) -
 
 
 def common_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape: Shape,
-                 sem: Semantics, dtype: torch.dtype, device: torch.device,
-                 tensor: Callable[[np.ndarray], Tensor]) -> nn.Module | None:
-    """The torch module of a node that is no neuron (None for a neuron, or an unknown type).
-
-    tensor: the target's conversion of a ``Scale`` / ``Threshold`` parameter to a tensor.
-    """
+                 sem: Semantics, dtype: torch.dtype, device: torch.device) -> nn.Module | None:
+    """The torch module of a node that is no neuron (None for a neuron, or an unknown type)."""
     dt = sem.require_dt()
     if isinstance(node, (nir.Input, nir.Output, Identity)):
         return nn.Identity()
@@ -128,9 +141,9 @@ def common_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shap
     if isinstance(node, nir.Flatten):
         return Reshape(out_shape)
     if isinstance(node, nir.Scale):
-        return Scale(tensor(p["scale"]))
+        return Scale(param(p["scale"], dtype, device))
     if isinstance(node, nir.Threshold):
-        return Threshold(tensor(p["threshold"]), sem.threshold == "ge")
+        return Threshold(param(p["threshold"], dtype, device), sem.threshold == "ge")
     if isinstance(node, nir.Delay):
         with np.errstate(all="ignore"):
             steps = np.round(p["delay"] / dt).astype(np.int64)
