@@ -193,4 +193,5 @@ class Program(GraphRunner):
                   for name, node in checked.flat.nodes.items()}
         super().__init__(checked, semantics, layers, dtype=dtype, device=device,
                          chunk_bytes=chunk_bytes, stepwise=stepwise, progress=progress)
+        self.requires_grad_(False)  # a simulator: no autograd bookkeeping on its weights
 

@@ -159,6 +159,7 @@ class _Chunk:
     rows: int  # steps per stateless call
     state_recs: dict[str, dict[str, Tensor]]
     keep: set[str]
+    calls: dict[str, Callable[[Tensor], Tensor]]  # stateless node -> its layer's call
 
 
 class _Found(Exception):
@@ -175,6 +176,20 @@ def _combine(layer: nn.Module, parts: list[Tensor]) -> Any:
     for part in parts[1:]:
         x = x + part
     return x
+
+
+def _caller(layer: nn.Module) -> Callable[[Tensor], Tensor]:
+    """``layer.forward`` when calling the module would only add ``nn.Module``'s dispatch (no
+    hook, no ``__call__`` of its own), else the module: a stateless layer is called once per
+    node and chunk, so the dispatch is most of the Python cost of a many-chunk run."""
+    hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    module_hooks = torch.nn.modules.module
+    if type(layer).__call__ is nn.Module.__call__ and \
+            not any(getattr(layer, h, None) for h in hooks) and \
+            not any(getattr(module_hooks, f"_global{h}", True) for h in hooks):
+        forward: Callable[[Tensor], Tensor] = layer.forward
+        return forward
+    return layer
 
 
 def _tensors(state: Any) -> Iterator[Tensor]:
@@ -222,6 +237,7 @@ class GraphRunner(nn.Module):
         self.names = list(checked.flat.nodes)
         self.index = {name: k for k, name in enumerate(self.names)}
         self.layers = nn.ModuleList([layers[name] for name in self.names])
+        self.by_name: dict[str, nn.Module] = dict(zip(self.names, self.layers, strict=True))
         self.fusions: dict[int, Fusion] = dict(fusions or {})
         # back edges stepped here (those of fused cycles live inside their neuron's layer)
         inner = {(f.loop or f.neuron, f.neuron) for f in self.fusions.values()}
@@ -236,7 +252,7 @@ class GraphRunner(nn.Module):
         self.finite_states = True
 
     def layer(self, name: str) -> nn.Module:
-        return self.layers[self.index[name]]
+        return self.by_name[name]
 
     def initial_state(self, batch: int) -> NetworkState:
         c = self.checked
@@ -303,6 +319,8 @@ class GraphRunner(nn.Module):
         shown = [*((n, n) for n in flat.outputs),
                  *((key, node) for key, (node, st) in recs.items()
                    if st is None and key not in flat.outputs)]
+        calls = {n: _caller(m) for n, m in self.by_name.items()
+                 if not isinstance(m, StatefulLayer)}
         bar = None
         if self.progress and not _watch:
             from tqdm.auto import tqdm
@@ -311,7 +329,7 @@ class GraphRunner(nn.Module):
         with torch.set_grad_enabled(grad):
             for t0 in range(0, T, tc):
                 t1 = min(T, t0 + tc)
-                ch = _Chunk(state, t1 - t0, B, t0, rows, state_recs, keep)
+                ch = _Chunk(state, t1 - t0, B, t0, rows, state_recs, keep, calls)
                 vals: dict[str, Tensor] = {n: xs[n][t0:t1] for n in flat.inputs}
                 for ui, unit in enumerate(c.units):
                     if ui in self.fusions:
@@ -339,14 +357,14 @@ class GraphRunner(nn.Module):
                                  for x in _tensors(s))
         return results, state
 
-    def _stateless(self, layer: nn.Module, x: Tensor, rows: int) -> Tensor:
-        """A stateless layer on ``x`` ``[n, B, ...]``: one call on ``[n*B, ...]`` per ``rows``
-        steps."""
+    def _stateless(self, call: Callable[[Tensor], Tensor], x: Tensor, rows: int) -> Tensor:
+        """A stateless layer (its ``call``) on ``x`` ``[n, B, ...]``: one call on
+        ``[n*B, ...]`` per ``rows`` steps."""
         n, B = int(x.shape[0]), int(x.shape[1])
         if n > rows:
-            return torch.cat([self._stateless(layer, x[t0:t0 + rows], rows)
+            return torch.cat([self._stateless(call, x[t0:t0 + rows], rows)
                               for t0 in range(0, n, rows)])
-        y = layer(x.reshape(n * B, *x.shape[2:]))
+        y = call(x.reshape(n * B, *x.shape[2:]))
         return y.reshape(n, B, *y.shape[1:])
 
     def _run_node(self, name: str, preds: list[str], vals: dict[str, Tensor],
@@ -354,7 +372,7 @@ class GraphRunner(nn.Module):
         layer = self.layer(name)
         x = _combine(layer, [vals[src] for src in preds])
         if not isinstance(layer, StatefulLayer):
-            return self._stateless(layer, x, ch.rows)
+            return self._stateless(ch.calls[name], x, ch.rows)
         out = torch.empty(ch.n, ch.B, *self.checked.out_shapes[name], dtype=self.dtype,
                           device=self.device)
         rec = {k: v[ch.t0:ch.t0 + ch.n] for k, v in ch.state_recs.get(name, {}).items()}
@@ -367,7 +385,7 @@ class GraphRunner(nn.Module):
         preds = [src for src in self.checked.flat.preds[name] if src != loop]
         vals[name] = self._run_node(name, preds, vals, ch)
         if fusion.loop is not None and fusion.loop in ch.keep:  # its output is recorded
-            vals[fusion.loop] = self._stateless(self.layer(fusion.loop), vals[name], ch.rows)
+            vals[fusion.loop] = self._stateless(ch.calls[fusion.loop], vals[name], ch.rows)
 
     def _run_cycle(self, members: tuple[str, ...], vals: dict[str, Tensor], ch: _Chunk) -> None:
         outs = {m: torch.empty(ch.n, ch.B, *self.checked.out_shapes[m], dtype=self.dtype,
@@ -378,8 +396,7 @@ class GraphRunner(nn.Module):
             layer = self.layer(m)
             x = _combine(layer, parts)
             if not isinstance(layer, StatefulLayer):
-                y: Tensor = layer(x)
-                return y
+                return ch.calls[m](x)
             y, nodes[m] = layer.step(x, nodes[m])
             for key, buf in ch.state_recs.get(m, {}).items():
                 buf[ch.t0 + t] = layer.read(nodes[m], key)

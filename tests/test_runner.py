@@ -74,6 +74,32 @@ def test_runner_continues_from_its_state():
         assert torch.equal(torch.cat([first[key], second[key]]), full[key]), key
 
 
+def test_hooks_on_a_layer_are_honoured():
+    """The runner calls a layer's ``forward`` directly only while nothing hooks into it: a
+    forward hook (a module's or a global one) is run, and what it returns is used."""
+    net, x = runner(), inputs()
+    want, _ = net(x)
+    seen: list[int] = []
+
+    def double(module, args, out):
+        seen.append(1)
+        return out * 2
+
+    handle = net.layer("lin").register_forward_hook(double)
+    try:
+        got, _ = net(x)
+    finally:
+        handle.remove()
+    assert seen and not torch.equal(got["output"], want["output"])
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: seen.append(2))
+    try:
+        again, _ = net(x)
+    finally:
+        handle.remove()
+    assert 2 in seen and torch.equal(again["output"], want["output"])
+
+
 def test_runner_records_only_node_names_and_states():
     net = runner()
     assert isinstance(net.layer("delay"), StatefulLayer)
