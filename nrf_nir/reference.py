@@ -75,7 +75,7 @@ class Neuron(StatefulLayer):
         if firing is None or self.synapse or record:
             return super().run(x, state, out, record)
         if self.membrane == "lif" and self.k["r"] is None and not firing.subtract:
-            return (self._run_lif_in_place(x, state[0].clone(), out, firing),)
+            return (self._run_lif_in_place(x, state[0], out, firing),)  # the run's own state
         (v,) = state
         for t in range(out.shape[0]):
             _, v = firing.fire(self._membrane(x[t], v), out=out[t])

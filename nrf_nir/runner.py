@@ -16,6 +16,7 @@ Torch only: no framework is imported here.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -90,7 +91,8 @@ class NonFinite:
 
 class StatefulLayer(nn.Module):
     """A layer with state: ``init_state(batch)``, ``step(x, state) -> (y, state)`` on
-    ``[B, *in]``.
+    ``[B, *in]``. ``run`` may update the state it is given in place: the runner hands each
+    layer a state of its own (fresh, or a copy of the caller's).
 
     ``separate``: ``step`` receives the incoming edges as a list (edge order) instead of their
     sum. ``state_names``: the state fields that can be recorded (``"<node>.v"``), read by
@@ -302,6 +304,8 @@ class GraphRunner(nn.Module):
         T, B = int(first.shape[0]), int(first.shape[1])
         if state is None:
             state = self.initial_state(B)
+        else:  # the caller's state stays as it was: layers may update their own in place
+            state = copy.deepcopy(state)
         recs = self._parse_record(tuple(record))
         rows = chunk_steps(c, T, B, self.dtype, self.chunk_bytes, self.stepwise)
         tc = max(T, 1) if self.whole_time else rows

@@ -100,6 +100,29 @@ def test_hooks_on_a_layer_are_honoured():
     assert 2 in seen and torch.equal(again["output"], want["output"])
 
 
+def test_a_continued_run_leaves_the_callers_state_as_it_was():
+    """The reference's LIF updates its membrane in place (no copy per chunk): a state handed
+    back by the caller is copied once, so the caller can run from it again."""
+    lif = nir.LIF(tau=np.full(2, 0.01), r=np.ones(2), v_leak=np.zeros(2),
+                  v_threshold=np.full(2, 1.0), v_reset=np.zeros(2))
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([3])),
+                            "lin": nir.Linear(weight=np.ones((2, 3))), "lif": lif,
+                            "output": nir.Output(output_type=np.array([2]))},
+                     edges=[("input", "lin"), ("lin", "lif"), ("lif", "output")],
+                     type_check=False)
+    g.metadata = {"dt": 1e-3}
+    net = nrf_nir.lower(g).backend
+    x = torch.rand(30, 4, 3)
+    full, _ = net(x)
+    _, state = net(x[:12])
+    kept = [v.clone() for v in state.nodes["lif"]]
+    second, _ = net(x[12:], state)
+    again, _ = net(x[12:], state)
+    assert all(torch.equal(a, b) for a, b in zip(kept, state.nodes["lif"], strict=True))
+    assert torch.equal(second["output"], full["output"][12:])
+    assert torch.equal(again["output"], second["output"])
+
+
 def test_runner_records_only_node_names_and_states():
     net = runner()
     assert isinstance(net.layer("delay"), StatefulLayer)
