@@ -20,8 +20,9 @@ A custom module can take part in two ways:
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -183,6 +184,67 @@ def _identity(path: str, m: nn.Module, x: torch.Tensor) -> tuple[None, torch.Ten
 
 
 LeafConverter = Callable[[str, Any, torch.Tensor], tuple[Any, torch.Tensor]]
+
+
+class SampleShapeError(NIRError):
+    """The sample_input does not fit the model's first layer (rank or size).
+
+    layer: the layer's type name; layout: what it takes, e.g. ``[B, 12]``; shape: the
+    sample's shape.
+    """
+
+    def __init__(self, layer: str, layout: str, shape: list[int], node: str) -> None:
+        self.layer, self.layout, self.shape = layer, layout, shape
+        super().__init__(f"{layer} takes one time step {layout}, got a sample_input of shape "
+                         f"{shape} (pass one time step [B, *input_shape])", node=node,
+                         field="sample_input")
+
+
+def _takes(m: nn.Module) -> tuple[int, int | None, str] | None:
+    """What a leaf takes as one time step: (rank with the batch dimension, the axis whose
+    size it fixes or None, the layout as text, e.g. ``[B, 12]``); None for any input."""
+    if isinstance(m, nn.Linear):
+        return 2, 1, f"[B, {m.in_features}]"
+    if isinstance(m, nn.Conv1d):
+        return 3, 1, f"[B, {m.in_channels}, L]"
+    if isinstance(m, nn.Conv2d):
+        return 4, 1, f"[B, {m.in_channels}, H, W]"
+    if isinstance(m, nn.AvgPool2d):
+        return 4, None, "[B, C, H, W]"
+    return None
+
+
+def _check_takes(path: str, m: nn.Module, x: torch.Tensor, first: bool) -> None:
+    """Refuse an input the leaf does not take: torch would apply a Linear over extra leading
+    dimensions or read a Conv input as unbatched, and the export would be of another shape.
+    first: ``x`` is the sample itself (the error then names the field ``sample_input``)."""
+    takes = _takes(m)
+    if takes is None:
+        return
+    rank, axis, layout = takes
+    size = None if axis is None else (m.in_features if isinstance(m, nn.Linear)
+                                      else cast(Any, m).in_channels)
+    if x.dim() == rank and (axis is None or x.shape[axis] == size):
+        return
+    node = path or type(m).__name__
+    if first:
+        raise SampleShapeError(type(m).__name__, layout, list(x.shape), node)
+    raise NIRError(f"{type(m).__name__} takes one time step {layout}, got shape "
+                   f"{list(x.shape)} from the layer before", node=node, field="input")
+
+
+@contextlib.contextmanager
+def _running(path: str, m: nn.Module, x: torch.Tensor) -> Iterator[None]:
+    """Turn the error of running ``m`` on ``x`` (torch's, or user code's) into a NIRError
+    naming the module and the input shape."""
+    try:
+        yield
+    except NIRError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NIRError(f"{type(m).__name__} fails on an input of shape {list(x.shape)}: "
+                       f"{first[:300]}", node=path or type(m).__name__, field="input") from None
 
 
 def _leaf_converters() -> dict[type, LeafConverter]:
@@ -355,17 +417,20 @@ def _walk(ctx: _Context, path: str, m: nn.Module, x: torch.Tensor,
     if _is_lift(m):
         return _walk(ctx, path, cast(nn.Module, m.lifted_module), x, source)
     if hasattr(m, "to_nir_graph"):
-        return _custom(ctx, path, m, x, source)
+        with _running(path, m, x):
+            return _custom(ctx, path, m, x, source)
     if hasattr(m, "to_nir_sequence"):
         return _walk(ctx, path, cast(_Sequenced, m).to_nir_sequence(), x, source)
     converter = _leaf_converters().get(type(m))
     if converter is not None:
-        with torch.no_grad():
+        _check_takes(path, m, x, first=source == "input")
+        with torch.no_grad(), _running(path, m, x):
             node, y = converter(path, m, x)
         if node is None:
             return source, y
         return ctx.add(_node_name(path), node, source), y
-    result = _norse_cell(ctx, path, m, x, source)
+    with _running(path, m, x):
+        result = _norse_cell(ctx, path, m, x, source)
     if result is None:  # _survey already refused these; keep a safe fallback
         raise UnsupportedError(f"{type(m).__name__} has no NIR equivalent", node=path or None)
     return result

@@ -18,12 +18,13 @@ import stat
 import struct
 import zipfile
 import zlib
+from collections.abc import Sequence
 from typing import IO, Literal
 
 import numpy as np
 from numpy.lib import format as npy_format
 
-from .errors import NIRError, escape, shown
+from .errors import NIRError, escape, listed, shown
 from .limits import env_limit
 
 #: Default limit on the bytes of all arrays of one archive (env ``NRF_NIR_MAX_INPUT_BYTES``).
@@ -144,13 +145,18 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str,
     return array
 
 
-def read_npz(path: str, *, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+def read_npz(path: str, *, max_bytes: int | None = None,
+             expected_keys: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """The arrays of the ``.npz`` archive at ``path``, keyed by name.
 
     max_bytes: limit on the bytes of all arrays together (default ``max_input_bytes()``).
+    expected_keys: the keys the caller wants (a graph's Input node names), named by the
+    refusal of a file that is no archive (a ``.npy`` array, text, ...).
     Raises ``NIRError`` naming the file (and member) for anything it refuses.
     """
     limit = max_input_bytes() if max_bytes is None else max_bytes
+    keys = (f", one array [T, B, *shape] per Input node keyed by its name: "
+            f"{listed(expected_keys)}" if expected_keys else "")
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -163,13 +169,13 @@ def read_npz(path: str, *, max_bytes: int | None = None) -> dict[str, np.ndarray
         with open(path, "rb") as raw:
             head = raw.read(len(_NPY_MAGIC))
             if head == _NPY_MAGIC:
-                raise NIRError("not an .npz archive (a .npy file? save inputs with numpy.savez)",
-                               file=path)
+                raise NIRError("not an .npz archive (a .npy file? save inputs with "
+                               f"numpy.savez{keys})", file=path)
             try:
                 archive = zipfile.ZipFile(raw)
             except zipfile.BadZipFile:
                 raise NIRError("not an .npz archive (not a zip file; save inputs with "
-                               "numpy.savez)", file=path) from None
+                               f"numpy.savez{keys})", file=path) from None
             with archive:
                 return _read_members(archive, info.st_size, limit)
     except NIRError as exc:

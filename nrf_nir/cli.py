@@ -20,11 +20,12 @@ EXIT_USER_ERROR = 2
 DEPLOY_JSON = "deploy.json"
 
 
-def _load_npz(path: str) -> dict[str, np.ndarray]:
-    """The arrays of an input ``.npz``, read without trusting it (``nrf_nir.arrays``)."""
+def _load_npz(path: str, input_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The arrays of an input ``.npz``, read without trusting it (``nrf_nir.arrays``); keys
+    are matched strictly against ``input_names`` later (``api.prepare_inputs``)."""
     from .arrays import read_npz
 
-    return read_npz(path)
+    return read_npz(path, expected_keys=input_names)
 
 
 def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
@@ -108,10 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = {"progress": sys.stderr.isatty()} if args.target == "reference" else {}
     lowered = lower(graph, args.target, dt=args.dt, dtype=args.dtype, device=args.device,
                     strict_numerics=args.strict_numerics, **options)
-    arrays = _load_npz(args.input)
-    names = lowered.checked.flat.inputs
-    if len(names) == 1 and len(arrays) == 1 and names[0] not in arrays:
-        arrays = {names[0]: next(iter(arrays.values()))}
+    arrays = _load_npz(args.input, lowered.checked.flat.inputs)
     try:
         with _one_line_warnings():
             out = lowered.run(arrays, record=args.record)
@@ -125,6 +123,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in result.items())
     print(f"wrote {args.output}: {shapes}")
     return 0
+
+
+def _import_from_working_directory() -> None:
+    """Put the working directory first on ``sys.path``, as ``python -m`` does, so that a
+    factory ``package.module:function`` is found in the folder the command runs in."""
+    import os
+
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def _input_shape(text: str) -> tuple[int, ...]:
@@ -144,11 +152,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from .exporters import export
     from .exporters.checkpoint import build_module, load_weights
+    from .exporters.modules import SampleShapeError
     from .io import save
 
     source: str = args.source
     factories = [spec.partition(":")[0] for spec in (source, args.model or "") if ":" in spec]
     _check_output(args.output, [source, *(f for f in factories if f.endswith(".py"))])
+    if any(not f.endswith(".py") for f in factories):
+        _import_from_working_directory()
     if os.path.isfile(source):
         if not args.model:
             raise NIRError("a weights file needs --model NAME_OR_FACTORY to build the "
@@ -166,7 +177,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise NIRError("the input shape is unknown: pass --input-shape (e.g. 2,34,34), or give "
                        "the module an input_shape attribute", field="input_shape")
     sample = torch.zeros(1, *tuple(int(s) for s in shape))
-    graph = export(module, sample, dt=args.dt)
+    try:
+        graph = export(module, sample, dt=args.dt)
+    except SampleShapeError as exc:
+        given = ("--input-shape " if args.input_shape else "the module's input_shape ") + \
+            ",".join(map(str, shape))
+        raise NIRError(f"{exc.layer} takes one time step {exc.layout}, but {given} gives "
+                       f"{exc.shape}", node=exc.node, field="input_shape") from None
     save(graph, args.output)
     sem = graph.metadata
     print(f"wrote {args.output}: {len(graph.nodes)} nodes, dt {sem.get('dt')} s, "
@@ -298,6 +315,18 @@ def _device(text: str) -> str:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
+class _NamesAction(argparse.Action):
+    """An option that accumulates names: each occurrence adds its comma-separated names
+    (``--record a --record b,c`` gives ``[a, b, c]``); an empty name is an error."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        names = [name.strip() for name in str(values).split(",")]
+        if not all(names):
+            raise argparse.ArgumentError(self, f"empty name in {shown(str(values))}")
+        setattr(namespace, self.dest, [*getattr(namespace, self.dest), *names])
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         """One line, like every user error: ``nrf-nir: error: COMMAND: MESSAGE``."""
@@ -343,8 +372,9 @@ def build_parser(zoo: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--device", type=_device, default=None,
                    help="torch device: cpu, cuda or cuda:N (default: cuda if present)")
-    p.add_argument("--record", nargs="*", default=[], metavar="NAME",
-                   help="also record these nodes or '<neuron>.v' / '<neuron>.i' states")
+    p.add_argument("--record", action=_NamesAction, default=[], metavar="NAME[,NAME...]",
+                   help="also record these nodes or '<neuron>.v' / '<neuron>.i' states; "
+                        "repeat the option or separate names with commas")
     p.add_argument("--dialect", default="auto",
                    help="conventions of the file's producer: auto (recognise snnTorch, "
                         "Rockpool, Norse files), none, or a dialect name")
@@ -479,6 +509,35 @@ def _signals_raise() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+#: Exit status when the reader of standard output went away (``... | head``): that of a
+#: process killed by SIGPIPE, as other Unix tools end.
+EXIT_CLOSED_PIPE = 128 + signal.SIGPIPE
+
+
+def _stdout_is_closed_pipe() -> bool:
+    """Whether standard output is a pipe whose reader has gone (poll reports an error)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no descriptor behind sys.stdout
+        return False
+
+
+def _stdout_closed() -> int:
+    """The reader of standard output closed the pipe: drop what is still buffered (point the
+    descriptor at ``/dev/null``, so that Python's final flush does not report the error) and
+    end quietly with :data:`EXIT_CLOSED_PIPE`."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_CLOSED_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     with _signals_raise():
         try:
@@ -486,7 +545,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser = build_parser(zoo="zoo" in argv)  # the zoo's parser imports torch
             args = parser.parse_args(argv)
             func: Callable[[argparse.Namespace], int] = args.func
-            return func(args)
+            code = func(args)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+            return code
+        except BrokenPipeError:
+            if not _stdout_is_closed_pipe():
+                raise
+            return _stdout_closed()
         except NIRError as exc:
             print(f"nrf-nir: error: {exc}", file=sys.stderr)
             return EXIT_USER_ERROR
