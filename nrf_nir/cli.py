@@ -209,13 +209,23 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raise NIRError(f"target {args.target!r} has no deployable artifact; it runs in-process "
                        "(use 'nrf-nir run --target ...')", field="target")
     out = Path(args.output)
+    # the lossy changes the target made (None: it does not report them)
+    describe = getattr(target, "changes", None)
+    changes: list[str] | None = describe(lowered.backend) if describe is not None else None
     # every file or none: a refusal or a fault leaves OUT as it was (absent if it was)
     with atomic_folder(out, protect=[args.file]) as tmp:
         written = writer(lowered.backend, tmp)
         summary = {"source": str(args.file), "target": args.target, "files": sorted(
-            str(out / Path(p).relative_to(tmp)) for p in written)}
+            str(out / Path(p).relative_to(tmp)) for p in written), "changes": changes}
         (tmp / DEPLOY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
     print(f"deployed {args.file} to {args.target}: {out}/ ({', '.join(summary['files'])})")
+    if changes is None:
+        print(f"  ({args.target} does not list its lossy changes; see its report)")
+    elif not changes:
+        print("  no lossy changes: the target computes the graph as the reference does")
+    else:
+        print(f"  lossy changes ({len(changes)}; also in {out / DEPLOY_JSON}):")
+        print("\n".join(f"  - {escape(line)}" for line in changes))
     return 0
 
 

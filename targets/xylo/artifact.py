@@ -47,6 +47,40 @@ def load_artifact(directory: str | Path) -> XyloConfig:
     return XyloConfig.load(directory)
 
 
+def changes(report: dict[str, Any]) -> list[str]:
+    """The lossy changes a deployment made, one line each, from a Xylo report: per layer the
+    weight rounding (relative RMS error, weights zeroed or clipped), threshold and bias
+    errors, the membrane time constants Xylo can hold (bit-shift decays), the latency; then
+    the departures from the reference semantics (reset, initial state, missing currents)."""
+    def pct(x: float) -> str:
+        return f"{100 * x:.2g}%"
+
+    lines = []
+    for la in report["quantization"]["layers"]:
+        w, th = la["weights"], la.get("threshold")
+        bias, tau = la.get("bias"), la.get("tau_mem")
+        parts = [f"weights int8 (rms error {pct(w['relative_rms_error'])}"
+                 + (f", {w['zeroed']} of {w['nonzero']} zeroed" if w["zeroed"] else "")
+                 + (f", {w['clipped']} clipped" if w["clipped"] else "") + ")"]
+        if th:
+            parts.append(f"threshold error <= {pct(th['max_relative_error'])}")
+        if bias and (bias.get("clipped") or bias.get("max_abs_error")):
+            parts.append(f"bias error <= {bias['max_abs_error']:.3g} units"
+                         + (f" ({bias['clipped']} clipped)" if bias["clipped"] else ""))
+        err = tau.get("max_abs_relative_error") if tau else None
+        if tau and err:
+            taus = ", ".join(f"{v['tau'] * 1e3:.3g} -> {v['tau_xylo'] * 1e3:.3g} ms"
+                             for v in tau["values"][:3])
+            more = f" and {len(tau['values']) - 3} more" if len(tau["values"]) > 3 else ""
+            parts.append(f"tau_mem {taus}{more} (up to {pct(err)} off)")
+        if la.get("lag_steps"):
+            parts.append(f"{la['lag_steps']} step(s) late")
+        lines.append(f"{la['name']} ({la['type']}, {la['neurons']} neurons): "
+                     + "; ".join(parts))
+    lines += list(report["quantization"].get("notes", []))
+    return lines
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 

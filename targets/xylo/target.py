@@ -279,6 +279,14 @@ class XyloTarget:
 
         return write_artifact(lowered, directory)
 
+    def changes(self, lowered: XyloLowered) -> list[str]:
+        """The lossy changes of this deployment, one line each (``nrf-nir deploy`` prints
+        them and writes them to ``deploy.json``)."""
+        from .artifact import changes
+        from .config import _jsonable
+
+        return changes(_jsonable(lowered.report))
+
 
 TARGET = XyloTarget("xylo")
 XYLOSIM_TARGET = XyloTarget("xylosim", engine="xylosim")
