@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -103,13 +104,18 @@ def _one_line_warnings() -> Iterator[None]:
 def cmd_run(args: argparse.Namespace) -> int:
     from .api import lower
     from .io import load
+    from .targets import get
 
     _check_output(args.output, [args.file, args.input])
     graph = load(args.file, dialect=args.dialect)
-    options = {"progress": sys.stderr.isatty()} if args.target == "reference" else {}
+
+    # a progress bar on a terminal, for the targets that step in this process
+    options = {"progress": True} if sys.stderr.isatty() and \
+        getattr(get(args.target), "progress", False) else {}
     lowered = lower(graph, args.target, dt=args.dt, dtype=args.dtype, device=args.device,
                     strict_numerics=args.strict_numerics, **options)
     arrays = _load_npz(args.input, lowered.checked.flat.inputs)
+    start = time.monotonic()
     try:
         with _one_line_warnings():
             out = lowered.run(arrays, record=args.record)
@@ -121,7 +127,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = {name: value.detach().cpu().numpy() for name, value in out.items()}
     _save_npz(args.output, result)
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in result.items())
-    print(f"wrote {args.output}: {shapes}")
+    first = next(iter(arrays.values()))
+    print(f"wrote {args.output}: {shapes} ({first.shape[0]} steps x {first.shape[1]} samples "
+          f"on {args.target} in {time.monotonic() - start:.1f} s)")
     return 0
 
 

@@ -265,7 +265,8 @@ class NorseNetwork(GraphRunner):
 
     def __init__(self, checked: Checked, semantics: Semantics, *, dtype: Any = None,
                  device: Any = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-                 stepwise: bool = False, surrogate: str = _METHOD) -> None:
+                 stepwise: bool = False, surrogate: str = _METHOD,
+                 progress: bool = False) -> None:
         if surrogate not in SURROGATES:
             raise NIRError(f"unknown surrogate {surrogate!r}; known: {', '.join(SURROGATES)}",
                            field="surrogate")
@@ -275,7 +276,7 @@ class NorseNetwork(GraphRunner):
                                    surrogate)
                   for name, node in checked.flat.nodes.items()}
         super().__init__(checked, semantics, layers, dtype=dtype, device=device,
-                         chunk_bytes=chunk_bytes, stepwise=stepwise)
+                         chunk_bytes=chunk_bytes, stepwise=stepwise, progress=progress)
 
     def to_nir(self) -> nir.NIRGraph:
         """The graph again, with the current weights and biases of its ``Linear``, ``Affine``
@@ -311,6 +312,7 @@ class NorseNetwork(GraphRunner):
 
 class NorseTarget:
     name = NAME
+    progress = True  # takes the option progress (a progress bar over time steps)
     description = (f"Norse {NORSE_VERSION} cells (LIFBoxCell, LIBoxCell, LIFCell, LICell, "
                    "IAFCell) and torch layers; bit-exact to the reference")
 
@@ -321,7 +323,7 @@ class NorseTarget:
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> NorseNetwork:
         """strict=False: lower what the target can run; violations that make running impossible
         still raise: every one of this target's does (its check lists what it cannot compute)."""
-        extra = parse_options(options, ("chunk_bytes", "stepwise", "surrogate"), NAME)
+        extra = parse_options(options, ("chunk_bytes", "stepwise", "surrogate", "progress"), NAME)
         refuse(NAME, findings(self, checked, semantics, options))
         return NorseNetwork(checked, semantics, dtype=options.dtype, device=options.device,
                             **extra)

@@ -14,6 +14,7 @@ from nrf_nir.validate import Checked
 
 class ReferenceTarget:
     name = "reference"
+    progress = True  # takes the option progress (a progress bar over time steps)
     description = "batched PyTorch reference simulator (CUDA when present, else CPU)"
 
     def check(self, checked: Checked, semantics: Semantics,

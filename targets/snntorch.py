@@ -446,7 +446,8 @@ class SnnTorchNetwork(GraphRunner):
 
     def __init__(self, checked: Checked, semantics: Semantics, *, dtype: Any = None,
                  device: Any = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-                 stepwise: bool = False, fuse: bool = True) -> None:
+                 stepwise: bool = False, fuse: bool = True,
+                 progress: bool = False) -> None:
         dtype, device = resolve(dtype, device)
         fusions: dict[int, Fusion] = {}
         if fuse:
@@ -461,18 +462,20 @@ class SnnTorchNetwork(GraphRunner):
                              checked.out_shapes[name], semantics, dtype, device)
                   for name, node in checked.flat.nodes.items()}
         super().__init__(checked, semantics, layers, dtype=dtype, device=device,
-                         chunk_bytes=chunk_bytes, stepwise=stepwise, fusions=fusions)
+                         chunk_bytes=chunk_bytes, stepwise=stepwise, fusions=fusions,
+                         progress=progress)
 
 
 # --------------------------------------------------------------------------------------------
 # the target
 # --------------------------------------------------------------------------------------------
 
-_OPTIONS = ("chunk_bytes", "stepwise", "fuse")
+_OPTIONS = ("chunk_bytes", "stepwise", "fuse", "progress")
 
 
 class SnnTorchTarget:
     name = NAME
+    progress = True  # takes the option progress (a progress bar over time steps)
     description = (f"snnTorch {SNNTORCH_VERSION} neurons (Leaky, Synaptic, RLeaky, RSynaptic) "
                    "and torch layers; equal to the reference within float rounding")
 
