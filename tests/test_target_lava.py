@@ -25,7 +25,7 @@ import torch
 
 import nrf_nir
 from nrf_nir.targets import get
-from nrf_nir.targets.lava.plan import quantize
+from nrf_nir.targets.lava.plan import Synapse, quantize
 from tests import helpers
 
 try:
@@ -316,7 +316,8 @@ def test_check_names_node_and_field():
         (("n1", "v_leak"), chain(linear(rng, 3, 4, 1), cuba(3, v_leak=0.1),
                                  initial_state="zero")),
         (("n1", "v_threshold"), chain(linear(rng, 3, 4, 1), lif(3, v_th=-1.0))),
-        (("n0", "type"), chain(li)),
+        (("n0", "type"), chain(nir.Threshold(threshold=np.full(4, 0.5)))),
+        (("n0", "edges"), chain(li, cuba(4))),  # a non-spiking neuron feeding a neuron
         (("n1", "tau"), chain(linear(rng, 3, 4, 1), lif_taus)),
         (("n1", "tau_syn"), chain(linear(rng, 3, 4, 1), cuba_taus)),
         (("n0", "edges"), chain(linear(rng, 3, 4, 1))),  # a weight straight into the Output
@@ -399,7 +400,7 @@ def test_no_process_left_behind():
 
     # a failure inside a Lava process (a model raising mid-run: Lava alone would hang)
     bad = runner.NetSpec(spec.tag, spec.n_in, [runner.LayerSpec(
-        n=3, source=-1, depth=1, w_ff=np.ones((3, 6), dtype=np.int64), w_rec=None,
+        n=3, inputs=[Synapse(-1, np.ones((3, 6), dtype=np.int64))], depth=1, w_rec=None,
         bias=np.zeros(3), du=0, dv=0, vth=np.array([1, 2]))])  # vth of the wrong shape
     with pytest.raises(runner.LavaRunError, match="broadcast"):
         runner.run_network(bad, x, {0})
@@ -429,10 +430,12 @@ def test_netx_artifact_reproduces_lava_fixed(tmp_path):
     assert fixed.sum() > 0
     for b in range(2):
         np.testing.assert_array_equal(run_netx(out / "network.net", x[:, b], 2), fixed[:, b])
-    # what netx cannot express is refused by name
-    prog = nrf_nir.lower(recurrent(rng), "lava-fixed")
-    with pytest.raises(nrf_nir.NIRError, match="recurrent"):
-        get("lava-fixed").artifact(prog.backend, tmp_path / "rec")
+    # what netx cannot express is refused by name, and nothing is written
+    prog = nrf_nir.lower(chain(affine(rng, 4, 5, 25, bias=2.0), cuba(4), shape=(5,)),
+                         "lava-fixed")
+    with pytest.raises(nrf_nir.NIRError, match="constant input"):
+        get("lava-fixed").artifact(prog.backend, tmp_path / "cuba-bias")
+    assert not (tmp_path / "cuba-bias").exists()
 
 
 def test_quantize_is_shared():

@@ -81,14 +81,23 @@ def input_array(prog: LavaProgram, inputs: Mapping[str, Tensor], *,
     return x
 
 
-def outputs(prog: LavaProgram, spikes: Mapping[int, Any], record: tuple[str, ...],
+def outputs(prog: LavaProgram, values: Mapping[int, Any], record: tuple[str, ...],
             T: int, B: int) -> dict[str, Tensor]:
-    """Output nodes and recorded neurons as ``[T, B, *shape]`` tensors of ``prog.dtype``."""
+    """Output nodes and recorded neurons as ``[T, B, *shape]`` tensors of ``prog.dtype``:
+    spikes, or a read-out's voltage in reference units (``values`` holds Lava's ``v``: float
+    ``v'`` for lava-float, integers for the fixed-point targets)."""
     plan = prog.plan
     result: dict[str, Tensor] = {}
     for name, k in plan.record_layers(record).items():
         shape = plan.out_shapes.get(name, plan.layers[k].shape)
-        z = spikes[k]
+        z = values[k]
+        if plan.layers[k].readout:
+            z = z.cpu().numpy() if isinstance(z, Tensor) else np.asarray(z)
+            if prog.fixed is not None:
+                z = prog.fixed.layers[k].voltage(z)
+            else:
+                offset = plan.layers[k].v_offset
+                z = z.astype(np.float64) + (0.0 if offset is None else offset)
         t = z if isinstance(z, Tensor) else torch.from_numpy(np.ascontiguousarray(z))
         result[name] = t.to(prog.dtype).reshape(T, B, *shape)
     return result

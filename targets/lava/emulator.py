@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .plan import UV_MAX, FixedLayer, FixedPlan
+from .plan import UV_MAX, FixedLayer, FixedPlan, needed_layers
 
 _M = UV_MAX
 _2_31 = 2**31
@@ -102,8 +102,14 @@ class LoihiEmulator:
         self.fixed = fixed
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         dev = self.device
-        self.w_ff = [_Weights(torch.as_tensor(fl.w_ff, dtype=torch.int64, device=dev))
-                     for fl in fixed.layers]
+        for fl in fixed.layers:
+            for syn in fl.inputs:
+                if syn.kind != "dense":
+                    raise ValueError(f"layer {fl.name!r}: synapse kind {syn.kind!r} is not "
+                                     "emulated")
+        #: per layer, one weight matrix per synapse (feed-forward input)
+        self.w_ff = [[_Weights(torch.as_tensor(syn.weight, dtype=torch.int64, device=dev))
+                      for syn in fl.inputs] for fl in fixed.layers]
         self.w_rec = [None if fl.w_rec is None else
                       _Weights(torch.as_tensor(fl.w_rec, dtype=torch.int64, device=dev))
                       for fl in fixed.layers]
@@ -115,54 +121,59 @@ class LoihiEmulator:
     def run(self, x: Tensor, layers: set[int] | None = None, record_state: bool = False,
             checked: bool = False) -> dict:
         """Spikes (int8 0/1) ``[T, B, n]`` of every layer (or of ``layers`` and what they
-        need), keyed by layer index. ``record_state`` adds ``(k, "u")`` / ``(k, "v")``
-        entries. ``checked``: the caller has checked that ``x`` is integer-valued."""
+        need), keyed by layer index; a read-out layer gives its voltage ``v`` instead (int64,
+        Lava's units). ``record_state`` adds ``(k, "u")`` / ``(k, "v")`` entries. ``checked``:
+        the caller has checked that ``x`` is integer-valued."""
         fixed = self.fixed
         x = x.to(self.device)
         T, B = int(x.shape[0]), int(x.shape[1])
         xin = x.reshape(T, B, -1)
         if not checked and not bool(torch.all(xin == torch.round(xin))):
             raise ValueError("Loihi inputs must be integers (spikes, or graded spike payloads)")
-        need = set(range(len(fixed.layers))) if layers is None else set(layers)
-        for k in sorted(need, reverse=True):
-            src = fixed.layers[k].source
-            while src >= 0 and src not in need:
-                need.add(src)
-                src = fixed.layers[src].source
+        need = needed_layers(fixed.layers, set(range(len(fixed.layers))) if layers is None
+                             else set(layers))
         x_max = float(xin.abs().max()) if xin.numel() else 0.0
         out: dict = {}
         for k, fl in enumerate(fixed.layers):
             if k not in need:
                 continue
-            s = xin if fl.source < 0 else out[fl.source]
-            s_max = x_max if fl.source < 0 else 1.0
-            w = self.w_ff[k]
-            bound = w.row_bound * s_max
+            # a synapse's delay only aligns Lava's per-hop latency; this emulator has none
+            feeds = [(w, xin if syn.source < 0 else out[syn.source],
+                      x_max if syn.source < 0 else 1.0)
+                     for w, syn in zip(self.w_ff[k], fl.inputs, strict=True)]
+            bound = sum(w.row_bound * s_max for w, _, s_max in feeds)
             rec = self.w_rec[k]
             rec_bound = rec.row_bound if rec is not None else 0.0
             b_max = float(self.bias[k].abs().max()) if fl.n else 0.0
             a_bound = bound + rec_bound + b_max
             spikes = torch.empty(T, B, fl.n, dtype=torch.int8, device=self.device)
             u_rec = v_rec = None
-            if record_state:
+            if record_state or fl.readout:
                 u_rec = torch.empty(T, B, fl.n, dtype=torch.int64, device=self.device)
                 v_rec = torch.empty(T, B, fl.n, dtype=torch.int64, device=self.device)
             state = None
             # time chunks: the feed-forward product of a chunk at once, bounded memory
-            tc = max(1, min(T, self.chunk_elements // max(1, B * max(fl.n, s.shape[-1]))))
+            widest = max([fl.n, *(s.shape[-1] for _, s, _ in feeds)])
+            tc = max(1, min(T, self.chunk_elements // max(1, B * widest)))
             for t0 in range(0, T, tc):
                 t1 = min(T, t0 + tc)
-                a = w.matmul(s[t0:t1].reshape((t1 - t0) * B, -1), s_max)
-                a = a.reshape(t1 - t0, B, fl.n)
+                parts = [w.matmul(s[t0:t1].reshape((t1 - t0) * B, -1), s_max)
+                         for w, s, s_max in feeds]
                 if a_bound < 2**31:  # no int32 overflow: stay in int32
-                    a = a.to(torch.int32) + self.bias[k].to(torch.int32)
-                else:
-                    a = _wrap32(a.to(torch.int64)) + self.bias[k]
+                    a = parts[0].to(torch.int32)
+                    for p in parts[1:]:
+                        a = a + p.to(torch.int32)
+                    a = a.reshape(t1 - t0, B, fl.n) + self.bias[k].to(torch.int32)
+                else:  # Lava sums int32 channels: the sum wraps like one wrap of the total
+                    a = parts[0].to(torch.int64)
+                    for p in parts[1:]:
+                        a = a + p.to(torch.int64)
+                    a = _wrap32(a.reshape(t1 - t0, B, fl.n)) + self.bias[k]
                 with _OneThread(self.device.type == "cpu" and B * fl.n <= 1 << 20):
                     state = self._neuron(fl, a, rec, a_bound, state, spikes[t0:t1],
                                          None if u_rec is None else u_rec[t0:t1],
                                          None if v_rec is None else v_rec[t0:t1])
-            out[k] = spikes
+            out[k] = v_rec if fl.readout else spikes
             if record_state:
                 out[(k, "u")], out[(k, "v")] = u_rec, v_rec
         return out

@@ -18,15 +18,15 @@ from .plan import FIXED_NAME, FLOAT_NAME, FixedPlan, Plan, quantize
 
 def float_spec(plan: Plan) -> runner.NetSpec:
     return runner.NetSpec("floating_pt", plan.n_in, [
-        runner.LayerSpec(n=ly.n, source=ly.source, depth=ly.depth, w_ff=ly.w_ff,
-                         w_rec=ly.w_rec, bias=ly.beta, du=ly.du, dv=ly.dv, vth=ly.vth)
+        runner.LayerSpec(n=ly.n, inputs=ly.inputs, depth=ly.depth, w_rec=ly.w_rec,
+                         bias=ly.beta, du=ly.du, dv=ly.dv, vth=ly.vth, readout=ly.readout)
         for ly in plan.layers])
 
 
 def fixed_spec(fixed: FixedPlan) -> runner.NetSpec:
     return runner.NetSpec("fixed_pt", fixed.plan.n_in, [
-        runner.LayerSpec(n=fl.n, source=fl.source, depth=fl.depth, w_ff=fl.w_ff,
-                         w_rec=fl.w_rec, bias=fl.bias, du=fl.du, dv=fl.dv, vth=fl.vth)
+        runner.LayerSpec(n=fl.n, inputs=fl.inputs, depth=fl.depth, w_rec=fl.w_rec,
+                         bias=fl.bias, du=fl.du, dv=fl.dv, vth=fl.vth, readout=fl.readout)
         for fl in fixed.layers])
 
 
@@ -60,9 +60,9 @@ class _LavaTarget:
         x = input_array(lowered, inputs, integers=self.fixed_point)
         T, B = x.shape[0], x.shape[1]
         wanted = set(lowered.plan.record_layers(tuple(record)).values())
-        spikes = runner.run_network(self.spec(lowered), x, wanted,
+        values = runner.run_network(self.spec(lowered), x, wanted,
                                     max_copies=lowered.options.get("copies"))
-        return outputs(lowered, spikes, tuple(record), T, B)
+        return outputs(lowered, values, tuple(record), T, B)
 
 
 class LavaFloatTarget(_LavaTarget):

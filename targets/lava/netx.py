@@ -3,25 +3,29 @@
 Layout (what ``lava.lib.dl.netx.hdf5.Network`` 0.6.0 reads; slayer's ``export_hdf5`` writes
 the same)::
 
-    layer/{i}/type      b"dense"
-    layer/{i}/shape     [n]
-    layer/{i}/weight    [n, n_src] integers (Lava's effective 8-bit weights)
-    layer/{i}/bias      [n] integers (only when nonzero): netx's bias_mant, bias_exp = 6
-    layer/{i}/neuron/   type b"CUBA", iDecay = du + 1, vDecay = dv, vThMant = vth,
-                        refDelay 1, gradedSpike False
+    layer/{i}/type       b"dense", or b"dense_rec" for a population with its own loop
+    layer/{i}/shape      [n]
+    layer/{i}/weight     [n, n_src] integers (Lava's effective 8-bit weights)
+    layer/{i}/weight_rec [n, n] integers (dense_rec only)
+    layer/{i}/bias       [n] integers (only when nonzero): netx's bias_mant, bias_exp = 6
+    layer/{i}/neuron/    type b"CUBA", iDecay = du + 1, vDecay = dv, vThMant = vth,
+                         refDelay 1, gradedSpike False
 
 netx maps ``du = iDecay - 1``, ``dv = vDecay``, ``vth = vThMant``, ``bias_exp = 6``; its
 ``optimize_weight_bits`` re-encodes the integer weights exactly (every value is already a
-Loihi weight). The constant input that ``lava-fixed`` gives a LIF/IF layer through a timed
-Dense equals netx's neuron bias (``u`` keeps only this step's input when ``du = 4095``), but a
-neuron bias acts from Lava step 1, before the layer's first real step: load the network with
-``reset_interval`` (any value above the run length) and ``reset_offset=1`` so that netx's
-``LIFReset`` zeroes layer ``i`` at step ``i + 2``, its first real step. Then netx's spikes equal
-``lava-fixed``'s, with the same latency (one step per layer).
+Loihi weight; a recurrent layer's two matrices share one sign mode). The constant input that
+``lava-fixed`` gives a LIF/IF/LI/I layer through a timed Dense equals netx's neuron bias (``u``
+keeps only this step's input when ``du = 4095``), but a neuron bias acts from Lava step 1,
+before the layer's first real step: load the network with ``reset_interval`` (any value above
+the run length) and ``reset_offset=1`` so that netx's ``LIFReset`` zeroes layer ``i`` at step
+``i + 2``, its first real step. Then netx's spikes equal ``lava-fixed``'s, with the same latency
+(one step per layer). A read-out last layer (``vThMant = 2**17``: never fires) is read by a
+``Monitor`` on its ``v`` (``lava.json["readout"]``).
 
-Not representable (``write_artifact`` refuses, naming the layer): a layer tree that is not a
-chain, outputs other than the last layer, recurrent loops, and a CubaLIF layer with a constant
-input (netx's bias adds to v, lava-fixed's to the synaptic current).
+Not representable (``write_artifact`` refuses, naming the layer): a layer with several inputs
+or not fed by the previous one, outputs other than the last layer, a read-out before the last
+layer, and a CubaLIF/CubaLI layer with a constant input (netx's bias adds to v, lava-fixed's to
+the synaptic current).
 """
 
 from __future__ import annotations
@@ -50,14 +54,18 @@ def netx_problems(fixed: FixedPlan) -> list[str]:
     plan = fixed.plan
     for k, fl in enumerate(fixed.layers):
         kind = plan.layers[k].kind
-        if fl.source != k - 1:
+        if len(fl.inputs) != 1 or fl.source != k - 1:
             problems.append(f"layer {fl.name!r}: netx networks are chains; this layer's input "
                             "is not the previous layer")
-        if fl.w_rec is not None:
-            problems.append(f"layer {fl.name!r}: recurrent loop (not written to netx here)")
-        if kind == "CubaLIF" and np.any(fl.bias != 0):
-            problems.append(f"layer {fl.name!r}: CubaLIF with a constant input (Affine bias) "
-                            "enters the synaptic current; netx's neuron bias enters v")
+        if fl.w_rec is not None and fl.w_rec.shape != (fl.n, fl.n):
+            problems.append(f"layer {fl.name!r}: recurrent weights of shape {fl.w_rec.shape}")
+        if kind in ("CubaLIF", "CubaLI") and np.any(fl.bias != 0):
+            problems.append(f"layer {fl.name!r}: {kind} with a constant input (Affine bias): "
+                            "it enters the synaptic current, and netx's only constant, the "
+                            "neuron bias, enters v (no exact netx form)")
+        if fl.readout and k != len(fixed.layers) - 1:
+            problems.append(f"layer {fl.name!r}: a read-out (non-spiking) layer sends no spikes "
+                            "to the next netx layer")
         if np.any(np.abs(fl.bias) > BIAS_MAX):
             problems.append(f"layer {fl.name!r}: bias beyond 13 bits")
         if not np.any(fl.w_ff):
@@ -86,9 +94,12 @@ def write_netx(fixed: FixedPlan, path: Path) -> None:
             layers = f.create_group("layer")
             for k, fl in enumerate(fixed.layers):
                 g = layers.create_group(str(k))
-                g.create_dataset("type", (1,), "S10", [b"dense"])
+                kind = b"dense" if fl.w_rec is None else b"dense_rec"
+                g.create_dataset("type", (1,), "S10", [kind])
                 g.create_dataset("shape", data=np.array([fl.n]))
                 g.create_dataset("weight", data=fl.w_ff.astype(np.int64))
+                if fl.w_rec is not None:
+                    g.create_dataset("weight_rec", data=fl.w_rec.astype(np.int64))
                 if np.any(fl.bias != 0):
                     g.create_dataset("bias", data=fl.bias.astype(np.int64))
                 g.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
@@ -124,7 +135,19 @@ def write_artifact(prog: LavaProgram, directory: Path) -> list[Path]:
         "how_to_align": ("run T + latency_steps steps (zero input after T); output step t of "
                          "the graph is Lava step t + latency_steps"),
         "dt": plan.dt,
+        "passes": list(plan.passes),
     }
+    last = fixed.layers[-1]
+    if last.readout:
+        info["readout"] = {
+            "layer": len(fixed.layers) - 1,
+            "read": ("Monitor().probe(net.layers[-1].neuron.v, steps): the last layer never "
+                     "fires (vThMant << 6 = 2**23 exceeds its 24-bit v); read its voltage"),
+            "to_graph_units": "v / (64 * scale) + offset, per neuron",
+            "scale": last.scale,
+            "offset": (np.zeros(last.n) if last.v_offset is None
+                       else last.v_offset).tolist(),
+        }
     quantization = json.dumps(prog.quantization_report(), indent=2) + "\n"
     with atomic_folder(directory) as tmp:
         write_netx(fixed, tmp / NETX_FILE)
@@ -133,9 +156,10 @@ def write_artifact(prog: LavaProgram, directory: Path) -> list[Path]:
     return [directory / NETX_FILE, directory / "lava.json", directory / "quantization.json"]
 
 
-def run_netx(path: Path, x: np.ndarray, latency: int) -> np.ndarray:
+def run_netx(path: Path, x: np.ndarray, latency: int, readout: bool = False) -> np.ndarray:
     """Load a netx network with Lava and run ``x`` ``[T, n_in]`` (one sample); spikes
-    ``[T, n_out]`` aligned like lava-fixed's. Processes are stopped whatever happens."""
+    ``[T, n_out]`` aligned like lava-fixed's (``readout``: the last layer's integer voltage
+    ``v``, read by a Monitor, instead). Processes are stopped whatever happens."""
     from lava.lib.dl.netx.hdf5 import Network
 
     from .runner import LAVA, _stop, children
@@ -150,8 +174,15 @@ def run_netx(path: Path, x: np.ndarray, latency: int) -> np.ndarray:
         net = Network(net_config=str(path), reset_interval=RESET_INTERVAL, reset_offset=1)
         src = LAVA["Source"](data=data)
         root = src
-        sink = LAVA["Sink"](shape=net.out.shape, buffer=steps)
         src.s_out.connect(net.inp)
+        if readout:
+            monitor = LAVA["Monitor"]()
+            monitor.probe(net.layers[-1].neuron.v, steps)
+            src.run(condition=LAVA["RunSteps"](num_steps=steps),
+                    run_cfg=LAVA["Loihi2SimCfg"](select_tag="fixed_pt"))
+            (v,) = (d["v"] for d in monitor.get_data().values())
+            return np.asarray(v, dtype=np.int64)[latency:latency + T]
+        sink = LAVA["Sink"](shape=net.out.shape, buffer=steps)
         net.out.connect(sink.a_in)
         src.run(condition=LAVA["RunSteps"](num_steps=steps),
                 run_cfg=LAVA["Loihi2SimCfg"](select_tag="fixed_pt"))

@@ -31,6 +31,12 @@ states start at 0 and the constant input ``beta`` comes through a Dense from a s
 channel for depth ``k`` is zero before Lava step ``k`` (so it arrives exactly at step ``k + 1``).
 A neuron's own recurrent ``Linear``/``Affine`` loop is one Dense hop: it delivers ``z[t-1]``,
 the reference's back-edge value.
+
+Graph passes (listed in ``Plan.passes``): chains of Linear/Affine/Scale fold into one matrix and
+bias (float64 products); biases become the population's constant input; a neuron with several
+feed-forward sources gets one synapse (Dense) per source, a less deep source delayed
+(``DelayDense``) to arrive with the deepest. LI, CubaLI and I read-outs are populations that
+never fire; their voltage is the output.
 """
 
 from __future__ import annotations
@@ -51,8 +57,10 @@ FLOAT_NAME = "lava-float"
 FIXED_NAME = "lava-fixed"
 LOIHI_NAME = "loihi"
 
-NEURONS = (nir.LIF, nir.CubaLIF, nir.IF)
-WEIGHTS = (nir.Affine, nir.Linear)
+SPIKING = (nir.LIF, nir.CubaLIF, nir.IF)
+READOUTS = (nir.LI, nir.CubaLI, nir.I)    # non-spiking: their voltage is read
+NEURONS = SPIKING + READOUTS
+WEIGHTS = (nir.Affine, nir.Linear, nir.Scale)
 PASS = (nir.Input, nir.Output, Identity, nir.Flatten)
 
 # Loihi-2 fixed-point limits (lava/proc/lif/models.py, lava/proc/dense/models.py)
@@ -60,31 +68,49 @@ VTH_MAX = 2**17 - 1          # vth: 17-bit unsigned mantissa, compared as vth <<
 DECAY_MAX = 4095             # du, dv: 12-bit unsigned
 BIAS_MAX = 4095              # bias_mant: 13-bit signed (netx uses bias_exp = 6)
 UV_MAX = 2**23               # u, v: 24-bit signed
+MAX_DELAY = 63               # DelayDense: 6-bit synaptic delays on Loihi 2
 W_MIXED = (-256, 254)        # mixed-sign 8-bit weights: the lowest bit is dropped (even values)
 W_EXC = (0, 255)
 W_INH = (-255, 0)
 
 
 # --------------------------------------------------------------------------------------------
-# the plan: a tree of neuron layers rooted at the graph's Input
+# the plan: populations (neuron nodes) rooted at the graph's Input
 # --------------------------------------------------------------------------------------------
+
+@dataclass
+class Synapse:
+    """One connection into a population. ``kind = "dense"``: ``weight`` ``[n, n_src]`` (float
+    units with the gain folded in; Lava's integers in a :class:`FixedLayer`); the one kind so far
+    (a convolution would carry its kernel instead). source: layer index (-1: the graph input);
+    delay: Lava steps added to the one-step Dense hop (a ``DelayDense``) so that a source less
+    deep than the population's deepest arrives in the same step: latency alignment, not a
+    delay of the graph (the latency-free ``loihi`` emulator ignores it); nodes: the graph
+    nodes folded into it."""
+
+    source: int
+    weight: np.ndarray
+    kind: str = "dense"
+    delay: int = 0
+    nodes: tuple[str, ...] = ()
+
 
 @dataclass
 class Layer:
     """One neuron node as a Lava LIF population, in float (Lava ``floating_pt``) units.
 
-    source: index of the layer whose spikes feed it (-1: the graph input); depth: Dense hops
-    from the input. w_ff ``[n, n_src]``, w_rec ``[n, n]`` (None: no recurrent loop) and beta
-    ``[n]`` are the inputs to ``u`` per spike / per step (gain folded in).
+    inputs: the feed-forward synapses (one per source); depth: Dense hops from the input.
+    w_rec ``[n, n]`` (None: no recurrent loop) and beta ``[n]`` are the inputs to ``u`` per
+    spike / per step (gain folded in). readout: a non-spiking node (LI, CubaLI, I): it never
+    fires and its voltage ``v + v_offset`` (reference units) is its output.
     """
 
     name: str
     kind: str
     n: int
     shape: Shape
-    source: int
+    inputs: list[Synapse]
     depth: int
-    w_ff: np.ndarray
     w_rec: np.ndarray | None
     beta: np.ndarray
     du: float
@@ -92,18 +118,33 @@ class Layer:
     theta: float
     ge: bool
     sigma: np.ndarray
-    weight_nodes: tuple[str, ...] = ()
     rec_nodes: tuple[str, ...] = ()
+    readout: bool = False
+    v_offset: np.ndarray | None = None
+
+    @property
+    def source(self) -> int:
+        """The first synapse's source (the only one in a chain)."""
+        return self.inputs[0].source
+
+    @property
+    def w_ff(self) -> np.ndarray:
+        """The first synapse's weights (the only ones in a chain)."""
+        return self.inputs[0].weight
 
     @property
     def vth(self) -> float:
-        """Lava's strict ``v > vth``; ``ge`` is ``v > predecessor(theta)`` (exact in float64)."""
+        """Lava's strict ``v > vth``; ``ge`` is ``v > predecessor(theta)`` (exact in float64);
+        a read-out never fires (``inf``)."""
+        if self.readout:
+            return float(np.inf)
         return float(np.nextafter(self.theta, -np.inf)) if self.ge else float(self.theta)
 
 
 @dataclass
 class Plan:
-    """A graph the Lava targets can run: input, layers (parents before children), outputs."""
+    """A graph the Lava targets can run: input, layers (parents before children), outputs, and
+    the graph passes applied (``passes``: one sentence each, for the reports)."""
 
     input_name: str
     input_shape: Shape
@@ -112,6 +153,7 @@ class Plan:
     outputs: dict[str, int]          # Output node -> layer index
     out_shapes: dict[str, Shape]
     dt: float
+    passes: list[str] = field(default_factory=list)
 
     @property
     def index(self) -> dict[str, int]:
@@ -130,10 +172,22 @@ class Plan:
                 continue
             if key not in index:
                 raise NIRError(
-                    f"cannot record {key!r}: the Lava targets record the spikes of neuron "
+                    f"cannot record {key!r}: the Lava targets record the outputs of neuron "
                     f"nodes only ({', '.join(index)})", node=key, field="record")
             wanted[key] = index[key]
         return wanted
+
+
+def needed_layers(layers: list[Any], wanted: set[int]) -> set[int]:
+    """``wanted`` and every layer they get input from (``layers``: anything with ``inputs``)."""
+    need = set(wanted)
+    todo = list(wanted)
+    while todo:
+        for syn in layers[todo.pop()].inputs:
+            if syn.source >= 0 and syn.source not in need:
+                need.add(syn.source)
+                todo.append(syn.source)
+    return need
 
 
 def _flat(arr: np.ndarray, shape: Shape) -> np.ndarray:
@@ -150,6 +204,18 @@ def _coefficient(tau: np.ndarray, dt: float, sem: Semantics) -> np.ndarray:
     return dt * (1.0 / tau)
 
 
+@dataclass
+class _Path:
+    """A feed-forward or recurrent path into a neuron: ``x = M y + b`` with ``y`` the output of
+    ``source`` (M None: identity), through the weight nodes ``nodes`` (upstream last)."""
+
+    source: str
+    matrix: np.ndarray | None
+    bias: np.ndarray | None
+    nodes: list[str]
+    biased: list[str]
+
+
 class _Analysis:
     """Walk the flat graph once; collect violations and (when none) the plan."""
 
@@ -157,6 +223,10 @@ class _Analysis:
         self.c, self.sem, self.target = checked, semantics, target
         self.flat = checked.flat
         self.out: list[Violation] = []
+        self.passes: list[str] = []
+        self.delays: dict[tuple[str, str], int] = {}   # (neuron, source) -> extra steps
+        self.li_synapses: dict[str, str] = {}           # LI -> the LIF/IF it is the current of
+        self.merged: dict[str, float] = {}              # that LIF/IF -> c_syn (its du)
 
     def add(self, node: str | None, fld: str | None, message: str) -> None:
         self.out.append(Violation(self.target, node, fld, message))
@@ -172,8 +242,26 @@ class _Analysis:
             name = preds[0]
         return name
 
+    def downstream(self, name: str, through: tuple[type, ...] = PASS) -> list[str]:
+        """The first nodes after ``name`` that are not of the types ``through`` (default: the
+        pass-through nodes; Output nodes count as ends)."""
+        ends: list[str] = []
+        todo = list(self.flat.succs[name])
+        seen: set[str] = set()
+        while todo:
+            d = todo.pop()
+            if d in seen:
+                continue
+            seen.add(d)
+            if isinstance(self.flat.nodes[d], through) and d not in self.flat.outputs \
+                    and self.flat.succs[d]:
+                todo.extend(self.flat.succs[d])
+            else:
+                ends.append(d)
+        return ends
+
     def run(self) -> Plan | None:
-        flat, c = self.flat, self.c
+        flat = self.flat
         if len(flat.inputs) != 1:
             self.add(None, "inputs", f"the Lava targets run graphs with one Input node; this one "
                      f"has {len(flat.inputs)}")
@@ -181,29 +269,217 @@ class _Analysis:
             if isinstance(node, NEURONS + WEIGHTS + PASS):
                 continue
             self.add(name, "type", f"{type(node).__name__} has no Lava mapping here (supported: "
-                     "LIF, CubaLIF, IF, Affine, Linear, Flatten, Identity); Lava's sinks read "
-                     "spikes, so non-spiking neurons (LI, CubaLI, I) cannot be outputs either")
+                     "LIF, CubaLIF, IF; LI, CubaLI, I as read-outs; Affine, Linear, Scale, "
+                     "Flatten, Identity)")
         for name, node in flat.nodes.items():
             if isinstance(node, Identity | nir.Flatten) and len(flat.preds[name]) != 1:
                 self.add(name, "edges", f"{type(node).__name__} with {len(flat.preds[name])} "
                          "incoming edges: the Lava targets need one")
             if isinstance(node, WEIGHTS):
                 self._check_weight(name)
+            if isinstance(node, READOUTS):
+                ends = self.downstream(name)
+                if isinstance(node, nir.LI) and ends and not set(ends) & set(flat.outputs):
+                    self._li_synapse(name, self.downstream(name, PASS + WEIGHTS))
+                    continue
+                for d in ends:
+                    if d not in flat.outputs:
+                        self.add(name, "edges", f"{type(node).__name__} feeds "
+                                 f"{type(flat.nodes[d]).__name__} {d!r}: a Lava population "
+                                 "sends spikes, so a non-spiking neuron (LI, CubaLI, I) can "
+                                 "only be read out (feed an Output)")
         if self.out:
             return None
         inp = flat.inputs[0]
-        layers: dict[str, Layer] = {}
+        paths: dict[str, tuple[list[_Path], list[_Path]]] = {}
         for name, node in flat.nodes.items():
-            if isinstance(node, NEURONS):
-                layer = self._layer(name, node)
-                if layer is not None:
-                    layers[name] = layer
+            if isinstance(node, NEURONS) and name not in self.li_synapses:
+                got = self._paths(name)
+                if got is not None:
+                    paths[name] = got
         if self.out:
             return None
-        # depth and topological order (parents first); a cycle through several neurons fails
-        order: list[str] = []
+        depth = self._depths(paths, inp)
+        if self.out:
+            return None
+        ordered = sorted(paths, key=lambda n: (depth[n], list(flat.nodes).index(n)))
+        index = {name: k for k, name in enumerate(ordered)}
+        plan_layers = []
+        for name in ordered:
+            layer = self._layer(name, flat.nodes[name], *paths[name], index, depth)
+            if layer is not None:
+                plan_layers.append(layer)
+        if self.out:
+            return None
+        outputs: dict[str, int] = {}
+        for name in flat.outputs:
+            preds = flat.preds[name]
+            fed_by = self.resolve(preds[0]) if len(preds) == 1 else None
+            if fed_by is None or fed_by not in index:
+                what = (f"{len(preds)} incoming edges" if fed_by is None
+                        else f"{type(flat.nodes[fed_by]).__name__} {fed_by!r}")
+                self.add(name, "edges", f"an Output must be fed by one neuron node (LIF, "
+                         f"CubaLIF, IF: spikes; LI, CubaLI, I: voltage); this one gets {what}")
+                continue
+            outputs[name] = index[fed_by]
+        if self.out:
+            return None
+        in_shape = self.c.out_shapes[inp]
+        return Plan(input_name=inp, input_shape=in_shape, n_in=int(np.prod(in_shape)),
+                    layers=plan_layers, outputs=outputs,
+                    out_shapes={n: self.c.out_shapes[n] for n in flat.outputs},
+                    dt=self.sem.require_dt(), passes=self.passes)
+
+    # ---------------------------------------------------------------------------------------
+    def _check_weight(self, name: str) -> None:
+        flat, c = self.flat, self.c
+        shape = c.in_shapes[name]
+        kind = type(flat.nodes[name]).__name__
+        if len(shape) != 1:
+            self.add(name, "weight", f"{kind} on a {len(shape)}-D input {shape}: the Lava "
+                     "targets need 1-D vectors (add a Flatten first)")
+        if len(flat.preds[name]) != 1:
+            self.add(name, "edges", f"a weight node with {len(flat.preds[name])} incoming edges: "
+                     "the Lava targets need exactly one")
+        for end in self.downstream(name):
+            node = flat.nodes[end]
+            if not isinstance(node, NEURONS + WEIGHTS):
+                self.add(name, "edges", f"feeds {type(node).__name__} {end!r}: in Lava a "
+                         "Dense connection ends on a neuron population (LIF, CubaLIF, IF; LI, "
+                         "CubaLI, I as read-outs); an Output reads a neuron")
+
+    def _weight_map(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+        node, params = self.flat.nodes[name], self.c.params[name]
+        if isinstance(node, nir.Scale):
+            n = int(np.prod(self.c.in_shapes[name]))
+            return np.diag(_flat(params["scale"], (n,))), None
+        w = np.asarray(params["weight"], dtype=np.float64)
+        b = params.get("bias") if isinstance(node, nir.Affine) else None
+        return w, None if b is None else np.asarray(b, dtype=np.float64)
+
+    def _path(self, pred: str, neuron: str) -> _Path | None:
+        """Fold the weight nodes between a neuron and its source into one ``x = M y + b``
+        (float64 products: ``W2 (W1 y + b1) + b2 = (W2 W1) y + (W2 b1 + b2)``)."""
+        flat, inp = self.flat, self.flat.inputs[0]
+        matrix: np.ndarray | None = None
+        bias: np.ndarray | None = None
+        nodes: list[str] = []
+        biased: list[str] = []
+        name = pred
+        while True:
+            name = self.resolve(name)
+            node = flat.nodes[name]
+            if isinstance(node, NEURONS) or name == inp:
+                return _Path(name, matrix, bias, nodes, biased[::-1])
+            if not isinstance(node, WEIGHTS) or name in nodes:
+                self.add(neuron, "edges", f"input through {type(node).__name__} {name!r}; the "
+                         "Lava targets need weight nodes from a neuron or the Input")
+                return None
+            w, b = self._weight_map(name)
+            if b is not None:
+                bias = (b if matrix is None else matrix @ b) + (0 if bias is None else bias)
+                biased.append(name)
+            matrix = w if matrix is None else matrix @ w
+            nodes.append(name)
+            name = flat.preds[name][0]
+
+    def _li_synapse(self, name: str, ends: list[str]) -> None:
+        """An LI feeding (through weights without bias) one LIF/IF and nothing else: its
+        synaptic current. ``v_s = (1-c) v_s + c*r*x`` then ``x_lif = W v_s`` is Lava's
+        ``u = (1-du) u + a_in`` with ``du = c`` and ``a_in = gain * W * c*r * x``, when
+        ``v_s`` starts at 0 and has no constant drive (``v_leak = 0``)."""
+        flat, params = self.flat, self.c.params[name]
+        end = ends[0]
+        if len(ends) != 1 or not isinstance(flat.nodes[end], nir.LIF | nir.IF):
+            what = ", ".join(f"{type(flat.nodes[e]).__name__} {e!r}" for e in ends)
+            self.add(name, "edges", f"LI feeds {what}: a non-spiking population sends nothing "
+                     "to another population; an LI is mapped only as the synaptic current of "
+                     "one LIF or IF (its only input)")
+            return
+        shape = self.c.in_shapes[name]
+        c_s = _coefficient(_flat(params["tau"], shape), self.sem.require_dt(), self.sem)
+        if not _uniform(c_s):
+            self.add(name, "tau", "per-neuron time constants: an LI synapse becomes the "
+                     "population's current decay du, one per population")
+        if np.any(_flat(params["v_leak"], shape) != 0):
+            self.add(name, "v_leak", "an LI synapse with v_leak != 0 drives its LIF with a "
+                     "constant that Lava could give only as a neuron bias, which acts before "
+                     "the first step (Dense latency)")
+        self.li_synapses[name] = end
+        self.merged[end] = float(c_s.reshape(-1)[0]) if c_s.size else 1.0
+
+    def _through_li(self, name: str, path: _Path) -> list[_Path] | None:
+        """The paths into ``name`` with the LI synapse ``path.source`` folded in: each LI input
+        ``y`` reaches ``name`` as ``M diag(c*r) (M_li y + b_li)``."""
+        li = path.source
+        if path.bias is not None:
+            self.add(name, "edges", f"a bias between the LI synapse {li!r} and {name!r} is a "
+                     "constant after the synaptic filter; Lava's u filters it")
+            return None
+        n_li = int(np.prod(self.c.in_shapes[li]))
+        params = self.c.params[li]
+        scale = (_coefficient(_flat(params["tau"], (n_li,)), self.sem.require_dt(), self.sem)
+                 * _flat(params["r"], (n_li,)))
+        after = np.eye(n_li) if path.matrix is None else path.matrix
+        if after.shape[1] != n_li:
+            self.add(name, "weight", f"maps {after.shape[1]} values; {li!r} gives {n_li}")
+            return None
+        got = []
+        for pred in self.flat.preds[li]:
+            inner = self._path(pred, li)
+            if inner is None:
+                return None
+            if inner.source == li:
+                self.add(li, "edges", "a loop on an LI synapse")
+                return None
+            m = np.eye(n_li) if inner.matrix is None else inner.matrix
+            bias = None if inner.bias is None else after @ (scale * inner.bias)
+            got.append(_Path(inner.source, after @ (scale[:, None] * m), bias,
+                             path.nodes + [li] + inner.nodes, inner.biased))
+        return got
+
+    def _paths(self, name: str) -> tuple[list[_Path], list[_Path]] | None:
+        ff: list[_Path] = []
+        rec: list[_Path] = []
+        for pred in self.flat.preds[name]:
+            path = self._path(pred, name)
+            if path is None:
+                return None
+            if path.source == name:
+                if path.matrix is None:
+                    self.add(name, "edges", "a neuron fed by its own spikes without a weight")
+                    return None
+                rec.append(path)
+            else:
+                ff.append(path)
+        if not ff:
+            self.add(name, "edges", "no feed-forward input")
+            return None
+        if any(p.source in self.li_synapses for p in ff):
+            if len(ff) != 1 or rec:
+                self.add(name, "edges", "an LI synapse must be the neuron's only input: Lava's "
+                         "current u filters every input of the population, its loop too")
+                return None
+            li = ff[0].source
+            folded = self._through_li(name, ff[0])
+            if folded is None:
+                return None
+            self.passes.append(f"LI {li!r} in front of {name!r} -> the population's synaptic "
+                               "current (du = its c)")
+            ff = folded
+        if isinstance(self.flat.nodes[name], READOUTS) and rec:
+            self.add(name, "edges", "a recurrent loop on a non-spiking neuron: it sends no "
+                     "spikes in Lava")
+            return None
+        return ff, rec
+
+    def _depths(self, paths: dict[str, tuple[list[_Path], list[_Path]]],
+                inp: str) -> dict[str, int]:
+        """Dense hops from the input per neuron (1 + its deepest source's); a source less deep
+        gets a delay (``self.delays``) so that it arrives in the same step as the deepest (the
+        reference adds all feed-forward inputs in the same step). A loop through several
+        neurons cannot be timed."""
         depth: dict[str, int] = {}
-        source_of = {name: src for name, (src, _) in self._sources.items()}
 
         def visit(name: str, stack: tuple[str, ...]) -> int:
             if name in depth:
@@ -214,136 +490,74 @@ class _Analysis:
                          "Dense latency matches the reference only for a neuron's own loop")
                 depth[name] = 1
                 return 1
-            src = source_of[name]
-            d = 1 if src == inp else visit(src, (*stack, name)) + 1
+            got = {p.source: (0 if p.source == inp else visit(p.source, (*stack, name)))
+                   for p in paths[name][0]}
+            d = max(got.values()) + 1
             depth[name] = d
-            order.append(name)
+            for src, k in got.items():
+                if k + 1 < d:
+                    self.delays[(name, src)] = d - 1 - k
+                    if d - 1 - k > MAX_DELAY:
+                        self.add(name, "edges", f"its input from {src!r} (depth {k}) must wait "
+                                 f"{d - 1 - k} steps for its deepest input (depth {d - 1}); "
+                                 f"Loihi 2's DelayDense delays at most {MAX_DELAY} steps")
             return d
 
-        for name in layers:
+        for name in paths:
             visit(name, ())
-        if self.out:
-            return None
-        ordered = sorted(order, key=lambda n: depth[n])
-        index = {name: k for k, name in enumerate(ordered)}
-        plan_layers = []
-        for name in ordered:
-            layer = layers[name]
-            src = source_of[name]
-            layer.source = -1 if src == inp else index[src]
-            layer.depth = depth[name]
-            plan_layers.append(layer)
-        outputs: dict[str, int] = {}
-        for name in flat.outputs:
-            preds = flat.preds[name]
-            fed_by = self.resolve(preds[0]) if len(preds) == 1 else None
-            if fed_by is None or fed_by not in index:
-                what = (f"{len(preds)} incoming edges" if fed_by is None
-                        else f"{type(flat.nodes[fed_by]).__name__} {fed_by!r}")
-                self.add(name, "edges", f"an Output must be fed by one spiking neuron node "
-                         f"(LIF, CubaLIF, IF); this one gets {what}")
-                continue
-            outputs[name] = index[fed_by]
-        if self.out:
-            return None
-        in_shape = c.out_shapes[inp]
-        return Plan(input_name=inp, input_shape=in_shape, n_in=int(np.prod(in_shape)),
-                    layers=plan_layers, outputs=outputs,
-                    out_shapes={n: c.out_shapes[n] for n in flat.outputs},
-                    dt=self.sem.require_dt())
+        return depth
 
-    # ---------------------------------------------------------------------------------------
-    def _check_weight(self, name: str) -> None:
-        flat, c = self.flat, self.c
-        shape = c.in_shapes[name]
-        if len(shape) != 1:
-            self.add(name, "weight", f"{type(flat.nodes[name]).__name__} on a {len(shape)}-D "
-                     f"input {shape}: the Lava targets need 1-D vectors (add a Flatten first)")
-        if len(flat.preds[name]) != 1:
-            self.add(name, "edges", f"a weight node with {len(flat.preds[name])} incoming edges: "
-                     "the Lava targets need exactly one")
-        for dst in flat.succs[name]:
-            target = dst
-            while isinstance(flat.nodes[target], PASS) and flat.succs[target] \
-                    and target not in flat.outputs:
-                target = flat.succs[target][0]
-            if not isinstance(flat.nodes[target], NEURONS):
-                self.add(name, "edges", f"feeds {type(flat.nodes[target]).__name__} {target!r}: "
-                         "in Lava a Dense connection must end on a spiking neuron (LIF, CubaLIF, "
-                         "IF); fold consecutive weight layers into one")
-
-    _sources: dict[str, tuple[str, list[str]]]
-
-    def _layer(self, name: str, node: nir.NIRNode) -> Layer | None:
-        flat, c, sem = self.flat, self.c, self.sem
-        if not hasattr(self, "_sources"):
-            self._sources = {}
-        inp = flat.inputs[0]
-        ff: list[tuple[str, str | None]] = []     # (source neuron/input, weight node or None)
-        rec: list[str] = []
-        for pred in flat.preds[name]:
-            p = self.resolve(pred)
-            if isinstance(flat.nodes[p], WEIGHTS):
-                src = self.resolve(flat.preds[p][0])
-                if src == name:
-                    rec.append(p)
-                elif isinstance(flat.nodes[src], NEURONS) or src == inp:
-                    ff.append((src, p))
-                else:
-                    self.add(p, "edges", f"its input comes from {type(flat.nodes[src]).__name__} "
-                             f"{src!r}; the Lava targets need a spiking neuron or the Input")
-            elif isinstance(flat.nodes[p], NEURONS) or p == inp:
-                if p == name:
-                    self.add(name, "edges", "a neuron fed by its own spikes without a weight")
-                ff.append((p, None))
-            else:
-                self.add(name, "edges", f"input from {type(flat.nodes[p]).__name__} {p!r}; the "
-                         "Lava targets need a weight node, a spiking neuron or the Input")
-        if len(ff) != 1:
-            self.add(name, "edges", f"{len(ff)} feed-forward inputs: a Lava neuron population "
-                     "here gets exactly one Dense input (plus its own recurrent loop)")
-            return None
-        src, wnode = ff[0]
-        self._sources[name] = (src, rec)
+    def _layer(self, name: str, node: nir.NIRNode, ff: list[_Path], rec: list[_Path],
+               index: dict[str, int], depth: dict[str, int]) -> Layer | None:
+        c, sem = self.c, self.sem
+        inp = self.flat.inputs[0]
         shape = c.in_shapes[name]
         n = int(np.prod(shape))
         params = c.params[name]
         kind = type(node).__name__
         dt = sem.require_dt()
+        readout = isinstance(node, READOUTS)
 
         def f(key: str) -> np.ndarray:
             return _flat(params[key], shape)
 
-        v_reset = f("v_reset")
-        vth = f("v_threshold")
-        r = f("r")
-        if sem.reset == "subtract":
-            self.add(name, "reset", f"{kind}: Lava's LIF resets v to 0 (here: to v_reset, by a "
-                     "shift); the graph asks for 'subtract' reset")
-        if isinstance(node, nir.IF):
-            v0 = np.zeros(n)
+        before = len(self.out)
+        if readout:
+            v_reset = (f("v_leak") if sem.initial_state == "leak"
+                       and not isinstance(node, nir.I) else np.zeros(n))
+            theta = np.ones(n)
+            r = f("r")
         else:
-            v0 = f("v_leak") if sem.initial_state == "leak" else np.zeros(n)
-        if np.any(v0 != v_reset):
-            where = ("v_leak (initial_state 'leak')" if sem.initial_state == "leak"
-                     and not isinstance(node, nir.IF) else "0")
-            self.add(name, "v_reset", f"{kind}: the membrane starts at {where} but v_reset "
-                     "differs; Lava's neurons start at 0 and reset to 0, so after the shift "
-                     "v' = v - v_reset the start must equal v_reset")
-        theta = vth - v_reset
-        if np.any(theta <= 0):
-            self.add(name, "v_threshold", f"{kind}: v_threshold must exceed v_reset (Lava's "
-                     "threshold is positive)")
-        if isinstance(node, nir.CubaLIF) and np.any(f("v_leak") != v_reset):
-            self.add(name, "v_leak", "CubaLIF with v_leak != v_reset: the leak term is a constant "
-                     "input to v that Lava can only give as a neuron bias, which would act before "
-                     "the neuron's first step (Dense latency); use v_leak == v_reset")
-        if isinstance(node, nir.LIF):
+            v_reset = f("v_reset")
+            theta = f("v_threshold") - v_reset
+            r = f("r")
+            if sem.reset == "subtract":
+                self.add(name, "reset", f"{kind}: 'subtract' reset: Lava 0.10's LIF, LIFReset "
+                         "and LIFRefractory reset v to 0; ATRLIF subtracts 2*theta while firing "
+                         "at (v - r) >= theta, never theta itself (docs/targets/lava.md)")
+            v0 = (f("v_leak") if sem.initial_state == "leak" and not isinstance(node, nir.IF)
+                  else np.zeros(n))
+            if np.any(v0 != v_reset):
+                where = ("v_leak (initial_state 'leak')" if sem.initial_state == "leak"
+                         and not isinstance(node, nir.IF) else "0")
+                self.add(name, "v_reset", f"{kind}: the membrane starts at {where} but v_reset "
+                         "differs; Lava's neurons start at 0 and reset to 0, so after the shift "
+                         "v' = v - v_reset the start must equal v_reset")
+            if np.any(theta <= 0):
+                self.add(name, "v_threshold", f"{kind}: v_threshold must exceed v_reset (Lava's "
+                         "threshold is positive)")
+        cuba = isinstance(node, nir.CubaLIF | nir.CubaLI)
+        if cuba and np.any(f("v_leak") != v_reset):
+            self.add(name, "v_leak", f"{kind} with v_leak != its start value: the leak term is a "
+                     "constant input to v that Lava can only give as a neuron bias, which would "
+                     "act before the neuron's first step (Dense latency); use v_leak == v_reset "
+                     "(a read-out: initial_state 'leak')")
+        if isinstance(node, nir.LIF | nir.LI):
             c_m = _coefficient(f("tau"), dt, sem)
             if not _uniform(c_m):
                 self.add(name, "tau", "per-neuron time constants: a Lava LIF population has one "
                          "voltage decay dv")
-        elif isinstance(node, nir.CubaLIF):
+        elif cuba:
             c_m = _coefficient(f("tau_mem"), dt, sem)
             c_s = _coefficient(f("tau_syn"), dt, sem)
             if not _uniform(c_m):
@@ -354,7 +568,12 @@ class _Analysis:
                          "one current decay du")
         else:
             c_m = np.zeros(n)
-        if any(v.node == name for v in self.out):
+        if name in self.merged and isinstance(node, nir.LIF) \
+                and np.any(f("v_leak") != v_reset):
+            self.add(name, "v_leak", "LIF behind an LI synapse with v_leak != v_reset: the leak "
+                     "is a constant on v, which Lava gives only as a neuron bias (acting before "
+                     "the first step)")
+        if len(self.out) > before:
             return None
         # ------------------------------------------------------------------ translation
         if _uniform(theta):
@@ -363,11 +582,11 @@ class _Analysis:
         else:
             sigma = 1.0 / theta
             th = 1.0
-        if isinstance(node, nir.IF):
+        if isinstance(node, nir.IF | nir.I):
             gain = (dt * r) * sigma
             du, dv = 1.0, 0.0
             beta_v = np.zeros(n)
-        elif isinstance(node, nir.LIF):
+        elif isinstance(node, nir.LIF | nir.LI):
             gain = c_m * r * sigma
             du, dv = 1.0, float(c_m[0])
             beta_v = c_m * (f("v_leak") - v_reset) * sigma
@@ -375,36 +594,66 @@ class _Analysis:
             gain = c_m * r * f("w_in") * sigma
             du, dv = float(c_s[0]), float(c_m[0])
             beta_v = np.zeros(n)
-        n_src = self.c.out_shapes[src]
-        n_src_flat = int(np.prod(n_src))
-        if wnode is None:
-            if n_src_flat != n:
-                self.add(name, "edges", f"fed directly by {src!r} of {n_src_flat} values but has "
-                         f"{n} neurons")
+        b = np.zeros(n)
+        inputs = []
+        for path in ff:
+            src_n = int(np.prod(c.out_shapes[path.source]))
+            m = np.eye(n) if path.matrix is None else path.matrix
+            if m.shape != (n, src_n):
+                self.add(path.nodes[0] if path.nodes else name, "weight",
+                         f"maps {m.shape[1]} values to {m.shape[0]}; {path.source!r} gives "
+                         f"{src_n} and {name!r} has {n} neurons")
                 return None
-            w_ff = np.diag(gain)
-            b = np.zeros(n)
-        else:
-            w = c.params[wnode]["weight"]
-            if w.shape != (n, n_src_flat):
-                self.add(wnode, "weight", f"shape {w.shape} does not map {n_src_flat} inputs to "
-                         f"{n} neurons")
-                return None
-            w_ff = gain[:, None] * w
-            b = c.params[wnode].get("bias", np.zeros(n))
+            if path.bias is not None:
+                b = b + path.bias
+            nodes = tuple(reversed(path.nodes))
+            self._note(name, kind, nodes, path.biased)
+            delay = self.delays.get((name, path.source), 0)
+            if delay:
+                self.passes.append(f"delay the input from {path.source!r} into {name!r} by "
+                                   f"{delay} step(s) (DelayDense): branches of different depth "
+                                   "meet in the same step")
+            inputs.append(Synapse(source=-1 if path.source == inp else index[path.source],
+                                  weight=gain[:, None] * m, delay=delay, nodes=nodes))
+        if len(ff) > 1:
+            self.passes.append(f"sum {len(ff)} feed-forward inputs into {name!r}: one Dense per "
+                               "source (" + ", ".join(repr(p.source) for p in ff) + ")")
         w_rec = None
-        for rn in rec:
-            wr = c.params[rn]["weight"]
-            if wr.shape != (n, n):
-                self.add(rn, "weight", f"recurrent weight of shape {wr.shape}, expected {(n, n)}")
+        rec_nodes: list[str] = []
+        for path in rec:
+            assert path.matrix is not None
+            if path.matrix.shape != (n, n):
+                self.add(path.nodes[0], "weight", f"recurrent weight of shape "
+                         f"{path.matrix.shape}, expected {(n, n)}")
                 return None
-            w_rec = (0 if w_rec is None else w_rec) + gain[:, None] * wr
-            b = b + c.params[rn].get("bias", np.zeros(n))
+            w_rec = (0 if w_rec is None else w_rec) + gain[:, None] * path.matrix
+            if path.bias is not None:
+                b = b + path.bias
+            nodes = tuple(reversed(path.nodes))
+            self._note(name, kind, nodes, path.biased)
+            rec_nodes.extend(nodes)
+        if name in self.merged:  # an LI synapse in front: u is its current, v gets no constant
+            du = self.merged[name]
+            beta_v = np.zeros(n)
         beta = gain * b + beta_v
-        return Layer(name=name, kind=kind, n=n, shape=c.out_shapes[name], source=-1, depth=0,
-                     w_ff=w_ff, w_rec=w_rec, beta=beta, du=du, dv=dv, theta=th,
-                     ge=sem.threshold == "ge", sigma=sigma,
-                     weight_nodes=() if wnode is None else (wnode,), rec_nodes=tuple(rec))
+        return Layer(name=name, kind=kind, n=n, shape=c.out_shapes[name], inputs=inputs,
+                     depth=depth[name], w_rec=w_rec, beta=beta, du=du, dv=dv, theta=th,
+                     ge=sem.threshold == "ge", sigma=sigma, rec_nodes=tuple(rec_nodes),
+                     readout=readout, v_offset=v_reset if readout else None)
+
+    def _note(self, name: str, kind: str, nodes: tuple[str, ...], biased: list[str]) -> None:
+        """Record the passes a path into ``name`` needed (the reports list them)."""
+        nodes = tuple(w for w in nodes if isinstance(self.flat.nodes[w], WEIGHTS))
+        if len(nodes) > 1:
+            kinds = " -> ".join(f"{type(self.flat.nodes[w]).__name__} {w!r}" for w in nodes)
+            self.passes.append(f"fold {kinds} into one weight matrix + bias into {name!r}")
+        elif nodes and isinstance(self.flat.nodes[nodes[0]], nir.Scale):
+            self.passes.append(f"Scale {nodes[0]!r} as a diagonal weight matrix into {name!r}")
+        if biased:
+            where = ("the neuron's bias (u keeps one step's input: a bias on v)"
+                     if kind in ("LIF", "IF", "LI", "I") else "a constant synaptic input")
+            self.passes.append(f"bias of {', '.join(repr(w) for w in biased)} -> {where} of "
+                               f"{name!r}")
 
 
 def analyse(checked: Checked, semantics: Semantics, target: str) -> tuple[Plan | None,
@@ -430,23 +679,43 @@ def plan_or_raise(checked: Checked, semantics: Semantics, target: str) -> Plan:
 # Loihi-2 fixed point: quantization chosen by us
 # --------------------------------------------------------------------------------------------
 
+#: A read-out's threshold mantissa: ``READOUT_VTH << 6 = 2**23`` exceeds every v (clipped to
+#: ``2**23 - 1``), so it never fires.
+READOUT_VTH = 2**17
+
+
 @dataclass
 class FixedLayer:
-    """A layer in Loihi-2 integers: ``a_in = w_ff @ s (+ w_rec @ z[t-1]) + bias`` (a-units;
-    ``u`` gets ``a_in << 6``), ``du``/``dv`` 12-bit, threshold ``vth << 6``."""
+    """A layer in Loihi-2 integers: ``a_in = sum of the synapses' W @ s (+ w_rec @ z[t-1]) +
+    bias`` (a-units; ``u`` gets ``a_in << 6``), ``du``/``dv`` 12-bit, threshold ``vth << 6``.
+    A read-out's voltage in reference units is ``v / (64 * scale) + v_offset``."""
 
     name: str
     n: int
-    source: int
+    inputs: list[Synapse]      # int64 weights: Lava's effective ones (8-bit, sign mode each)
     depth: int
-    w_ff: np.ndarray           # int64, Lava's effective weights (8-bit, sign mode per matrix)
     w_rec: np.ndarray | None
     bias: np.ndarray           # int64, per step, a-units
     du: int
     dv: int
     vth: int
     scale: float               # a-units per float-Lava unit (rho)
+    readout: bool = False
+    v_offset: np.ndarray | None = None
     report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source(self) -> int:
+        return self.inputs[0].source
+
+    @property
+    def w_ff(self) -> np.ndarray:
+        return self.inputs[0].weight
+
+    def voltage(self, v: np.ndarray) -> np.ndarray:
+        """A read-out's integer ``v`` (any shape ending in ``n``) in reference units."""
+        off = 0.0 if self.v_offset is None else self.v_offset
+        return np.asarray(v, dtype=np.float64) / (64.0 * self.scale) + off
 
 
 @dataclass
@@ -455,7 +724,8 @@ class FixedPlan:
     layers: list[FixedLayer]
 
     def report(self) -> dict[str, Any]:
-        return {"layers": [dict(name=fl.name, **fl.report) for fl in self.layers]}
+        return {"passes": list(self.plan.passes),
+                "layers": [dict(name=fl.name, **fl.report) for fl in self.layers]}
 
 
 def sign_range(w: np.ndarray) -> tuple[str, int, int, int]:
@@ -467,9 +737,10 @@ def sign_range(w: np.ndarray) -> tuple[str, int, int, int]:
     return ("mixed", *W_MIXED, 2)
 
 
-def quantize_weights(w: np.ndarray) -> np.ndarray:
-    """Round to the 8-bit weights Lava keeps (mixed sign: even values in [-256, 254])."""
-    _, lo, hi, step = sign_range(w)
+def quantize_weights(w: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:
+    """Round to the 8-bit weights Lava keeps (mixed sign: even values in [-256, 254]); the
+    sign mode is that of ``like`` (default: ``w``)."""
+    _, lo, hi, step = sign_range(w if like is None else like)
     return np.clip(step * np.round(w / step), lo, hi).astype(np.int64)
 
 
@@ -488,36 +759,51 @@ def _max_abs(a: np.ndarray | None) -> float:
     return 0.0 if a is None or a.size == 0 else float(np.max(np.abs(a)))
 
 
+def _weight_top(a: np.ndarray | None, like: np.ndarray | None = None
+                ) -> tuple[int, float] | None:
+    """``(top, max|a|)``: scaled by ``s``, ``a`` fits Lava's 8-bit weights (sign mode of
+    ``like``, default ``a``) while ``s * max|a| <= top`` (None: all zero)."""
+    m = _max_abs(a)
+    if a is None or m == 0:
+        return None
+    mode, _, hi, _ = sign_range(a if like is None else like)
+    return (hi if mode != "inhibitory" else 255), m
+
+
 def quantize(plan: Plan, *, vth: int | None = None) -> FixedPlan:
     """Choose the fixed-point parameters of every layer.
 
     Per layer: the largest threshold mantissa ``VTH <= 2**17 - 1`` such that the scaled weights
-    fit 8 bits (254 for mixed sign, 255 otherwise) and the constant input fits a 13-bit bias
-    mantissa (4095); ``rho = VTH / theta``; weights ``round(rho * w)`` (even for mixed sign),
-    bias ``round(rho * beta)``; ``dv = round(4096 * c_mem)``, ``du = round(4096 * c_syn) - 1``
-    (Loihi adds 1 to du; LIF/IF: du = 4095, full decay) clipped to 12 bits. ``vth`` forces the
-    threshold mantissa.
+    of every synapse fit 8 bits (254 for mixed sign, 255 otherwise) and the constant input fits
+    a 13-bit bias mantissa (4095); ``rho = VTH / theta``; weights ``round(rho * w)`` (even for
+    mixed sign), bias ``round(rho * beta)``; ``dv = round(4096 * c_mem)``,
+    ``du = round(4096 * c_syn) - 1`` (Loihi adds 1 to du; LIF/IF/LI/I: du = 4095, full decay)
+    clipped to 12 bits. ``vth`` forces the threshold mantissa. A read-out (no threshold) takes
+    the largest ``rho`` those limits allow and ``vth = 2**17`` (never fires).
     """
     layers = []
     for layer in plan.layers:
-        limits = [float(VTH_MAX)]
-        for a in (layer.w_ff, layer.w_rec):
-            m = _max_abs(a)
-            if a is not None and m > 0:
-                top = sign_range(a)[2] if sign_range(a)[0] != "inhibitory" else 255
-                limits.append(top * layer.theta / m)
+        # a recurrent layer: one sign mode for its feed-forward and recurrent weights (netx's
+        # dense_rec encodes them together)
+        joint = None if layer.w_rec is None else np.concatenate(
+            [layer.w_rec.reshape(-1), *(s.weight.reshape(-1) for s in layer.inputs)])
+        tops = [t for t in (_weight_top(a, joint) for a in
+                            [*(s.weight for s in layer.inputs), layer.w_rec]) if t is not None]
         mb = _max_abs(layer.beta)
         if mb > 0:
-            limits.append(BIAS_MAX * layer.theta / mb)
-        v = int(vth) if vth is not None else max(1, int(math.floor(min(limits))))
-        rho = v / layer.theta
-        w_ff = quantize_weights(rho * layer.w_ff)
-        w_rec = None if layer.w_rec is None else quantize_weights(rho * layer.w_rec)
-        bias = np.round(rho * layer.beta).astype(np.int64)
-        if layer.kind == "CubaLIF":
-            du = int(np.clip(round(4096 * layer.du) - 1, 0, DECAY_MAX))
+            tops.append((BIAS_MAX, mb))
+        if layer.readout:
+            rho = min((top / m for top, m in tops), default=1.0)
+            v = READOUT_VTH
         else:
-            du = DECAY_MAX
+            limits = [float(VTH_MAX)] + [top * layer.theta / m for top, m in tops]
+            v = int(vth) if vth is not None else max(1, int(math.floor(min(limits))))
+            rho = v / layer.theta
+        synapses = [Synapse(source=s.source, weight=quantize_weights(rho * s.weight, joint),
+                            kind=s.kind, delay=s.delay, nodes=s.nodes) for s in layer.inputs]
+        w_rec = None if layer.w_rec is None else quantize_weights(rho * layer.w_rec, joint)
+        bias = np.round(rho * layer.beta).astype(np.int64)
+        du = int(np.clip(round(4096 * layer.du) - 1, 0, DECAY_MAX))  # du = 1: 4095
         dv = int(np.clip(round(4096 * layer.dv), 0, DECAY_MAX))
 
         def err(q: np.ndarray | None, x: np.ndarray | None, rho: float = rho) -> float:
@@ -525,26 +811,39 @@ def quantize(plan: Plan, *, vth: int | None = None) -> FixedPlan:
                 return 0.0
             return float(np.max(np.abs(q / rho - x)) / _max_abs(x))
 
-        report = {
+        w_all = np.concatenate([s.weight.reshape(-1) for s in synapses])
+        report: dict[str, Any] = {
             "kind": layer.kind, "neurons": layer.n, "depth": layer.depth,
+            "sources": [s.source for s in layer.inputs],
             "vth_mant": v, "threshold_v": v << 6, "scale_a_per_unit": rho,
-            "weight_sign_mode": sign_range(w_ff)[0],
-            "weight_max_abs": int(_max_abs(w_ff)),
-            "weight_rel_error_max": err(w_ff, layer.w_ff),
-            "weights_clipped": int(np.sum(np.abs(rho * layer.w_ff) > 256.5)),
+            "weight_sign_mode": [sign_range(s.weight)[0] for s in synapses]
+            if len(synapses) > 1 else sign_range(synapses[0].weight)[0],
+            "weight_max_abs": int(_max_abs(w_all)),
+            "weight_rel_error_max": max(err(q.weight, s.weight)
+                                        for q, s in zip(synapses, layer.inputs, strict=True)),
+            "weights_clipped": int(sum(np.sum(np.abs(rho * s.weight) > 256.5)
+                                       for s in layer.inputs)),
             "bias_max_abs": int(_max_abs(bias)), "bias_rel_error_max": err(bias, layer.beta),
-            "du": du, "du_float": layer.du, "du_effective": (du + 1) / 4096
-            if layer.kind == "CubaLIF" else 1.0,
+            "du": du, "du_float": layer.du, "du_effective": (du + 1) / 4096,
             "dv": dv, "dv_float": layer.dv, "dv_effective": dv / 4096,
-            "threshold_compare": "v > vth<<6" + (" (graph asks v >= v_th: differs only where v "
-                                                 "equals the quantized threshold)"
-                                                 if layer.ge else ""),
         }
+        if layer.readout:
+            report["readout"] = ("voltage v / (64 * scale_a_per_unit) + v_offset; never fires "
+                                 "(vth << 6 = 2**23 > the 24-bit v); v saturates at "
+                                 "±(2**23 - 1)")
+        else:
+            report["threshold_compare"] = "v > vth<<6" + (
+                " (graph asks v >= v_th: differs only where v equals the quantized threshold)"
+                if layer.ge else "")
         if w_rec is not None:
             report.update(rec_weight_sign_mode=sign_range(w_rec)[0],
                           rec_weight_rel_error_max=err(w_rec, layer.w_rec))
-        layers.append(FixedLayer(name=layer.name, n=layer.n, source=layer.source,
-                                 depth=layer.depth, w_ff=lava_dense_weights(w_ff),
+        for s in synapses:
+            s.weight = lava_dense_weights(s.weight)
+        layers.append(FixedLayer(name=layer.name, n=layer.n, inputs=synapses,
+                                 depth=layer.depth,
                                  w_rec=None if w_rec is None else lava_dense_weights(w_rec),
-                                 bias=bias, du=du, dv=dv, vth=v, scale=rho, report=report))
+                                 bias=bias, du=du, dv=dv, vth=v, scale=rho,
+                                 readout=layer.readout, v_offset=layer.v_offset,
+                                 report=report))
     return FixedPlan(plan=plan, layers=layers)

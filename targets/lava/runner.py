@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .plan import Synapse, needed_layers
+
 
 def _import_lava() -> dict[str, Any]:
     """Import Lava's pieces. Lava calls ``multiprocessing.set_start_method('fork')`` at import,
@@ -39,16 +41,17 @@ def _import_lava() -> dict[str, Any]:
     try:
         from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2SimCfg
-        from lava.proc.dense.process import Dense
+        from lava.proc.dense.process import DelayDense, Dense
         from lava.proc.io.sink import RingBuffer as Sink
         from lava.proc.io.source import RingBuffer as Source
         from lava.proc.lif.process import LIF
+        from lava.proc.monitor.process import Monitor
     finally:
         mp.set_start_method = original
     import lava.magma.compiler.var_model  # noqa: F401  (fails without install_lava's fix 1)
 
-    return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, Sink=Sink,
-                Source=Source, LIF=LIF)
+    return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, DelayDense=DelayDense,
+                Sink=Sink, Source=Source, LIF=LIF, Monitor=Monitor)
 
 
 LAVA = _import_lava()
@@ -101,17 +104,21 @@ def children() -> set[int]:
 
 @dataclass
 class LayerSpec:
-    """One LIF population and its Dense inputs, in Lava's own units (float or integers)."""
+    """One LIF population and its Dense inputs, in Lava's own units (float or integers).
+
+    inputs: one Dense per synapse (``kind = "dense"``; a ``DelayDense`` where it has a delay);
+    readout: the population
+    never fires and its voltage ``v`` is read every step (a ``Monitor``)."""
 
     n: int
-    source: int
+    inputs: list[Synapse]
     depth: int
-    w_ff: np.ndarray
     w_rec: np.ndarray | None
     bias: np.ndarray          # constant a_in per step (delivered through a timed Dense)
     du: float | int
     dv: float | int
     vth: float | int
+    readout: bool = False
 
 
 @dataclass
@@ -275,23 +282,20 @@ def _block(w: np.ndarray, copies: int) -> np.ndarray:
 def run_network(spec: NetSpec, x: np.ndarray, wanted: set[int],
                 max_copies: int | None = None, _after_run: Any = None,
                 _while_running: Any = None) -> dict[int, np.ndarray]:
-    """Run ``x`` ``[T, B, n_in]`` and return the spikes ``[T, B, n]`` of the ``wanted`` layers,
-    aligned with the reference (Lava's latency removed). Samples run side by side as
-    block-diagonal copies of the network (``max_copies`` per Lava network at most)."""
+    """Run ``x`` ``[T, B, n_in]`` and return the spikes ``[T, B, n]`` (int8) of the ``wanted``
+    layers, or a read-out layer's voltage ``v`` (float64, Lava's units), aligned with the
+    reference (Lava's latency removed). Samples run side by side as block-diagonal copies of the
+    network (``max_copies`` per Lava network at most)."""
     T, B = int(x.shape[0]), int(x.shape[1])
-    need = set(wanted)
-    for k in sorted(wanted, reverse=True):
-        s = spec.layers[k].source
-        while s >= 0 and s not in need:
-            need.add(s)
-            s = spec.layers[s].source
-    layers = sorted(need)
-    weights = sum(lay.w_ff.size + (0 if lay.w_rec is None else lay.w_rec.size)
+    layers = sorted(needed_layers(spec.layers, set(wanted)))
+    weights = sum(sum(s.weight.size for s in lay.inputs)
+                  + (0 if lay.w_rec is None else lay.w_rec.size)
                   for lay in (spec.layers[k] for k in layers))
     copies = max(1, min(B, int((COPY_BUDGET / max(weights, 1)) ** 0.5)))
     if max_copies is not None:
         copies = max(1, min(copies, int(max_copies)))
-    out = {k: np.zeros((T, B, spec.layers[k].n), dtype=np.int8) for k in wanted}
+    out = {k: np.zeros((T, B, spec.layers[k].n),
+                       dtype=np.float64 if spec.layers[k].readout else np.int8) for k in wanted}
     for b0 in range(0, B, copies):
         b1 = min(B, b0 + copies)
         res = _run_once(spec, x[:, b0:b1], layers, wanted, _after_run, _while_running)
@@ -338,11 +342,19 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
             lif = L["LIF"](shape=(c * ly.n,), du=ly.du, dv=ly.dv, vth=ly.vth,
                            bias_mant=0, bias_exp=0, u=0, v=0)
             lifs[k] = lif
-            port = src.s_out if ly.source < 0 else lifs[ly.source].s_out
-            dense = L["Dense"](weights=_block(ly.w_ff.astype(dtype), c),
-                               num_message_bits=in_bits if ly.source < 0 else 0)
-            port.connect(dense.s_in)
-            dense.a_out.connect(lif.a_in)
+            for syn in ly.inputs:
+                if syn.kind != "dense":
+                    raise ValueError(f"synapse kind {syn.kind!r} is not built here")
+                port = src.s_out if syn.source < 0 else lifs[syn.source].s_out
+                weights = _block(syn.weight.astype(dtype), c)
+                bits = in_bits if syn.source < 0 else 0
+                if syn.delay:  # arrives syn.delay steps after a plain Dense's output
+                    dense = L["DelayDense"](weights=weights, num_message_bits=bits,
+                                            delays=np.full(weights.shape, syn.delay, dtype=int))
+                else:
+                    dense = L["Dense"](weights=weights, num_message_bits=bits)
+                port.connect(dense.s_in)
+                dense.a_out.connect(lif.a_in)
             if ly.w_rec is not None:
                 rec = L["Dense"](weights=_block(ly.w_rec.astype(dtype), c))
                 lif.s_out.connect(rec.s_in)
@@ -354,7 +366,13 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
                 bias_src.s_out.connect(bdense.s_in)  # type: ignore[union-attr]
                 bdense.a_out.connect(lif.a_in)
         sinks = {}
+        monitors = {}
         for k in wanted:
+            if spec.layers[k].readout:
+                monitor = L["Monitor"]()
+                monitor.probe(lifs[k].v, steps)
+                monitors[k] = monitor
+                continue
             sink = L["Sink"](shape=(c * spec.layers[k].n,), buffer=steps)
             lifs[k].s_out.connect(sink.a_in)
             sinks[k] = sink
@@ -362,12 +380,17 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
         finished = True
         if after_run is not None:  # tests: a failure after the run
             after_run()
-        res = {}
+        res: dict[int, np.ndarray] = {}
         for k, sink in sinks.items():
             ly = spec.layers[k]
             got = np.asarray(sink.data.get())  # (c*n, steps), one read
             got = got[:, ly.depth:ly.depth + T]
             res[k] = got.reshape(c, ly.n, T).transpose(2, 0, 1).astype(np.int8)
+        for k, monitor in monitors.items():
+            ly = spec.layers[k]
+            (data_v,) = (d["v"] for d in monitor.get_data().values())  # (steps, c*n), one read
+            volts = np.asarray(data_v, dtype=np.float64)[ly.depth:ly.depth + T]
+            res[k] = volts.reshape(T, c, ly.n)
         return res
     finally:
         _stop(getattr(root, "_runtime", None), before, graceful=finished)
