@@ -11,8 +11,8 @@ A manifest is ``conformance/manifests/<target>.toml``::
 
     [cases."model/poker-dvs"]
     level = "within"
-    exact = 0.99                         # minimum per-step exact agreement
-    f1_pm3 = 0.95                        # minimum +/-3-step F1
+    exact = 0.99                         # tighter than the level's default bounds
+    f1_pm3 = 0.95
     decision_agreement = 0.99
     reason = "..."
 
@@ -23,11 +23,21 @@ A manifest is ``conformance/manifests/<target>.toml``::
 
     [files]                              # user files (cases "file/..."): default exact,
     level = "within"                     # and a refusal by check() is accepted
-    rmse_max = 1e-4
+    relative_rmse_max = 0.01
 
 The most specific match wins (an exact name beats a glob; among globs, the longest). A case
 must meet its level; doing better than an ``xfail`` (passing exactly) or running where
 ``unsupported`` was expected fails loudly too, so that behaviour changes are noticed.
+
+Bounds (``BOUNDS``): every level that runs a case has default bounds for both output kinds
+(``LEVEL_BOUNDS``): spikes (``exact``, ``f1_pm3``, ``count_correlation``) and values
+(``relative_rmse_max``), plus ``decision_agreement`` where the case decodes decisions. An
+``xfail`` case must fall short of the ``exact`` level's bounds. A manifest entry may tighten a
+default bound or add ``rmse_max`` (absolute), never loosen one: a looser number is an error
+naming the file, the entry and the key. A bound of an output kind the case has none of (a
+spike bound on a case with only membrane read-outs, as globs and ``[files]`` entries cover
+both) does not apply; a bound an output of its kind cannot be measured by (e.g.
+``decision_agreement`` on a case that decodes no decisions) is an error in the verdict.
 """
 
 from __future__ import annotations
@@ -43,8 +53,57 @@ from nrf_nir.errors import NIRError, shown
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 LEVELS = ("exact", "within", "xfail", "unsupported")
-#: Metrics a "within" expectation may bound from below (rmse_max bounds from above).
-LOWER_BOUNDS = ("exact", "f1_pm3", "count_correlation", "decision_agreement")
+#: The output kinds: spike trains, and values (membrane read-outs, any non-spiking output).
+SPIKES, VALUES = "spikes", "values"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A bound a manifest key sets: ``metric`` (a key of an output's metrics) at least
+    (``sense`` "min") or at most ("max") the key's number, on outputs of ``kind`` (spikes,
+    values, or "any"); valid numbers lie in [``low``, ``high``]."""
+
+    metric: str
+    sense: str
+    kind: str
+    low: float
+    high: float
+    meaning: str
+
+    def fails(self, value: Any, limit: float) -> bool:
+        """Whether ``value`` misses ``limit``; None and non-finite values miss every one."""
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return True
+        if not math.isfinite(value):
+            return True
+        return value < limit if self.sense == "min" else value > limit
+
+
+#: Manifest key -> bound. One meaning per name (see ``nrf_nir.metrics``).
+BOUNDS: dict[str, Bound] = {
+    "exact": Bound("exact", "min", SPIKES, 0.0, 1.0,
+                   "per-step exact agreement: fraction of (step, sample, neuron) entries equal"),
+    "f1_pm3": Bound("f1_pm3", "min", SPIKES, 0.0, 1.0,
+                    "F1 of spikes matched within +-3 steps in the same train"),
+    "count_correlation": Bound("count_correlation", "min", SPIKES, -1.0, 1.0,
+                               "Pearson correlation of spike counts per train"),
+    "relative_rmse_max": Bound("relative_rmse", "max", VALUES, 0.0, math.inf,
+                               "RMSE divided by the reference's RMS (dimensionless)"),
+    "rmse_max": Bound("rmse", "max", VALUES, 0.0, math.inf,
+                      "RMSE in the output's units (no level default; only tightens)"),
+    "decision_agreement": Bound("decision_agreement", "min", "any", 0.0, 1.0,
+                                "fraction of samples whose decoded class agrees"),
+}
+
+#: Default bounds per level (an ``xfail`` case must miss those of ``exact``). "exact": bit for
+#: bit. "within": what quantized targets (int8 weights, bit-shift decays) must still reach; a
+#: manifest entry tightens these where a target does better.
+LEVEL_BOUNDS: dict[str, dict[str, float]] = {
+    "exact": {"exact": 1.0, "f1_pm3": 1.0, "count_correlation": 1.0, "relative_rmse_max": 0.0,
+              "decision_agreement": 1.0},
+    "within": {"exact": 0.8, "f1_pm3": 0.5, "count_correlation": 0.5,
+               "relative_rmse_max": 0.5, "decision_agreement": 0.9},
+}
 
 
 @dataclass(frozen=True)
@@ -56,10 +115,17 @@ class Expectation:
     pattern: str = "default"
     #: A refusal by the target's check() is fine (user files: nothing promises support).
     allow_unsupported: bool = False
+    #: The manifest file this expectation comes from ("" for the built-in default).
+    source: str = ""
 
+    def bounds(self) -> dict[str, float]:
+        """Every bound that applies at this level: the level's defaults, tightened by the
+        manifest's own ``thresholds`` (none for ``unsupported``)."""
+        if self.level == "unsupported":
+            return {}
+        base = LEVEL_BOUNDS["exact" if self.level == "xfail" else self.level]
+        return {**base, **self.thresholds}
 
-#: Metrics that are fractions in [0, 1]; count_correlation is in [-1, 1]; rmse_max >= 0.
-FRACTIONS = ("exact", "f1_pm3", "decision_agreement")
 #: Largest manifest file read, in bytes.
 MAX_MANIFEST_BYTES = 1 << 20
 
@@ -72,12 +138,25 @@ def _threshold(key: str, value: Any, pattern: str, where: str) -> float:
     number = float(value)
     if not math.isfinite(number):
         raise NIRError(f"must be finite, got {number}", file=where, node=pattern, field=key)
-    low, high = ((0.0, 1.0) if key in FRACTIONS else (-1.0, 1.0) if key == "count_correlation"
-                 else (0.0, math.inf))
+    low, high = BOUNDS[key].low, BOUNDS[key].high
     if not low <= number <= high:
         bound = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
         raise NIRError(f"must be {bound}, got {number:g}", file=where, node=pattern, field=key)
     return number
+
+
+def _not_looser(level: str, thresholds: dict[str, float], pattern: str, where: str) -> None:
+    """Refuse a threshold looser than the level's default (a manifest only tightens)."""
+    if thresholds and level not in LEVEL_BOUNDS:
+        raise NIRError(f"an {level!r} expectation takes no bounds (got "
+                       f"{', '.join(sorted(thresholds))})", file=where, node=pattern)
+    for key, number in thresholds.items():
+        default = LEVEL_BOUNDS[level].get(key)
+        if default is not None and BOUNDS[key].fails(number, default):
+            word = "below" if BOUNDS[key].sense == "min" else "above"
+            raise NIRError(f"{number:g} is {word} the {level!r} default {default:g}: a manifest "
+                           "may tighten a bound, never loosen it", file=where, node=pattern,
+                           field=key)
 
 
 def _expectation(pattern: str, entry: Any, where: str) -> Expectation:
@@ -89,23 +168,20 @@ def _expectation(pattern: str, entry: Any, where: str) -> Expectation:
     if not isinstance(level, str) or level not in LEVELS:
         raise NIRError(f"level must be one of {', '.join(LEVELS)}, got {shown(str(level), 40)}",
                        file=where, node=pattern, field="level")
-    unknown = set(entry) - {"level", "reason", "upstream", *LOWER_BOUNDS, "rmse_max"}
+    unknown = set(entry) - {"level", "reason", "upstream", *BOUNDS}
     if unknown:
         raise NIRError(f"unknown key(s) {', '.join(shown(k, 40) for k in sorted(unknown))}",
                        file=where, node=pattern)
-    thresholds = {k: _threshold(k, v, pattern, where) for k, v in entry.items()
-                  if k in (*LOWER_BOUNDS, "rmse_max")}
+    thresholds = {k: _threshold(k, v, pattern, where) for k, v in entry.items() if k in BOUNDS}
     for key in ("reason", "upstream"):
         if key in entry and not isinstance(entry[key], str):
             raise NIRError(f"must be a string, got {type(entry[key]).__name__}", file=where,
                            node=pattern, field=key)
-    if level == "within" and not thresholds:
-        raise NIRError("a 'within' expectation needs at least one threshold", file=where,
-                       node=pattern)
     if level in ("xfail", "unsupported") and not entry.get("reason"):
         raise NIRError(f"an {level!r} expectation needs a reason", file=where, node=pattern)
+    _not_looser(level, thresholds, pattern, where)
     return Expectation(level, thresholds, entry.get("reason", ""), entry.get("upstream", ""),
-                       pattern, allow_unsupported=pattern == "files")
+                       pattern, allow_unsupported=pattern == "files", source=where)
 
 
 @dataclass

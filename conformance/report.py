@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from nrf_nir.atomic import atomic_folder
-from nrf_nir.conformance.runner import Result, summary
+from nrf_nir.conformance.manifest import SPIKES, VALUES
+from nrf_nir.conformance.runner import Result, output_kind, summary
 from nrf_nir.errors import escape, shown
 
 COLOURS = {"pass": "#2e7d32", "xfail": "#f9a825", "unsupported": "#9e9e9e", "fail": "#c62828",
@@ -34,14 +35,55 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+#: What the numbers after a status in the matrix are (report.md and report.html).
+LEGEND = ("Numbers after a status: e = per-step exact agreement of the spike outputs "
+          "(fraction of (step, sample, neuron) entries equal; the lowest output; shown below "
+          "1); r = relative RMSE of the value outputs (membrane read-outs: RMSE / RMS of the "
+          "reference; the highest output; shown above 0). Each level's bounds on these and "
+          "on the other metrics: docs/conformance.md.")
+
+_KEYS = {SPIKES: ("exact", "first_divergence", "f1_pm3", "count_correlation", "van_rossum",
+                  "decision_agreement"),
+         VALUES: ("relative_rmse", "rmse", "max_abs", "decision_agreement")}
+
+
+def _worst(r: Result, kind: str) -> dict[str, Any] | None:
+    """The worst output of ``kind``: lowest exact agreement (spikes), highest relative RMSE
+    (values; an undefined one is worst)."""
+    outputs = [m for m in r.metrics.values() if output_kind(m) == kind]
+    if not outputs:
+        return None
+    if kind == SPIKES:
+        return min(outputs, key=lambda m: m.get("exact", 0.0))
+    return max(outputs, key=lambda m: (m.get("relative_rmse") is None,
+                                       m.get("relative_rmse") or 0.0))
+
+
 def _headline(r: Result) -> dict[str, Any]:
-    """The worst output's key metrics."""
-    if not r.metrics:
-        return {}
-    worst = min(r.metrics.values(), key=lambda m: m.get("exact", 0.0))
-    keys = ("exact", "first_divergence", "f1_pm3", "count_correlation", "van_rossum", "rmse",
-            "decision_agreement")
-    return {k: worst[k] for k in keys if k in worst}
+    """The key metrics of the worst spike output and of the worst value output."""
+    out: dict[str, Any] = {}
+    for kind in (SPIKES, VALUES):
+        worst = _worst(r, kind)
+        if worst is not None:
+            out.update({k: worst[k] for k in _KEYS[kind] if k in worst})
+    return out
+
+
+def cell_numbers(r: Result) -> str:
+    """The numbers after the status in a matrix cell (``LEGEND``): ``e=`` the lowest exact
+    agreement of the spike outputs when below 1, ``r=`` the highest relative RMSE of the
+    value outputs when above 0 (``undefined``: missing, or a silent reference)."""
+    parts = []
+    spikes, values = _worst(r, SPIKES), _worst(r, VALUES)
+    if spikes is not None and spikes.get("exact", 0.0) != 1.0:
+        parts.append(f"e={spikes.get('exact', 0.0):.4f}")
+    if values is not None:
+        rel = values.get("relative_rmse")
+        if rel is None:
+            parts.append("r=undefined")
+        elif rel > 0:
+            parts.append(f"r={rel:.2g}")
+    return " ".join(parts)
 
 
 def raster_png(r: Result) -> bytes | None:
@@ -117,7 +159,8 @@ def write_markdown(results: Sequence[Result], meta: dict[str, Any]) -> str:
     cases, targets, cell = _matrix(results)
     lines = ["# nrf-nir conformance report", "",
              f"{s['ok']} of {s['total']} results as expected; "
-             + ", ".join(f"{k}: {v}" for k, v in s["by_status"].items() if v), ""]
+             + ", ".join(f"{k}: {v}" for k, v in s["by_status"].items() if v), "",
+             LEGEND, ""]
     for key, value in meta.items():
         lines.append(f"- {_md_text(key)}: {_md_text(value)}")
     lines += ["", "| case | " + " | ".join(_md_cell(t) for t in targets) + " |",
@@ -130,9 +173,8 @@ def write_markdown(results: Sequence[Result], meta: dict[str, Any]) -> str:
                 row.append("")
                 continue
             mark = "" if r.ok else " **!**"
-            exact = r.metrics and min(m.get("exact", 0) for m in r.metrics.values())
-            row.append(f"{r.status}{f' {exact:.4f}' if r.metrics and exact != 1.0 else ''}"
-                       f"{mark}")
+            numbers = cell_numbers(r)
+            row.append(f"{r.status}{f' {numbers}' if numbers else ''}{mark}")
         lines.append(f"| {_md_code(case, table=True)} | " + " | ".join(row) + " |")
     unexpected = [r for r in results if not r.ok]
     if unexpected:
@@ -161,7 +203,8 @@ def write_html(results: Sequence[Result], meta: dict[str, Any]) -> str:
            "img{max-width:100%}</style></head><body>",
            "<h1>nrf-nir conformance report</h1>",
            f"<p id='summary'>{s['ok']} of {s['total']} results as expected; "
-           + esc(", ".join(f"{k}: {v}" for k, v in s["by_status"].items() if v)) + "</p><ul>"]
+           + esc(", ".join(f"{k}: {v}" for k, v in s["by_status"].items() if v)) + "</p>",
+           f"<p id='legend'>{esc(LEGEND)}</p><ul>"]
     out += [f"<li>{esc(str(k))}: {esc(str(v))}</li>" for k, v in meta.items()]
     out.append("</ul><h2>Matrix</h2><table id='matrix'><tr><th>case</th>")
     out += [f"<th>{esc(t)}</th>" for t in targets]
@@ -173,8 +216,8 @@ def write_html(results: Sequence[Result], meta: dict[str, Any]) -> str:
             if r is None:
                 out.append("<td></td>")
                 continue
-            exact = min((m.get("exact", 0) for m in r.metrics.values()), default=None)
-            label = r.status + (f" {exact:.3f}" if exact not in (None, 1.0) else "")
+            numbers = cell_numbers(r)
+            label = r.status + (f" {numbers}" if numbers else "")
             cls = "c" + ("" if r.ok else " bad")
             out.append(f"<td class='{cls}' style='background:{COLOURS[r.status]}' "
                        f"title='{esc(r.message or r.reason)}'>{esc(label)}</td>")
@@ -182,7 +225,7 @@ def write_html(results: Sequence[Result], meta: dict[str, Any]) -> str:
     out.append("</table><h2>Cases</h2>")
     for case in cases:
         out.append(f"<h3 id='{esc(case)}'>{esc(case)}</h3><table><tr><th>target</th>"
-                   "<th>status</th><th>expected</th><th>metrics (worst output)</th>"
+                   "<th>status</th><th>expected</th><th>metrics (worst spike / value output)</th>"
                    "<th>note</th></tr>")
         pictures = []
         for t in targets:

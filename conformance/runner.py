@@ -22,12 +22,14 @@ import numpy as np
 
 from nrf_nir.conformance.cases import Case, spiking_outputs
 from nrf_nir.conformance.manifest import (
-    LOWER_BOUNDS,
+    BOUNDS,
     MANIFEST_DIR,
+    SPIKES,
+    VALUES,
     Expectation,
     load_manifest,
 )
-from nrf_nir.metrics import compare, decision_agreement, rmse
+from nrf_nir.metrics import compare, compare_values
 
 RASTER_NEURONS = 64
 RASTER_STEPS = 400
@@ -66,17 +68,20 @@ def _np(t: Any) -> np.ndarray:
 
 
 def _output_metrics(ref: Any, got: Any, spiking: bool, decode: str | None) -> dict[str, Any]:
+    """One output's metrics (``nrf_nir.metrics.compare`` for spikes, ``compare_values`` for
+    values) with ``kind`` (spikes | values)."""
+    kind = SPIKES if spiking else VALUES
     a, b = _np(ref).astype(np.float64), _np(got).astype(np.float64)
     if a.shape != b.shape:
-        return {"shape_mismatch": f"{list(a.shape)} vs {list(b.shape)}", "exact": 0.0}
-    if spiking:
-        return compare(a, b, decode=decode)
-    out: dict[str, Any] = {"exact": float((a == b).mean()) if a.size else 1.0,
-                           "rmse": rmse(a, b),
-                           "max_abs": float(np.abs(a - b).max()) if a.size else 0.0}
-    if decode is not None and a.ndim == 3:
-        out["decision_agreement"] = decision_agreement(a, b, decode)
-    return out
+        return {"kind": kind, "shape_mismatch": f"{list(a.shape)} vs {list(b.shape)}",
+                "exact": 0.0}
+    metrics = compare(a, b, decode=decode) if spiking else compare_values(a, b, decode=decode)
+    return {"kind": kind, **metrics}
+
+
+def output_kind(metrics: dict[str, Any]) -> str:
+    """The kind (spikes | values) of an output's metrics (inferred for results without it)."""
+    return str(metrics.get("kind") or (VALUES if "rmse" in metrics else SPIKES))
 
 
 def _raster(ref: Any, got: Any) -> dict[str, Any]:
@@ -125,7 +130,8 @@ def run_case(case: Case, targets: Sequence[str], threads: int = 1) -> list[dict[
         raw["seconds"] = time.perf_counter() - start
         for name, ref in reference.items():
             if name not in got:
-                raw["metrics"][name] = {"missing": True, "exact": 0.0}
+                raw["metrics"][name] = {"kind": SPIKES if spiking.get(name, True) else VALUES,
+                                        "missing": True, "exact": 0.0}
                 continue
             raw["metrics"][name] = _output_metrics(ref, got[name], spiking.get(name, True),
                                                    case.decode)
@@ -144,29 +150,64 @@ def _worker_init() -> None:
     multiprocessing.set_start_method("fork", force=True)
 
 
-def _meets(metrics: dict[str, dict[str, Any]], exp: Expectation) -> tuple[bool, str]:
-    """Whether every output meets ``exp``; and what falls short."""
-    short = []
+def _limit_text(key: str, limit: float, exp: Expectation) -> str:
+    """``>= 0.95`` / ``<= 0.5`` and where the bound comes from."""
+    origin = "manifest" if key in exp.thresholds else f"{exp.level} default"
+    if exp.level == "xfail":
+        origin = "exact default"
+    return f"{'>=' if BOUNDS[key].sense == 'min' else '<='} {limit:g}, {origin}"
+
+
+def _measured(value: Any) -> str:
+    return "undefined" if value is None else f"{value:.6g}" if isinstance(value, float) else (
+        str(value))
+
+
+def _meets(metrics: dict[str, dict[str, Any]], exp: Expectation, case: str
+           ) -> tuple[bool, str, str]:
+    """Apply every bound of ``exp`` (``Expectation.bounds``) to every output it applies to.
+
+    Returns (met, what falls short, a manifest error or ""). A bound of an output kind the
+    case has none of does not apply; a manifest bound whose metric an output of its kind lacks
+    (``decision_agreement`` where the case decodes nothing) is a manifest error.
+    """
+    bounds = exp.bounds()
+    short: list[str] = []
     for output, m in metrics.items():
-        if exp.level == "exact" or exp.level == "xfail":
-            if m.get("exact") != 1.0:
-                short.append(f"{output}: exact {m.get('exact', 0):.6f} < 1"
-                             + (f" (first divergence at step {m['first_divergence']})"
-                                if m.get("first_divergence") is not None else ""))
+        if m.get("missing"):
+            short.append(f"{output}: missing from the target's outputs")
             continue
-        for key, bound in exp.thresholds.items():
-            if key == "rmse_max":
-                if m.get("rmse", 0.0) > bound:
-                    short.append(f"{output}: rmse {m.get('rmse'):.3g} > {bound:g}")
-            elif key in LOWER_BOUNDS and key in m:
-                value = m[key]
-                if value is None or value < bound:
-                    short.append(f"{output}: {key} {value} < {bound:g}")
-    return not short, "; ".join(short)
+        if "shape_mismatch" in m:
+            short.append(f"{output}: shape {m['shape_mismatch']} (reference vs target)")
+            continue
+        kind = output_kind(m)
+        misses = []
+        for key, limit in bounds.items():
+            bound = BOUNDS[key]
+            if bound.kind not in (kind, "any"):
+                continue
+            if bound.metric not in m:
+                if key in exp.thresholds:
+                    return False, "", (
+                        f"manifest {exp.source or '(built in)'}, entry {exp.pattern!r}: bound "
+                        f"{key!r} needs {bound.metric!r}, which output {output!r} of case "
+                        f"{case!r} does not produce ({kind}"
+                        + (", no decisions decoded" if key == "decision_agreement" else "")
+                        + ")")
+                continue  # a default that needs decisions, where none are decoded
+            if bound.fails(m[bound.metric], limit):
+                misses.append(f"{bound.metric} {_measured(m[bound.metric])} "
+                              f"(needs {_limit_text(key, limit, exp)})")
+        if misses:
+            where = (f" (first divergence at step {m['first_divergence']})"
+                     if m.get("first_divergence") is not None else "")
+            short.append(f"{output}: " + ", ".join(misses) + where)
+    return not short, "; ".join(short), ""
 
 
 def judge(raw: dict[str, Any], exp: Expectation) -> Result:
-    """Compare raw measurements with the expectation."""
+    """Compare raw measurements with the expectation: every bound that applies to each
+    output (``_meets``); the message names each bound missed with the measured value."""
     base = {"case": raw["case"], "target": raw["target"], "level": exp.level,
             "reason": exp.reason, "upstream": exp.upstream, "metrics": raw["metrics"],
             "violations": raw["violations"], "seconds": raw["seconds"],
@@ -183,7 +224,9 @@ def judge(raw: dict[str, Any], exp: Expectation) -> Result:
     if exp.level == "unsupported":
         return Result(status="fail", ok=False, message="the manifest expects 'unsupported' but "
                       "the target now runs this case: update the manifest", **base)
-    met, short = _meets(raw["metrics"], exp)
+    met, short, manifest_error = _meets(raw["metrics"], exp, raw["case"])
+    if manifest_error:
+        return Result(status="error", ok=False, message=manifest_error, **base)
     if exp.level == "xfail":
         if met:
             return Result(status="xpass", ok=False, message="passes exactly although the "

@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "F1_WINDOW", "compare", "count_correlation", "decision_agreement", "decisions",
-    "exact_agreement", "first_divergence", "pearson", "rmse", "spike_agreement", "van_rossum",
-    "windowed_f1",
+    "F1_WINDOW", "compare", "compare_values", "count_correlation", "decision_agreement",
+    "decisions", "exact_agreement", "first_divergence", "pearson", "relative_rmse", "rmse",
+    "rms", "spike_agreement", "van_rossum", "windowed_f1",
 ]
 
 F1_WINDOW = 3
@@ -139,6 +139,22 @@ def rmse(ref: Any, got: Any) -> float:
     return float(torch.sqrt(((a - b) ** 2).mean())) if a.numel() else 0.0
 
 
+def rms(values: Any) -> float:
+    """Root-mean-square of all entries (in their units; 0.0 when empty)."""
+    t = _tensor(values)
+    return float(torch.sqrt((t**2).mean())) if t.numel() else 0.0
+
+
+def relative_rmse(ref: Any, got: Any) -> float | None:
+    """``rmse(ref, got) / rms(ref)``: the error in units of the reference's own size
+    (dimensionless; 0.0 when identical). None when the reference is all zeros and the target
+    is not (undefined: fails every bound)."""
+    error, size = rmse(ref, got), rms(ref)
+    if size == 0.0:
+        return 0.0 if error == 0.0 else None
+    return error / size
+
+
 def decisions(out: Any, decode: str = "max") -> Tensor:
     """Class per sample ``[B]`` from an output ``[T, B, C]``: ``max`` (argmax of the max over
     time, for voltage readouts), ``count`` (most spikes), ``first`` (earliest spike; ties go
@@ -179,4 +195,27 @@ def compare(ref: Any, got: Any, *, window: int = F1_WINDOW, tau_steps: float = 1
     }
     if decode is not None:
         result["decision_agreement"] = decision_agreement(ref, got, decode)
+    return result
+
+
+def compare_values(ref: Any, got: Any, *, decode: str | None = None) -> dict[str, Any]:
+    """Every value metric at once (membrane read-outs and other non-spiking outputs), as a
+    JSON-able dict: ``exact`` (fraction of equal entries), ``rmse`` and ``max_abs`` (in the
+    output's units), ``reference_rms``, ``relative_rmse`` and, with ``decode`` and an output
+    ``[T, B, C]``, ``decision_agreement``. Non-finite errors are None (never NaN)."""
+    a, b = _pair(ref, got)
+    error = rmse(a, b)
+    largest = float((a - b).abs().max()) if a.numel() else 0.0
+    result: dict[str, Any] = {
+        "exact": exact_agreement(a, b),
+        "rmse": error if np.isfinite(error) else None,
+        "max_abs": largest if np.isfinite(largest) else None,
+        "reference_rms": rms(a),
+        "relative_rmse": None,
+    }
+    if np.isfinite(error):
+        relative = relative_rmse(a, b)
+        result["relative_rmse"] = relative if relative is None or np.isfinite(relative) else None
+    if decode is not None and a.dim() == 3:
+        result["decision_agreement"] = decision_agreement(a, b, decode)
     return result

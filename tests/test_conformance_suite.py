@@ -45,8 +45,8 @@ def test_manifest_changes_fail_loudly_in_both_directions(tmp_path):
 
 
 def test_bad_manifests_are_refused(tmp_path):
-    (tmp_path / "x.toml").write_text('[cases."a"]\nlevel = "within"\n')
-    with pytest.raises(NIRError, match="threshold"):
+    (tmp_path / "x.toml").write_text('[cases."a"]\nlevel = "within"\nf1_pm3 = 0.1\n')
+    with pytest.raises(NIRError, match="never loosen"):
         load_manifest("x", tmp_path)
     (tmp_path / "x.toml").write_text('[cases."a"]\nlevel = "xfail"\n')
     with pytest.raises(NIRError, match="reason"):
@@ -79,6 +79,29 @@ def test_report_files(tmp_path):
     assert {"matrix", "summary"} <= ids
     images = [a for t, a in parser.tags if t == "img"]
     assert images and all(a["src"].startswith("data:image/png;base64,") for a in images)
+    assert "legend" in ids
+
+
+def test_report_legend_and_value_outputs_show_relative_rmse(tmp_path):
+    """The number after a status is explained, and for a value output it is the relative RMSE
+    (not the exact-equality fraction, 0.0 for any rounding)."""
+    from nrf_nir.conformance.report import LEGEND, cell_numbers
+    from nrf_nir.conformance.runner import Result
+
+    values = {"kind": "values", "exact": 0.189, "rmse": 1e-6, "reference_rms": 2.0,
+              "relative_rmse": 5e-7}
+    spikes = {"kind": "spikes", "exact": 0.75, "f1_pm3": 0.9, "count_correlation": 0.8}
+    mixed = Result("node/x", "t", "pass", True, "within", metrics={"v": values, "s": spikes})
+    assert cell_numbers(mixed) == "e=0.7500 r=5e-07"
+    only_values = Result("node/y", "t", "pass", True, "within", metrics={"v": values})
+    assert cell_numbers(only_values) == "r=5e-07" and "0.189" not in cell_numbers(only_values)
+    silent = Result("node/z", "t", "fail", False, "within",
+                    metrics={"v": dict(values, relative_rmse=None)})
+    assert cell_numbers(silent) == "r=undefined"
+    paths = write_report([mixed, only_values, silent], tmp_path)
+    md, page = paths["md"].read_text(), paths["html"].read_text()
+    assert LEGEND in md and "pass e=0.7500 r=5e-07" in md and "pass r=5e-07" in md
+    assert "relative RMSE" in md and "id='legend'" in page and "pass r=5e-07" in page
 
 
 def test_cli_conformance_exit_codes(tmp_path, capsys):

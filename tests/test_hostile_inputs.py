@@ -659,11 +659,11 @@ def test_valid_manifests_still_load(tmp_path: Path) -> None:
         load_manifest(target)
     (tmp_path / "t.toml").write_text(
         '[default]\nlevel = "exact"\n[cases."node/a"]\nlevel = "within"\n'
-        'count_correlation = -0.5\nrmse_max = 0\nexact = 1\nf1_pm3 = 0\n'
+        'count_correlation = 0.6\nrmse_max = 0\nexact = 1\nf1_pm3 = 0.9\n'
         '[files]\nlevel = "within"\nrmse_max = 1e-4\n')
     manifest = load_manifest("t", tmp_path)
     assert manifest.expect("node/a").thresholds == {
-        "count_correlation": -0.5, "rmse_max": 0.0, "exact": 1.0, "f1_pm3": 0.0}
+        "count_correlation": 0.6, "rmse_max": 0.0, "exact": 1.0, "f1_pm3": 0.9}
     assert manifest.files.thresholds == {"rmse_max": 1e-4}
 
 

@@ -161,3 +161,20 @@ def test_the_one_definition_check_can_fail(tmp_path: Path):
         "count_correlation": ["targets/xylo/metrics.py:2"],
         "windowed_f1": ["targets/xylo/metrics.py:4"],
     }
+
+
+def test_relative_rmse_is_in_units_of_the_reference_size():
+    from nrf_nir.metrics import compare_values, relative_rmse, rms
+
+    ref = np.full((4, 2, 3), 2.0)
+    assert rms(ref) == 2.0
+    assert relative_rmse(ref, ref) == 0.0
+    assert relative_rmse(ref, ref + 1.0) == pytest.approx(0.5)
+    assert relative_rmse(np.zeros((3, 1, 2)), np.zeros((3, 1, 2))) == 0.0
+    assert relative_rmse(np.zeros((3, 1, 2)), np.ones((3, 1, 2))) is None
+    got = ref.copy()
+    got[0, 0, 0] = np.nan
+    m = compare_values(ref, got, decode="max")
+    assert m["rmse"] is None and m["relative_rmse"] is None and "decision_agreement" in m
+    m = compare_values(ref, ref * 1.5)
+    assert m["relative_rmse"] == pytest.approx(0.5) and m["reference_rms"] == 2.0
