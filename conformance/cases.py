@@ -240,14 +240,16 @@ def node_cases(T: int = 100, B: int = 4, seed: int = 0) -> list[Case]:
             *_structure_cases(T, B, seed)]
 
 
-def file_case(path: str, T: int = 200, B: int = 8, seed: int = 0, rate: float = 0.2) -> Case:
-    """A case from a .nir file: seeded Bernoulli spikes of the given rate on every input."""
+def file_case(path: str, T: int = 200, B: int = 8, seed: int = 0, rate: float = 0.2, *,
+              dialect: str = "auto", dt: float | None = None) -> Case:
+    """A case from a .nir file: seeded Bernoulli spikes of the given rate on every input.
+    dialect, dt (seconds): as for ``nrf_nir.load``."""
     from pathlib import Path
 
     from nrf_nir.io import load
     from nrf_nir.validate import validate
 
-    graph = load(path)
+    graph = load(path, dialect=dialect, dt=dt)
     checked = validate(graph)
     rng = np.random.default_rng(seed)
     inputs = {name: _spikes(rng, (T, B, *shape), rate)

@@ -22,12 +22,43 @@ from .validate import Checked, check_numerics
 GraphLike: TypeAlias = "nir.NIRGraph | str | os.PathLike[str]"
 
 
-def check(graph: GraphLike, target: str = "reference", *, dt: float | None = None) -> list[Any]:
-    """What ``target`` cannot run of ``graph``: a list of ``Violation`` (empty: all of it)."""
+def check(graph: GraphLike, target: str = "reference", *, dt: float | None = None,
+          dialect: str = "auto") -> list[Any]:
+    """What ``target`` cannot run of ``graph``: a list of ``Violation`` (empty: all of it).
+    dialect: for a path, as for ``nrf_nir.load``. A violation on a node that a dialect made
+    says which node of the file it was made from."""
     from .targets import get
 
-    checked = validate(graph)
-    return get(target).check(checked, read_semantics(checked.graph).with_dt(dt))
+    checked = validate(graph, dialect=dialect)
+    found = get(target).check(checked, read_semantics(checked.graph).with_dt(dt))
+    return _in_user_terms(checked, found)
+
+
+def _origin(checked: Checked, node: str | None) -> str | None:
+    """"made from 'X' by the Y dialect" for a node a dialect created, else None."""
+    from .dialects import origin_of
+
+    return origin_of(checked.flat.nodes.get(node)) if node else None
+
+
+def _in_user_terms(checked: Checked, violations: list[Any]) -> list[Any]:
+    """``violations`` (in place, same list type) with each message on a node that a dialect
+    made starting with where it came from (``(made from 'lif1.w_rec' by the snntorch
+    dialect)``): the user's file has no such node."""
+    for k, v in enumerate(violations):
+        origin = _origin(checked, getattr(v, "node", None))
+        if origin and hasattr(v, "message") and origin not in v.message:
+            violations[k] = replace(v, message=f"({origin}) {v.message}")
+    return violations
+
+
+def _error_in_user_terms(checked: Checked, exc: NIRError) -> NIRError:
+    """``exc``, its message saying where its node came from when a dialect made it."""
+    origin = _origin(checked, exc.node)
+    if origin and origin not in str(exc.message):
+        exc.message = f"({origin}) {exc.message}"
+        exc.args = (exc._render(),)
+    return exc
 
 
 class NonFiniteWarning(RuntimeWarning):
@@ -124,7 +155,7 @@ def check_device(device: Any) -> Any:
 
 def lower(graph: GraphLike, target: str = "reference", *, dt: float | None = None,
           dtype: Any = None, device: Any = None, strict: bool = True,
-          strict_numerics: bool = False, **options: Any) -> Lowered:
+          strict_numerics: bool = False, dialect: str = "auto", **options: Any) -> Lowered:
     """Validate and lower ``graph`` for ``target``.
 
     dt: time step in seconds; overrides the graph's metadata ``dt`` (one must exist).
@@ -136,18 +167,20 @@ def lower(graph: GraphLike, target: str = "reference", *, dt: float | None = Non
     ``Lowered.violations``; violations that make running impossible still raise (the target
     says which it can run with: today Xylo's quantization-precision rules).
     strict_numerics: runs that produce NaN or inf raise instead of warning.
+    dialect: for a path, the producer's conventions (as for ``nrf_nir.load``).
+    Messages on a node a dialect made say which node of the file it was made from.
     options: target-specific options (reference: ``chunk_bytes``, ``stepwise``).
     """
     from .targets import Options, get
 
     check_device(device)
-    checked = validate(graph)
+    checked = validate(graph, dialect=dialect)
     semantics = read_semantics(checked.graph).with_dt(dt)
     semantics.require_dt()
     run_dtype = resolve_dtype(dtype)
     backend = get(target)
     opts = Options(dtype=run_dtype, device=device, extra=options)
-    violations = backend.check(checked, semantics, opts)  # once: lower acts on this list
+    violations = _in_user_terms(checked, backend.check(checked, semantics, opts))  # once
     if strict and violations:
         raise NIRError(f"target {target!r} cannot run this graph: "
                        + "; ".join(str(v) for v in violations), field="target")
@@ -158,7 +191,10 @@ def lower(graph: GraphLike, target: str = "reference", *, dt: float | None = Non
         if not isinstance(graph, nir.NIRGraph):
             exc.with_file(str(graph))
         raise
-    lowered = backend.lower(checked, semantics, replace(opts, violations=violations))
+    try:
+        lowered = backend.lower(checked, semantics, replace(opts, violations=violations))
+    except NIRError as exc:
+        raise _error_in_user_terms(checked, exc) from None
     return Lowered(target, checked, semantics, lowered, run_dtype, strict_numerics,
                    list(violations))
 
@@ -242,7 +278,8 @@ def export(module: Any, sample_input: Any, *, dt: float | None = None) -> nir.NI
 
 def run(graph: GraphLike, inputs: Any, *, target: str = "reference", dt: float | None = None,
         dtype: Any = None, record: Iterable[str] = (), device: Any = None,
-        strict_numerics: bool = False, **options: Any) -> dict[str, Tensor]:
+        strict_numerics: bool = False, dialect: str = "auto",
+        **options: Any) -> dict[str, Tensor]:
     """Simulate ``graph`` on ``target``.
 
     inputs: one array ``[T, B, *shape]`` (single Input node) or a dict keyed by Input node name.
@@ -251,8 +288,9 @@ def run(graph: GraphLike, inputs: Any, *, target: str = "reference", dt: float |
     record: node names (dotted inside nested graphs) and ``"<neuron>.v"`` / ``".i"`` states.
     strict_numerics: NaN or inf in the run is a NIRError naming the node (default: a
     :class:`NonFiniteWarning`).
+    dialect: for a path, the producer's conventions (as for ``nrf_nir.load``).
     Returns output node name (and each recorded name) -> ``[T, B, ...]`` tensor.
     """
     lowered = lower(graph, target, dt=dt, dtype=dtype, device=device,
-                    strict_numerics=strict_numerics, **options)
+                    strict_numerics=strict_numerics, dialect=dialect, **options)
     return lowered.run(inputs, record=record)

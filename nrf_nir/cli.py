@@ -39,14 +39,25 @@ def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
     write_atomic(path, write)
 
 
+def _file_warnings() -> tuple[type[Warning], ...]:
+    """The warnings of reading a file, each printed as one line (no torch imported)."""
+    from .dialects import ConventionsWarning
+    from .validate import DtLintWarning
+
+    return ConventionsWarning, DtLintWarning
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .io import load
     from .semantics import read_semantics
-    from .validate import validate
+    from .validate import lint_dt, validate
 
     try:
-        checked = validate(load(args.file, validate=False))
-        sem = read_semantics(checked.graph)
+        with _one_line_warnings(*_file_warnings()):
+            checked = validate(load(args.file, validate=False, dialect=args.dialect,
+                                    dt=args.dt))
+            sem = read_semantics(checked.graph)
+            lint_dt(checked)  # one line per neuron node fed spikes without a synapse
     except NIRError as exc:
         raise exc.with_file(args.file) from None
     dt = "no dt (runs need --dt)" if sem.dt is None else f"dt {sem.dt:g} s"
@@ -57,11 +68,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .inspect import render, summarize
-    from .io import load
+    from .io import load_normalized
     from .validate import validate
 
     try:
-        summary = summarize(validate(load(args.file, validate=False)))
+        with _one_line_warnings(*_file_warnings()):
+            loaded = load_normalized(args.file, validate=False, dialect=args.dialect,
+                                     dt=args.dt)
+        summary = summarize(validate(loaded.graph), loaded)
     except NIRError as exc:
         raise exc.with_file(args.file) from None
     if args.json:
@@ -80,16 +94,20 @@ def _check_output(path: str, inputs: Sequence[str | None], field: str = "output"
 
 
 @contextlib.contextmanager
-def _one_line_warnings() -> Iterator[None]:
-    """Print a run's numeric warnings (:class:`~nrf_nir.api.NonFiniteWarning`,
-    :class:`~nrf_nir.validate.UnstableWarning`) as one ``nrf-nir: warning:`` line each;
-    other warnings are shown as usual."""
+def _one_line_warnings(*categories: type[Warning]) -> Iterator[None]:
+    """Print warnings of ``categories`` (default: a run's numeric warnings,
+    :class:`~nrf_nir.api.NonFiniteWarning` and :class:`~nrf_nir.validate.UnstableWarning`,
+    and those of reading a file) as one ``nrf-nir: warning:`` line each; other warnings are
+    shown as usual."""
     import warnings
 
-    from .api import NonFiniteWarning
-    from .validate import UnstableWarning
+    if categories:
+        ours: tuple[type[Warning], ...] = categories
+    else:
+        from .api import NonFiniteWarning
+        from .validate import UnstableWarning
 
-    ours = (NonFiniteWarning, UnstableWarning)
+        ours = (NonFiniteWarning, UnstableWarning, *_file_warnings())
     with warnings.catch_warnings(record=True) as caught:
         for category in ours:
             warnings.simplefilter("always", category)
@@ -107,10 +125,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .targets import get
 
     _check_output(args.output, [args.file, args.input])
-    graph = load(args.file, dialect=args.dialect)
+    with _one_line_warnings(*_file_warnings()):
+        graph = load(args.file, dialect=args.dialect, dt=args.dt)
 
     # a progress bar on a terminal, for the targets that step in this process
-    options = {"progress": True} if sys.stderr.isatty() and \
+    options: dict[str, Any] = {"progress": True} if sys.stderr.isatty() and \
         getattr(get(args.target), "progress", False) else {}
     lowered = lower(graph, args.target, dt=args.dt, dtype=args.dtype, device=args.device,
                     strict_numerics=args.strict_numerics, **options)
@@ -209,7 +228,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     refuse_overwriting_inputs(args.output, [args.file], names=(DEPLOY_JSON,))
     check_output_folder(args.output, names=(DEPLOY_JSON,))
-    graph = load(args.file, dialect=args.dialect)
+    with _one_line_warnings(*_file_warnings()):
+        graph = load(args.file, dialect=args.dialect, dt=args.dt)
     target = get(args.target)
     lowered = lower(graph, args.target, dt=args.dt, strict=True)
     writer = getattr(target, "artifact", None)
@@ -258,7 +278,9 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         if unknown:
             raise NIRError(f"unknown target(s) {', '.join(unknown)}; registered: "
                            f"{', '.join(registered())}", field="targets")
-    cases = [file_case(f, T=args.T, B=args.B) for f in args.files]
+    with _one_line_warnings(*_file_warnings()):
+        cases = [file_case(f, T=args.T, B=args.B, dialect=args.dialect, dt=args.dt)
+                 for f in args.files]
     if args.nodes or not (args.files or args.zoo):
         cases += node_cases(T=args.T, B=min(args.B, 4))
     if args.zoo:
@@ -333,6 +355,32 @@ def _device(text: str) -> str:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
+def _dialect(text: str) -> str:
+    """An argparse type: ``NAME[:key=value,...]`` checked against the registered dialects and
+    their options (``nrf_nir.dialects.parse``; imports no framework)."""
+    from .dialects import parse
+
+    try:
+        parse(text)
+    except NIRError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return text
+
+
+#: ``--dialect``'s help (the options of each dialect: docs/dialects.md).
+DIALECT_HELP = ("conventions of the file's producer: auto (a producer's conventions only on "
+                "its fingerprint in the file, else plain NIR), none (as written), or "
+                "NAME[:key=value,...]: snntorch[:reset=subtract|zero,delay=on|off], rockpool, "
+                "norse[:dt=SECONDS] (docs/dialects.md)")
+
+
+def _file_options(p: argparse.ArgumentParser, dt_help: str) -> None:
+    """``--dialect`` and ``--dt``: every command that reads a .nir file takes both."""
+    p.add_argument("--dialect", type=_dialect, default="auto", metavar="NAME[:key=value,...]",
+                   help=DIALECT_HELP)
+    p.add_argument("--dt", type=_positive_float, default=None, metavar="S", help=dt_help)
+
+
 class _NamesAction(argparse.Action):
     """An option that accumulates names: each occurrence adds its comma-separated names
     (``--record a --record b,c`` gives ``[a, b, c]``); an empty name is an error."""
@@ -371,11 +419,13 @@ def build_parser(zoo: bool = True) -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a .nir file: structure, values and shapes")
     p.add_argument("file")
+    _file_options(p, "time step in seconds (overrides the file's)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("inspect", help="nodes, shapes, parameters, semantics and counts")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _file_options(p, "time step in seconds (overrides the file's)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("run", help="simulate a .nir file on inputs from an .npz archive")
@@ -385,17 +435,13 @@ def build_parser(zoo: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, metavar="OUT.npz",
                    help="written atomically, keyed by Output node (and recorded) name")
     p.add_argument("--target", default="reference")
-    p.add_argument("--dt", type=_positive_float, default=None, metavar="S",
-                   help="time step in seconds (overrides the file's)")
+    _file_options(p, "time step in seconds (overrides the file's)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--device", type=_device, default=None,
                    help="torch device: cpu, cuda or cuda:N (default: cuda if present)")
     p.add_argument("--record", action=_NamesAction, default=[], metavar="NAME[,NAME...]",
                    help="also record these nodes or '<neuron>.v' / '<neuron>.i' states; "
                         "repeat the option or separate names with commas")
-    p.add_argument("--dialect", default="auto",
-                   help="conventions of the file's producer: auto (recognise snnTorch, "
-                        "Rockpool, Norse files), none, or a dialect name")
     p.add_argument("--strict-numerics", action="store_true",
                    help="a run that produces NaN or inf is an error (exit 2) naming the node, "
                         "instead of a warning")
@@ -419,8 +465,7 @@ def build_parser(zoo: bool = True) -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--target", required=True)
     p.add_argument("-o", "--output", required=True, metavar="DIR")
-    p.add_argument("--dt", type=_positive_float, default=None, metavar="S")
-    p.add_argument("--dialect", default="auto")
+    _file_options(p, "time step in seconds (overrides the file's)")
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("conformance", help="run cases on targets, compare with the reference, "
@@ -437,6 +482,7 @@ def build_parser(zoo: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--T", type=_int_in(1, MAX_STEPS), default=100,
                    help="steps per file/node case")
     p.add_argument("--B", type=_int_in(1, MAX_BATCH), default=8, help="samples per file case")
+    _file_options(p, "time step in seconds of each FILE case (overrides the file's)")
     p.set_defaults(func=cmd_conformance)
 
     p = sub.add_parser("targets", help="list registered targets and whether they are available")

@@ -92,6 +92,12 @@ class RockpoolDialect:
     """
 
     name = NAME
+    options: dict[str, tuple[str, ...]] = {}
+
+    def configure(self, options: dict[str, str], dt: float | None) -> RockpoolDialect:
+        """No options: the file states each layer's dt through ``r`` (a run's dt still
+        overrides the recovered one)."""
+        return self
 
     def _neurons(self, graph: nir.NIRGraph) -> list[tuple[str, nir.NIRNode, np.ndarray]] | str:
         found = []

@@ -15,6 +15,7 @@ from typing import Any
 import nir
 import numpy as np
 
+from .dialects import MADE_BY, MADE_FROM
 from .errors import NIRError
 from .semantics import CHOICES, Semantics, write_semantics
 
@@ -69,16 +70,26 @@ class SnnTorchDialect:
     carries its signature: ``r = tau/1e-4`` (``tau_mem`` for CubaLIF), ``w_in = tau_syn/1e-4``,
     ``v_leak = 0`` and ``v_reset = 0`` everywhere (relative tolerance 1e-5: float32 values).
 
-    reset: the reset mechanism assumed for every neuron, which the file does not record:
-    "subtract" (snnTorch's default, with its default ``reset_delay=True``) or "zero".
+    Options (the file records neither): ``reset`` "subtract" (snnTorch's default) or
+    "zero", the reset mechanism of every neuron; ``delay`` "on" (snnTorch's default
+    ``reset_delay=True``: the reset lands one step late) or "off".
     """
 
     name = NAME
+    options: dict[str, tuple[str, ...]] = {"reset": ("subtract", "zero"),
+                                           "delay": ("on", "off")}
 
-    def __init__(self, reset: str = "subtract") -> None:
+    def __init__(self, reset: str = "subtract", delay: bool = True) -> None:
         if reset not in ("subtract", "zero"):
             raise NIRError(f"reset must be 'subtract' or 'zero', got {reset!r}", field="reset")
         self.reset = reset
+        self.delay = delay
+
+    def configure(self, options: dict[str, str], dt: float | None) -> SnnTorchDialect:
+        """``options``: reset=subtract|zero, delay=on|off. ``dt`` is not used: snnTorch's
+        export hard-codes 1e-4 s into the time constants (a run's dt still overrides it)."""
+        return SnnTorchDialect(reset=options.get("reset", self.reset),
+                               delay=options.get("delay", "on" if self.delay else "off") == "on")
 
     def detect(self, graph: nir.NIRGraph) -> str | None:
         meta = graph.metadata if isinstance(graph.metadata, dict) else {}
@@ -110,14 +121,24 @@ class SnnTorchDialect:
                  "initial membranes and currents 0, as snnTorch starts them; spikes on "
                  "mem > threshold"]
         subtract = self.reset == "subtract"
-        if subtract:
+        delayed = subtract and self.delay
+        if subtract and not self.delay:
+            notes.append("reset 'subtract' without reset delay (as asked): snnTorch subtracts "
+                         "the threshold in the step that spikes, the contract's subtract reset "
+                         "with v_reset = 0")
+        elif subtract:
             notes.append(
                 "reset assumed 'subtract' with reset_delay=True (snnTorch's defaults; the file "
                 "does not record the reset): snnTorch subtracts the threshold after the decay "
                 "(mem = beta*mem + x - th*z[t-1]), so v_reset is set to v_th*(1 - 1/beta) and "
                 "the reference subtracts v_th - v_reset = v_th/beta before the decay")
+        elif self.delay:
+            notes.append("reset 'zero' with snnTorch's reset delay (as asked): the delayed zero "
+                         "reset cannot be expressed; the contract's reset to v_reset = 0 in the "
+                         "step that spikes is used (delay=off is exact for Leaky)")
         else:
-            notes.append("reset assumed 'zero' (as asked): the contract's reset to v_reset = 0")
+            notes.append("reset 'zero' without reset delay (as asked): the contract's reset "
+                         "to v_reset = 0")
         bad_beta: list[str] = []
         cuba_zero: list[str] = []
         replaced: dict[str, nir.NIRNode] = {}
@@ -134,7 +155,7 @@ class SnnTorchDialect:
                 with np.errstate(all="ignore"):
                     node.w_in = w_in * (dt / tau_syn)
                 w_in_fixed = True
-                if not subtract:
+                if not subtract and self.delay:
                     cuba_zero.append(name)
             if isinstance(node, nir.LIF) and np.all(np.isinf(tau)):
                 # beta = 1: snnTorch integrates without leak; NIR's LIF cannot (tau = inf)
@@ -142,7 +163,7 @@ class SnnTorchDialect:
                                         v_threshold=np.asarray(node.v_threshold),
                                         v_reset=np.zeros(np.shape(node.v_threshold)))
                 continue
-            if subtract:
+            if delayed:
                 if np.any(beta <= 0):
                     bad_beta.append(name)
                 with np.errstate(all="ignore"):
@@ -171,7 +192,7 @@ class SnnTorchDialect:
             notes.append("cannot express snnTorch's subtract reset where beta = 0 (tau = dt; "
                          "the threshold is subtracted after a complete decay); v_reset left 0 "
                          f"there, spikes after a spike may differ: {', '.join(bad_beta)}")
-        if not subtract:
+        if not subtract and self.delay:
             cuba_zero = sorted(set(cuba_zero) | set(_loop_neurons(g)))
         if cuba_zero:
             notes.append("cannot express snnTorch's Synaptic/RLeaky/RSynaptic zero reset (after "
@@ -254,7 +275,9 @@ def _move_loop_biases(graph: nir.NIRGraph, prefix: str = "") -> list[str]:
         while new in graph.nodes:
             new += "_"
         n = weight.shape[0]
-        graph.nodes[new] = nir.Affine(weight=np.eye(n), bias=np.broadcast_to(bias, (n,)).copy())
+        graph.nodes[new] = nir.Affine(weight=np.eye(n), bias=np.broadcast_to(bias, (n,)).copy(),
+                                      metadata={MADE_FROM: prefix + w_name,
+                                                MADE_BY: "snntorch dialect"})
         k = edges.index((feeds[0], lif))
         edges[k:k + 1] = [(feeds[0], new), (new, lif)]
         moved.append(prefix + w_name)

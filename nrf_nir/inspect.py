@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nir
 import numpy as np
@@ -11,6 +11,9 @@ import numpy as np
 from .graph import STATEFUL_TYPES
 from .semantics import read_semantics
 from .validate import NEURON_FIELDS, Checked
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .dialects import Normalized
 
 SPIKING_TYPES = (nir.IF, nir.LIF, nir.CubaLIF)
 
@@ -35,8 +38,18 @@ def synapses(checked: Checked, name: str) -> int:
     return 0
 
 
-def summarize(checked: Checked) -> dict[str, Any]:
-    """A JSON-able description of a validated graph."""
+def reading(loaded: Normalized | None) -> dict[str, Any]:
+    """How the file was read: the dialect applied (None: plain NIR or nrf-nir's own), why,
+    its notes and every change it (or a given dt) made: node, field, before, after."""
+    if loaded is None:
+        return {"dialect": None, "reason": None, "notes": [], "changes": []}
+    return {"dialect": loaded.dialect, "reason": loaded.reason, "notes": list(loaded.notes),
+            "changes": [c.as_dict() for c in loaded.changes]}
+
+
+def summarize(checked: Checked, loaded: Normalized | None = None) -> dict[str, Any]:
+    """A JSON-able description of a validated graph; ``loaded`` (from
+    ``nrf_nir.io.load_normalized``): also how the file was read (key ``read``)."""
     sem = read_semantics(checked.graph)
     nodes = []
     neurons = spiking = total_syn = n_params = 0
@@ -73,6 +86,7 @@ def summarize(checked: Checked) -> dict[str, Any]:
                    "recurrent_edges": len(checked.back)},
         "recurrent_edges": sorted([list(e) for e in checked.back]),
         "nodes": nodes,
+        "read": reading(loaded),
     }
 
 
@@ -104,6 +118,17 @@ def render(summary: dict[str, Any]) -> str:
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  "
                      + r[4])
+    read = summary.get("read") or {}
+    if read.get("dialect"):
+        lines += ["", f"read with the {read['dialect']} dialect ({read['reason']}); "
+                  f"{len(read['changes'])} change(s):"]
+    elif read.get("changes"):
+        lines += ["", f"read as written; {len(read['changes'])} change(s):"]
+    elif read.get("notes"):
+        lines += ["", *read["notes"]]
+    for change in read.get("changes", []):
+        where = f"{change['node']}.{change['field']}" if change["node"] else change["field"]
+        lines.append(f"  {where}: {change['before']} -> {change['after']}")
     c = summary["counts"]
     lines += ["", f"{c['nodes']} nodes, {c['neurons']} neurons ({c['spiking_neurons']} spiking), "
               f"{c['synapses']} synapses, {c['parameters']} parameters, "

@@ -23,6 +23,7 @@ from .hdf5 import decode as _decode
 from .hdf5 import read_file as _read_file
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .dialects import Normalized
     from .validate import Checked
 
 PathLike = str | os.PathLike[str]
@@ -290,14 +291,25 @@ def build_node(data: dict[str, Any], where: str) -> nir.NIRNode:
                               field=named[0] if named else None) from None
 
 
-def load(path: PathLike, *, validate: bool = True, dialect: str = "auto") -> nir.NIRGraph:
+def load(path: PathLike, *, validate: bool = True, dialect: str = "auto",
+         dt: float | None = None) -> nir.NIRGraph:
     """Read a ``.nir`` file (NIR HDF5) and, by default, validate it.
 
-    dialect: "auto" recognises files written by other producers (snnTorch, Rockpool, Norse)
-    and normalises their conventions, with a warning (see ``nrf_nir.dialects``); "none" keeps
-    the file as written; or name a dialect.
+    dialect: "auto" applies a producer's conventions (snnTorch, Rockpool, Norse) only when the
+    file carries that producer's fingerprint, with a warning; a file with neither nrf-nir
+    metadata nor a fingerprint reads as plain NIR, with one warning saying what was assumed
+    (``nrf_nir.dialects``, docs/dialects.md); "none" keeps the file as written; or
+    ``NAME[:key=value,...]`` (e.g. ``"snntorch:reset=zero,delay=off"``).
+    dt: seconds; written into the graph's metadata ``dt`` (after the dialect).
     Raises :class:`NIRError` naming the file (and node and field) on any problem.
     """
+    return load_normalized(path, validate=validate, dialect=dialect, dt=dt).graph
+
+
+def load_normalized(path: PathLike, *, validate: bool = True, dialect: str = "auto",
+                    dt: float | None = None) -> Normalized:
+    """As :func:`load`, with what the dialect did: the dialect applied, its notes and every
+    change it made (``nrf_nir.dialects.Normalized``)."""
     name = str(path)
     try:
         mode = os.stat(name).st_mode
@@ -312,6 +324,9 @@ def load(path: PathLike, *, validate: bool = True, dialect: str = "auto") -> nir
                        "HDF5 file on disk", file=name)
     read_limits()  # the NRF_NIR_* options are checked before the file is opened
     try:
+        from .dialects import parse
+
+        parse(dialect)  # a bad --dialect is refused before the file is read
         data = _read_file(name)
         data.setdefault("type", "NIRGraph")
         graph = build_node(data, "")
@@ -320,39 +335,53 @@ def load(path: PathLike, *, validate: bool = True, dialect: str = "auto") -> nir
                            file=name)
         from .dialects import normalize
 
-        graph = normalize(graph, dialect).graph
+        result = normalize(graph, dialect, dt=dt)
         if validate:
             from .validate import validate as _validate
 
-            _validate(graph)
+            _validate(result.graph)
     except NIRError as exc:
         raise exc.with_file(name) from None
     except MemoryError:
         raise NIRError("reading it needed more memory than there is", file=name) from None
     except (OSError, RuntimeError, KeyError) as exc:
         raise NIRError(f"unreadable ({type(exc).__name__}: {exc})", file=name) from None
-    return graph
+    return result
 
 
-def as_graph(graph: nir.NIRGraph | PathLike) -> nir.NIRGraph:
-    """``graph`` itself, or the graph in the ``.nir`` file it names (read without validation)."""
+def as_graph(graph: nir.NIRGraph | PathLike, *, dialect: str = "auto",
+             dt: float | None = None) -> nir.NIRGraph:
+    """``graph`` itself, or the graph in the ``.nir`` file it names (read without validation).
+    dialect, dt: as for :func:`load`; applied to a graph object only when named (a dialect
+    other than "auto", or a dt)."""
     if isinstance(graph, nir.NIRGraph):
-        return graph
+        if dialect == "auto" and dt is None:
+            return graph
+        from .dialects import normalize
+
+        return normalize(graph, dialect, dt=dt).graph
     if isinstance(graph, (str, os.PathLike)):
-        return load(graph, validate=False)
+        return load(graph, validate=False, dialect=dialect, dt=dt)
     raise NIRError(f"expected a nir.NIRGraph or a path to a .nir file, got "
                    f"{type(graph).__name__}")
 
 
-def validate_graph(graph: nir.NIRGraph | PathLike) -> Checked:
+def validate_graph(graph: nir.NIRGraph | PathLike, *, dialect: str = "auto",
+                   dt: float | None = None, lint: bool = False) -> Checked:
     """Validate a graph (or file) and return it flattened with inferred shapes
-    (``nrf_nir.validate``; imports no torch)."""
+    (``nrf_nir.validate``; imports no torch). dialect, dt: as for :func:`load`.
+    lint: also warn (:class:`~nrf_nir.validate.DtLintWarning`) where the effect of an input
+    spike scales with dt (``nrf_nir.validate.dt_lint``)."""
+    from .validate import lint_dt
     from .validate import validate as _validate
 
-    g = as_graph(graph)
+    g = as_graph(graph, dialect=dialect, dt=dt)
     try:
-        return _validate(g)
+        checked = _validate(g)
     except NIRError as exc:
         if not isinstance(graph, nir.NIRGraph):
             exc.with_file(str(graph))
         raise
+    if lint:
+        lint_dt(checked)
+    return checked

@@ -562,3 +562,99 @@ def check_values(graph: nir.NIRGraph, semantics: Semantics | None = None) -> Non
                     check_node_numerics(name, node, p, semantics, np.float64)
 
     visit("", graph)
+
+
+# ------------------------------------------------------------ dt lint
+
+class DtLintWarning(UserWarning):
+    """Input spikes enter a neuron without a synaptic current (LIF, IF, LI fed from an Input
+    through weights only), so the effect of one spike on the membrane scales with dt."""
+
+
+#: Stateless nodes a spike passes through on its way from an Input to a neuron.
+_LINT_WEIGHTS = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.Scale)
+_LINT_PASS = (nir.Flatten, nir.SumPool2d, nir.AvgPool2d, nir.Input, nir.Output)
+#: Neurons whose membrane takes the input directly (no synaptic current).
+_LINT_NEURONS = (nir.LIF, nir.IF, nir.LI)
+#: dt used for the example numbers when the graph states none (seconds).
+LINT_EXAMPLE_DT = 1e-3
+
+
+def _spike_peak(node: nir.NIRNode, p: dict[str, Any], weight: float, dt: float,
+                integration: str) -> float:
+    """Largest membrane jump (in the graph's voltage unit) of one unit input spike through
+    ``weight`` at ``dt`` seconds: ``dt*r*w`` (IF), ``dt/tau*r*w`` (Euler) or
+    ``(1 - exp(-dt/tau))*r*w`` (exponential)."""
+    r = np.abs(p["r"])
+    if isinstance(node, nir.IF):
+        gain = dt * r
+    else:
+        with np.errstate(all="ignore"):
+            gain = dt / p["tau"] if integration == "euler" else -np.expm1(-dt / p["tau"])
+        gain = gain * r
+    return float(np.max(gain)) * weight
+
+
+def _fed_from_input(checked: Checked, name: str) -> tuple[str, float] | None:
+    """(Input name, product of the largest |weight| on the way) when an Input reaches neuron
+    ``name`` through stateless weight and reshaping nodes only (forward edges), else None."""
+    flat = checked.flat
+    stack: list[tuple[str, float]] = [(name, 1.0)]
+    seen = {name}
+    while stack:
+        current, gain = stack.pop()
+        for src in flat.preds[current]:
+            if (src, current) in checked.back or src in seen:
+                continue
+            seen.add(src)
+            node = flat.nodes[src]
+            if src in flat.inputs:
+                return src, gain
+            if isinstance(node, _LINT_WEIGHTS):
+                weights = checked.params[src].get("weight", checked.params[src].get("scale"))
+                w = float(np.max(np.abs(weights))) if isinstance(weights, np.ndarray) and \
+                    weights.size else 1.0
+                stack.append((src, gain * w))
+            elif isinstance(node, (*_LINT_PASS, Identity)):
+                stack.append((src, gain))
+    return None
+
+
+def dt_lint(checked: Checked, dt: float | None = None) -> list[tuple[str, str]]:
+    """(neuron node, message) for each LIF/IF/LI that input spikes reach without a synaptic
+    current: one unit spike moves its membrane by an amount proportional to dt, given in the
+    message at ``dt`` (seconds; default the graph's, else an example at 1e-3 and 1e-4 s)."""
+    try:
+        sem = read_semantics(checked.graph).with_dt(dt)
+    except NIRError:
+        return []
+    found: list[tuple[str, str]] = []
+    for name in (n for unit in checked.units for n in unit.members):
+        node = checked.flat.nodes[name]
+        if not isinstance(node, _LINT_NEURONS) or name in checked.flat.inputs:
+            continue
+        source = _fed_from_input(checked, name)
+        if source is None:
+            continue
+        src, weight = source
+        p = checked.params[name]
+        step = sem.dt if sem.dt is not None else LINT_EXAMPLE_DT
+        now = _spike_peak(node, p, weight, step, sem.integration)
+        finer = _spike_peak(node, p, weight, step / 10, sem.integration)
+        at = f"at dt = {step:g} s" if sem.dt is not None else \
+            f"at dt = {step:g} s (the graph states no dt)"
+        found.append((name, (
+            f"node {name!r} ({type(node).__name__}) takes spikes from Input {src!r} without a "
+            f"synaptic current: one unit spike moves its membrane by up to {now:.3g} {at}, "
+            f"{finer:.3g} at dt = {step / 10:g} s; the effect of an input spike scales with dt "
+            "(a CubaLIF's synaptic current, or weights scaled for this dt, make it not)")))
+    return found
+
+
+def lint_dt(checked: Checked, dt: float | None = None) -> list[tuple[str, str]]:
+    """:func:`dt_lint`, each finding also warned as one :class:`DtLintWarning` (one per
+    neuron node)."""
+    found = dt_lint(checked, dt)
+    for _, message in found:
+        warnings.warn(message, DtLintWarning, stacklevel=3)
+    return found

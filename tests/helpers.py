@@ -75,11 +75,12 @@ def dialect_graphs(n: int = 4, dt: float = 1e-3) -> dict[str, nir.NIRGraph]:
     """``input -> Affine -> LIF -> output`` as snnTorch, Rockpool and Norse write it (no
     nrf-nir metadata), built with nir alone; each is recognised by its dialect:
     snnTorch ``r = tau/1e-4``; Rockpool ``r = tau*exp(-dt/tau)/dt`` and an Output of shape
-    ``[1, 1, N]``; Norse ``tau = dt/tau_inv`` (below 0.1 ms)."""
+    ``[1, 1, N]``; Norse ``tau = dt/tau_inv`` (below 0.1 ms) and an Input of shape ``[1, 3]``."""
     rng = np.random.default_rng(0)
 
-    def graph(tau: np.ndarray, r: np.ndarray, out: list[int]) -> nir.NIRGraph:
-        nodes = {"input": nir.Input(input_type=np.array([3])),
+    def graph(tau: np.ndarray, r: np.ndarray, out: list[int],
+              inp: tuple[int, ...] = (3,)) -> nir.NIRGraph:
+        nodes = {"input": nir.Input(input_type=np.array(inp)),
                  "affine": nir.Affine(weight=rng.normal(0, 1, (n, 3)), bias=np.zeros(n)),
                  "lif": nir.LIF(tau=tau, r=r, v_leak=np.zeros(n), v_threshold=np.ones(n),
                                 v_reset=np.zeros(n)),
@@ -92,4 +93,5 @@ def dialect_graphs(n: int = 4, dt: float = 1e-3) -> dict[str, nir.NIRGraph]:
     tau = np.full(n, 0.01)
     return {"snntorch": graph(tau, tau / 1e-4, [n]),
             "rockpool": graph(tau, tau * np.exp(-dt / tau) / dt, [1, 1, n]),
-            "norse": graph(np.full(n, dt / 100.0), np.ones(n), [n])}
+            # to_nir keeps the sample's batch axis on the Input: part of its fingerprint
+            "norse": graph(np.full(n, dt / 100.0), np.ones(n), [n], inp=(1, 3))}

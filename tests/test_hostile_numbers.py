@@ -174,7 +174,8 @@ def _save_raw(graph: nir.NIRGraph, path: Path) -> Path:
 
 
 def norse_like(tau: float, v_th: float, extra: nir.NIRNode | None = None) -> nir.NIRGraph:
-    """No metadata and time constants below 0.1 ms: the Norse dialect's signature."""
+    """No metadata and time constants below 0.1 ms, as Norse's to_nir writes (read with
+    ``dialect="norse"``: without the Input's batch axis this is no evidence of Norse)."""
     nodes: list[nir.NIRNode] = [nir.Affine(weight=np.eye(2), bias=np.zeros(2)),
                                 lif(2, tau=tau, v_th=v_th)]
     if extra is not None:
@@ -185,7 +186,7 @@ def norse_like(tau: float, v_th: float, extra: nir.NIRNode | None = None) -> nir
 def test_a_dialect_does_not_rescale_into_values_that_cannot_run(tmp_path):
     path = _save_raw(norse_like(1e-30, 1e30), tmp_path / "tiny.nir")
     with pytest.raises(NIRError) as err:
-        nrf_nir.load(path)
+        nrf_nir.load(path, dialect="norse")
     text = str(err.value)
     assert "norse dialect" in text and "dt/tau" in text and "--dialect none" in text
     assert (err.value.node, err.value.field) == ("n1", "tau")
@@ -200,7 +201,7 @@ def test_a_dialect_does_not_rescale_into_values_that_cannot_run(tmp_path):
 def test_a_dialect_refuses_values_invalid_as_written(tmp_path):
     path = _save_raw(norse_like(-1e-5, 1.0), tmp_path / "negative.nir")
     with pytest.raises(NIRError, match=r"min -1e-05") as err:  # not the rescaled -0.01
-        nrf_nir.load(path)
+        nrf_nir.load(path, dialect="norse")
     assert err.value.field == "tau"
 
 
@@ -209,14 +210,14 @@ def test_a_dialect_rescale_that_overflows_is_refused(tmp_path):
     path = _save_raw(norse_like(1e-5, 1.0, huge_r), tmp_path / "huge.nir")
     nrf_nir.load(path, dialect="none", validate=True)  # valid as written
     with pytest.raises(NIRError, match=r"as rescaled by the norse dialect .*contains inf") as err:
-        nrf_nir.load(path)
+        nrf_nir.load(path, dialect="norse")
     assert (err.value.node, err.value.field) == ("n2", "r")
 
 
 def test_a_sane_norse_file_is_still_rescaled(tmp_path):
     path = _save_raw(norse_like(1e-5, 1.0), tmp_path / "ok.nir")
     with pytest.warns(UserWarning, match="norse dialect"):
-        graph = nrf_nir.load(path)
+        graph = nrf_nir.load(path, dialect="norse")
     assert float(np.max(graph.nodes["n1"].tau)) == pytest.approx(1e-2)
 
 
@@ -304,7 +305,8 @@ CLI_CASES = [
                                                                         shape=(2,))),
                   expect="dt/tau overflows float32", absent=("out.npz",))),
     register(Case("numbers: tau 1e-30, threshold 1e30, no metadata",
-                  lambda w: _run_argv(w, norse_like(1e-30, 1e30), "--dt", "1e-3"),
+                  lambda w: _run_argv(w, norse_like(1e-30, 1e30), "--dt", "1e-3",
+                                      "--dialect", "norse"),
                   expect="dt/tau", absent=("out.npz",))),
     register(Case("numbers: delay 1e6 s (run)", lambda w: _run_argv(w, delay(1e6)),
                   expect="field 'delay'", absent=("out.npz",))),
