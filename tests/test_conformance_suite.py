@@ -110,3 +110,32 @@ def test_cli_conformance_exit_codes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "as expected" in out and (tmp_path / "rep" / "report.html").exists()
     assert main(["conformance", "--targets", "banana", "--report", str(tmp_path / "r2")]) == 2
+
+
+def test_demo_report_stays_under_a_megabyte(tmp_path):
+    """The demo's conformance step (its zoo models at 200 steps and every node case, on every
+    available target): report.html under 1 MB, with a plot only per differing result."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    from nrf_nir import models
+    from nrf_nir.targets import available
+
+    spec = importlib.util.spec_from_file_location(
+        "demo", Path(__file__).resolve().parents[1] / "examples" / "demo.py")
+    assert spec and spec.loader
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    zoo = [c for c in models.conformance_cases(T=200)
+           if c.name.removeprefix("model/") in demo.MODELS]
+    targets = available()
+    results = run_suite(zoo + node_cases(), targets, progress=False)
+    paths = write_report(results, tmp_path, {"targets": ", ".join(targets)})
+    size = paths["html"].stat().st_size
+    page = paths["html"].read_text()
+    print(f"demo report: {size} bytes, {page.count('<img')} plots, {len(results)} results")
+    assert size < 1_000_000
+    assert paths["md"].stat().st_size < 100_000
+    plotted = re.findall(r"alt='raster ([^']*)'", page)
+    assert len(plotted) == len(set(plotted)) < len(results) // 10
