@@ -173,14 +173,14 @@ _REGISTRY: dict[str, Entry] = {
                             ("torch", "xylosim", "rockpool"),
                             _XYLOSIM.replace("{chip}", _AUDIO3), _XYLOSIM_MISSING),
     "lava-float": Entry("nrf_nir.targets.lava:FLOAT_TARGET", ("torch", "lava"),
-                        "Lava {lava-nc} processes (RingBuffer, Dense, LIF) on the CPU simulator, "
-                        "floating_pt; latency-compensated"),
+                        "Lava {lava-nc} processes (RingBuffer, Dense, Conv, LIF) on the CPU "
+                        "simulator, floating_pt; latency-compensated"),
     "lava-fixed": Entry("nrf_nir.targets.lava:FIXED_TARGET", ("torch", "lava"),
                         "Lava {lava-nc} processes with Loihi-2 fixed-point models (fixed_pt), "
                         "nrf-nir's quantization; artifact: lava-dl netx HDF5"),
     "loihi": Entry("nrf_nir.targets.lava:LOIHI_TARGET", ("torch",),
-                   "nrf-nir's batched PyTorch emulator of Lava's Loihi-2 fixed-point CUBA LIF "
-                   "and Dense; bit-exact with lava-fixed"),
+                   "nrf-nir's batched PyTorch emulator of Lava's Loihi-2 fixed-point CUBA LIF, "
+                   "Dense and Conv; bit-exact with lava-fixed"),
 }
 _LOADED: dict[str, Target] = {}
 

@@ -321,7 +321,7 @@ def test_check_names_node_and_field():
         (("n1", "tau"), chain(linear(rng, 3, 4, 1), lif_taus)),
         (("n1", "tau_syn"), chain(linear(rng, 3, 4, 1), cuba_taus)),
         (("n0", "edges"), chain(linear(rng, 3, 4, 1))),  # a weight straight into the Output
-        (("n0", "type"), chain(conv, shape=(1, 4))),
+        (("n0", "edges"), chain(conv, shape=(1, 4))),  # a Conv straight into the Output
     ]
     for (node, fld), g in cases:
         found = _violations(g)

@@ -33,8 +33,8 @@ from .plan import LOIHI_NAME, quantize
 
 class LoihiTarget:
     name = LOIHI_NAME
-    description = ("nrf-nir's batched PyTorch emulator of Lava's Loihi-2 fixed-point CUBA LIF "
-                   "and Dense; bit-exact with lava-fixed")
+    description = ("nrf-nir's batched PyTorch emulator of Lava's Loihi-2 fixed-point CUBA LIF, "
+                   "Dense and Conv; bit-exact with lava-fixed")
 
     def check(self, checked: Checked, semantics: Semantics,
               options: Options | None = None) -> list[Violation]:

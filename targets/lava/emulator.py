@@ -19,6 +19,13 @@ weights run as int8 products with int32 accumulation (``torch._int_mm``; ``w = 2
 splits Lava's 9-bit weight range into int8 parts), else in float32 (float64) when every
 partial sum is an integer below 2**24 (2**53), else in int64.
 
+A ``conv`` synapse (Lava's ``PyConvModelFixed``) is a PyTorch convolution of the integer
+inputs with the integer kernel, rounded: in float32 on CPU when the kernel's bound on the sums
+is below 2**24 (PyTorch's CPU convolution is direct or im2col + GEMM: every partial sum an
+exact integer), else in float64 (below 2**52; on CUDA always, where cuDNN may pick Winograd or
+FFT algorithms whose rounding stays far below 0.5), then Lava's 24-bit signed wrap of its
+output (``signed_clamp``), skipped where the kernel's bound proves it a no-op.
+
 Execution is layer by layer: a layer's feed-forward input for all ``T`` steps is one matrix
 product, then the neuron steps through time on ``[B, n]``; a recurrent loop adds its product
 inside the step loop.
@@ -27,9 +34,11 @@ inside the step loop.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from .plan import UV_MAX, FixedLayer, FixedPlan, needed_layers
+from .conv import ConvGeometry
+from .plan import UV_MAX, FixedLayer, FixedPlan, Synapse, needed_layers
 
 _M = UV_MAX
 _2_31 = 2**31
@@ -56,6 +65,10 @@ class _Weights:
             self.lo = lo.T.contiguous() if bool(lo.any()) else None
         self.fallbacks = 0
 
+    def bound(self, x_max: float) -> float:
+        """A bound on ``|x @ w.T|`` for ``|x| <= x_max``."""
+        return self.row_bound * x_max
+
     def matmul(self, x: Tensor, x_max: float) -> Tensor:
         """``x @ w.T`` exactly, for integer-valued ``x`` ``[m, k]`` with ``|x| <= x_max``:
         int32 (int8 path, or float path with a bound below 2**31) or int64."""
@@ -76,6 +89,48 @@ class _Weights:
             out = x.to(torch.float64) @ self.w.to(torch.float64).T
             return out.to(torch.int32 if bound < 2**31 else torch.int64)
         return x.to(torch.int64) @ self.w.T
+
+
+class _Conv:
+    """A ``conv`` synapse: integer kernel ``[C_out, C_in/g, kh, kw]`` and its geometry; Lava
+    wraps its output to 24 bits (signed)."""
+
+    def __init__(self, kernel: Tensor, geo: ConvGeometry) -> None:
+        self.kernel, self.geo = kernel, geo
+        self.n = int(geo.out_shape[0] * geo.out_shape[1] * geo.out_shape[2])
+        self.row_bound = float(kernel.abs().reshape(kernel.shape[0], -1).sum(dim=1).max()) \
+            if kernel.numel() else 0.0
+        (ph0, ph1), (pw0, pw1) = geo.padding
+        self.pad = (pw0, pw1, ph0, ph1)
+
+    def bound(self, x_max: float) -> float:
+        return min(self.row_bound * x_max, float(_M))
+
+    def matmul(self, x: Tensor, x_max: float) -> Tensor:
+        """The convolution of ``x`` ``[m, n_in]`` (flat ``[C, H, W]``): ``[m, n]`` int64,
+        exact, wrapped to 24 bits like Lava."""
+        bound = self.row_bound * x_max
+        if bound >= 2**52:
+            raise ValueError("a convolution whose sums may exceed 2**52 is not emulated")
+        # float32 on CPU (direct convolution: every partial sum an integer below 2**24, exact);
+        # float64 elsewhere (cuDNN may pick Winograd/FFT: rounding errors far below 0.5)
+        dtype = torch.float32 if bound < 2**24 and x.device.type == "cpu" else torch.float64
+        xs = F.pad(x.to(dtype).reshape(-1, *self.geo.in_shape), self.pad)
+        out = F.conv2d(xs, self.kernel.to(dtype), stride=self.geo.stride,
+                       dilation=self.geo.dilation, groups=self.geo.groups)
+        got = torch.round(out).reshape(x.shape[0], self.n).to(torch.int64)
+        if bound >= _M:  # signed_clamp(x, 24): (x + 2**23) mod 2**24 - 2**23
+            got = ((got + _M) & (2 * _M - 1)) - _M
+        return got
+
+
+def _synapse(syn: Synapse, dev: torch.device) -> _Weights | _Conv:
+    if syn.kind == "conv":
+        assert syn.geometry is not None
+        return _Conv(torch.as_tensor(syn.weight, dtype=torch.int64, device=dev), syn.geometry)
+    if syn.kind != "dense":
+        raise ValueError(f"synapse kind {syn.kind!r} is not emulated")
+    return _Weights(torch.as_tensor(syn.weight, dtype=torch.int64, device=dev))
 
 
 class _OneThread:
@@ -102,14 +157,8 @@ class LoihiEmulator:
         self.fixed = fixed
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         dev = self.device
-        for fl in fixed.layers:
-            for syn in fl.inputs:
-                if syn.kind != "dense":
-                    raise ValueError(f"layer {fl.name!r}: synapse kind {syn.kind!r} is not "
-                                     "emulated")
-        #: per layer, one weight matrix per synapse (feed-forward input)
-        self.w_ff = [[_Weights(torch.as_tensor(syn.weight, dtype=torch.int64, device=dev))
-                      for syn in fl.inputs] for fl in fixed.layers]
+        #: per layer, one weight matrix or convolution per synapse (feed-forward input)
+        self.w_ff = [[_synapse(syn, dev) for syn in fl.inputs] for fl in fixed.layers]
         self.w_rec = [None if fl.w_rec is None else
                       _Weights(torch.as_tensor(fl.w_rec, dtype=torch.int64, device=dev))
                       for fl in fixed.layers]
@@ -141,7 +190,7 @@ class LoihiEmulator:
             feeds = [(w, xin if syn.source < 0 else out[syn.source],
                       x_max if syn.source < 0 else 1.0)
                      for w, syn in zip(self.w_ff[k], fl.inputs, strict=True)]
-            bound = sum(w.row_bound * s_max for w, _, s_max in feeds)
+            bound = sum(w.bound(s_max) for w, _, s_max in feeds)
             rec = self.w_rec[k]
             rec_bound = rec.row_bound if rec is not None else 0.0
             b_max = float(self.bias[k].abs().max()) if fl.n else 0.0

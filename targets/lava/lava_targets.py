@@ -67,8 +67,8 @@ class _LavaTarget:
 
 class LavaFloatTarget(_LavaTarget):
     name = FLOAT_NAME
-    description = (f"Lava {runner.LAVA_VERSION} processes (RingBuffer, Dense, LIF) on the CPU "
-                   "simulator, floating_pt; latency-compensated")
+    description = (f"Lava {runner.LAVA_VERSION} processes (RingBuffer, Dense, Conv, LIF) on "
+                   "the CPU simulator, floating_pt; latency-compensated")
 
 
 class LavaFixedTarget(_LavaTarget):

@@ -8,6 +8,20 @@ the same)::
     layer/{i}/weight     [n, n_src] integers (Lava's effective 8-bit weights)
     layer/{i}/weight_rec [n, n] integers (dense_rec only)
     layer/{i}/bias       [n] integers (only when nonzero): netx's bias_mant, bias_exp = 6
+
+A convolution (a layer with a ``conv`` synapse; pooling already folded in by the plan)::
+
+    layer/{i}/type       b"conv"
+    layer/{i}/shape      [C, H, W] (netx reverses it to its (W, H, C))
+    layer/{i}/weight     [C_out, C_in/groups, kh, kw] integers (PyTorch's layout; netx flips
+                         and transposes it to Lava's Conv weight, as lava-fixed does)
+    layer/{i}/stride, padding, dilation  [h, w];  groups  integer
+    layer/{i}/bias       [W, H, C] integers, per neuron (only when nonzero)
+
+A network that starts with a convolution starts with ``layer/0/type = b"input"`` and its
+``shape`` ``[C, H, W]`` (no neuron): netx's input is then ``(W, H, C)``, and its spikes are fed
+in that order (``run_netx``). A dense layer after a convolution is preceded by a
+``b"flatten"`` layer: netx flattens ``(W, H, C)`` transposed, i.e. our ``[C, H, W]`` C order.
     layer/{i}/neuron/    type b"CUBA", iDecay = du + 1, vDecay = dv, vThMant = vth,
                          refDelay 1, gradedSpike False
 
@@ -70,6 +84,15 @@ def netx_problems(fixed: FixedPlan) -> list[str]:
             problems.append(f"layer {fl.name!r}: bias beyond 13 bits")
         if not np.any(fl.w_ff):
             problems.append(f"layer {fl.name!r}: all-zero weights (netx cannot encode them)")
+        syn = fl.inputs[0]
+        if syn.kind == "conv":
+            assert syn.geometry is not None
+            prev = fixed.layers[k - 1].inputs[0] if k > 0 else None
+            if prev is not None and prev.kind != "conv":
+                problems.append(f"layer {fl.name!r}: a convolution after a dense layer (netx "
+                                "feeds a convolution only from the input or a convolution)")
+            if fl.w_rec is not None:
+                problems.append(f"layer {fl.name!r}: a convolution layer with a recurrent loop")
     last = len(fixed.layers) - 1
     for name, k in plan.outputs.items():
         if k != last:
@@ -92,16 +115,41 @@ def write_netx(fixed: FixedPlan, path: Path) -> None:
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             layers = f.create_group("layer")
-            for k, fl in enumerate(fixed.layers):
-                g = layers.create_group(str(k))
-                kind = b"dense" if fl.w_rec is None else b"dense_rec"
+            index = 0
+
+            def group(kind: bytes) -> h5py.Group:
+                nonlocal index
+                g = layers.create_group(str(index))
                 g.create_dataset("type", (1,), "S10", [kind])
-                g.create_dataset("shape", data=np.array([fl.n]))
-                g.create_dataset("weight", data=fl.w_ff.astype(np.int64))
-                if fl.w_rec is not None:
-                    g.create_dataset("weight_rec", data=fl.w_rec.astype(np.int64))
-                if np.any(fl.bias != 0):
-                    g.create_dataset("bias", data=fl.bias.astype(np.int64))
+                index += 1
+                return g
+
+            first = fixed.layers[0].inputs[0].geometry
+            if first is not None:
+                group(b"input").create_dataset("shape", data=np.array(first.in_shape))
+            for k, fl in enumerate(fixed.layers):
+                geo = fl.inputs[0].geometry
+                if geo is None and k > 0 and fixed.layers[k - 1].inputs[0].geometry is not None:
+                    group(b"flatten")
+                if geo is not None:
+                    g = group(b"conv")
+                    g.create_dataset("shape", data=np.array(geo.out_shape))
+                    g.create_dataset("weight", data=fl.w_ff.astype(np.int64))
+                    g.create_dataset("stride", data=np.array(geo.stride))
+                    g.create_dataset("padding", data=np.array([p for p, _ in geo.padding]))
+                    g.create_dataset("dilation", data=np.array(geo.dilation))
+                    g.create_dataset("groups", data=geo.groups)
+                    if np.any(fl.bias != 0):
+                        g.create_dataset("bias", data=fl.bias.reshape(geo.out_shape)
+                                         .transpose(2, 1, 0).astype(np.int64))
+                else:
+                    g = group(b"dense" if fl.w_rec is None else b"dense_rec")
+                    g.create_dataset("shape", data=np.array([fl.n]))
+                    g.create_dataset("weight", data=fl.w_ff.astype(np.int64))
+                    if fl.w_rec is not None:
+                        g.create_dataset("weight_rec", data=fl.w_rec.astype(np.int64))
+                    if np.any(fl.bias != 0):
+                        g.create_dataset("bias", data=fl.bias.astype(np.int64))
                 g.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
                 g.create_dataset("neuron/iDecay", data=fl.du + 1)
                 g.create_dataset("neuron/vDecay", data=fl.dv)
@@ -129,7 +177,10 @@ def write_artifact(prog: LavaProgram, directory: Path) -> list[Path]:
                  f"reset_interval={RESET_INTERVAL}, reset_offset=1)"),
         "run_config": "Loihi2SimCfg(select_tag='fixed_pt')",
         "input": {"node": plan.input_name, "shape": list(plan.input_shape),
-                  "neurons": plan.n_in, "values": "binary spikes (input_message_bits=0)"},
+                  "neurons": plan.n_in, "values": "binary spikes (input_message_bits=0)",
+                  "order": ("netx's (W, H, C): the [C, H, W] input transposed"
+                            if fixed.layers[0].inputs[0].geometry is not None
+                            else "the input flattened")},
         "outputs": {name: list(plan.out_shapes[name]) for name in plan.outputs},
         "latency_steps": len(fixed.layers),
         "how_to_align": ("run T + latency_steps steps (zero input after T); output step t of "
@@ -157,9 +208,10 @@ def write_artifact(prog: LavaProgram, directory: Path) -> list[Path]:
 
 
 def run_netx(path: Path, x: np.ndarray, latency: int, readout: bool = False) -> np.ndarray:
-    """Load a netx network with Lava and run ``x`` ``[T, n_in]`` (one sample); spikes
-    ``[T, n_out]`` aligned like lava-fixed's (``readout``: the last layer's integer voltage
-    ``v``, read by a Monitor, instead). Processes are stopped whatever happens."""
+    """Load a netx network with Lava and run ``x`` ``[T, n_in]`` (one sample, flat ``[C, H,
+    W]`` where netx's input is a ``(W, H, C)`` grid); spikes ``[T, n_out]`` aligned like
+    lava-fixed's (``readout``: the last layer's integer voltage ``v``, read by a Monitor,
+    instead). Processes are stopped whatever happens."""
     from lava.lib.dl.netx.hdf5 import Network
 
     from .runner import LAVA, _stop, children
@@ -172,21 +224,31 @@ def run_netx(path: Path, x: np.ndarray, latency: int, readout: bool = False) -> 
     root = None
     try:
         net = Network(net_config=str(path), reset_interval=RESET_INTERVAL, reset_offset=1)
+        grid = tuple(int(v) for v in net.inp.shape)
+        if len(grid) == 3:  # (W, H, C): our [C, H, W] transposed
+            W, H, C = grid
+            data = np.ascontiguousarray(
+                data.reshape(C, H, W, steps).transpose(2, 1, 0, 3).reshape(-1, steps))
         src = LAVA["Source"](data=data)
         root = src
-        src.s_out.connect(net.inp)
+        (src.s_out.reshape(grid) if len(grid) == 3 else src.s_out).connect(net.inp)
         if readout:
             monitor = LAVA["Monitor"]()
             monitor.probe(net.layers[-1].neuron.v, steps)
             src.run(condition=LAVA["RunSteps"](num_steps=steps),
                     run_cfg=LAVA["Loihi2SimCfg"](select_tag="fixed_pt"))
             (v,) = (d["v"] for d in monitor.get_data().values())
-            return np.asarray(v, dtype=np.int64)[latency:latency + T]
+            volts = np.asarray(v, dtype=np.int64)
+            if volts.ndim == 4:  # (steps, W, H, C) -> [steps, C*H*W]
+                volts = volts.transpose(0, 3, 2, 1).reshape(volts.shape[0], -1)
+            return volts[latency:latency + T]
         sink = LAVA["Sink"](shape=net.out.shape, buffer=steps)
         net.out.connect(sink.a_in)
         src.run(condition=LAVA["RunSteps"](num_steps=steps),
                 run_cfg=LAVA["Loihi2SimCfg"](select_tag="fixed_pt"))
         got = np.asarray(sink.data.get())
+        if got.ndim == 4:  # (W, H, C, steps) -> [C*H*W, steps]
+            got = got.transpose(2, 1, 0, 3).reshape(-1, got.shape[-1])
         return got[:, latency:latency + T].T.astype(np.int8)
     finally:
         _stop(getattr(root, "_runtime", None), before)

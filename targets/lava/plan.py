@@ -36,7 +36,11 @@ Graph passes (listed in ``Plan.passes``): chains of Linear/Affine/Scale fold int
 bias (float64 products); biases become the population's constant input; a neuron with several
 feed-forward sources gets one synapse (Dense) per source, a less deep source delayed
 (``DelayDense``) to arrive with the deepest. LI, CubaLI and I read-outs are populations that
-never fire; their voltage is the output.
+never fire; their voltage is the output. Conv1d/Conv2d become ``conv`` synapses (Lava's
+``Conv``; a Conv1d is a 2-D convolution of height 1), a pool before a convolution folds into it
+where the composition is exact, a pool alone is a depthwise convolution, and any other path
+through convolutions or pools is one dense matrix within :data:`~.conv.DENSE_CAP` weights
+(``conv.py``).
 """
 
 from __future__ import annotations
@@ -53,6 +57,16 @@ from nrf_nir.semantics import Semantics
 from nrf_nir.targets import Violation, refuse
 from nrf_nir.validate import Checked, Identity, Shape
 
+from .conv import (
+    DENSE_CAP,
+    ConvGeometry,
+    compose_pool_conv,
+    conv_adjoint,
+    conv_apply,
+    geometry,
+    pool_as_conv,
+)
+
 FLOAT_NAME = "lava-float"
 FIXED_NAME = "lava-fixed"
 LOIHI_NAME = "loihi"
@@ -61,6 +75,9 @@ SPIKING = (nir.LIF, nir.CubaLIF, nir.IF)
 READOUTS = (nir.LI, nir.CubaLI, nir.I)    # non-spiking: their voltage is read
 NEURONS = SPIKING + READOUTS
 WEIGHTS = (nir.Affine, nir.Linear, nir.Scale)
+CONVS = (nir.Conv1d, nir.Conv2d)
+POOLS = (nir.SumPool2d, nir.AvgPool2d)
+LINEAR = WEIGHTS + CONVS + POOLS   # linear maps folded into the synapse into a neuron
 PASS = (nir.Input, nir.Output, Identity, nir.Flatten)
 
 # Loihi-2 fixed-point limits (lava/proc/lif/models.py, lava/proc/dense/models.py)
@@ -81,8 +98,11 @@ W_INH = (-255, 0)
 @dataclass
 class Synapse:
     """One connection into a population. ``kind = "dense"``: ``weight`` ``[n, n_src]`` (float
-    units with the gain folded in; Lava's integers in a :class:`FixedLayer`); the one kind so far
-    (a convolution would carry its kernel instead). source: layer index (-1: the graph input);
+    units with the gain folded in; Lava's integers in a :class:`FixedLayer`); ``kind = "conv"``:
+    ``weight`` is the kernel ``[C_out, C_in/groups, kh, kw]`` (PyTorch's cross-correlation,
+    gain folded in per output channel) and ``geometry`` its convolution (source values
+    ``geometry.in_shape``, the population ``geometry.out_shape``, C order). source: layer
+    index (-1: the graph input);
     delay: Lava steps added to the one-step Dense hop (a ``DelayDense``) so that a source less
     deep than the population's deepest arrives in the same step: latency alignment, not a
     delay of the graph (the latency-free ``loihi`` emulator ignores it); nodes: the graph
@@ -93,6 +113,7 @@ class Synapse:
     kind: str = "dense"
     delay: int = 0
     nodes: tuple[str, ...] = ()
+    geometry: ConvGeometry | None = None
 
 
 @dataclass
@@ -214,6 +235,59 @@ class _Path:
     bias: np.ndarray | None
     nodes: list[str]
     biased: list[str]
+    conv: tuple[np.ndarray, ConvGeometry] | None = None   # instead of matrix: one convolution
+
+
+@dataclass
+class _Op:
+    """One linear node on a path: ``y = op(x) + bias`` (``bias`` flat ``[n_out]``), a dense
+    ``matrix`` or a convolution ``conv`` (pooling: a depthwise one, ``pool``)."""
+
+    name: str
+    n_in: int
+    n_out: int
+    matrix: np.ndarray | None = None
+    conv: tuple[np.ndarray, ConvGeometry] | None = None
+    bias: np.ndarray | None = None
+    pool: bool = False
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """``x`` ``[m, n_in]`` -> ``[m, n_out]`` (no bias)."""
+        if self.conv is not None:
+            return conv_apply(x, *self.conv)
+        assert self.matrix is not None
+        return x @ self.matrix.T
+
+    def adjoint(self, y: np.ndarray) -> np.ndarray:
+        """``y`` ``[m, n_out]`` -> ``y @ M`` ``[m, n_in]`` (M: this op's matrix)."""
+        if self.conv is not None:
+            return conv_adjoint(y, *self.conv)
+        assert self.matrix is not None
+        return y @ self.matrix
+
+
+def _dense_of(ops: list[_Op]) -> np.ndarray:
+    """The matrix ``[n_out, n_in]`` of ``ops`` (upstream first): unit vectors, a block at a
+    time, through the maps (forward: columns) or their adjoints (backward: rows), whichever
+    side is smaller."""
+    n_in, n_out = ops[0].n_in, ops[-1].n_out
+    forward = n_in <= n_out
+    n = n_in if forward else n_out
+    out = np.empty((n_out, n_in))
+    step = max(1, (1 << 20) // max(1, max(max(op.n_out, op.n_in) for op in ops)))
+    for j in range(0, n, step):
+        m = min(step, n - j)
+        x = np.zeros((m, n))
+        x[np.arange(m), j + np.arange(m)] = 1.0
+        if forward:
+            for op in ops:
+                x = op.apply(x)
+            out[:, j:j + m] = x.T
+        else:
+            for op in reversed(ops):
+                x = op.adjoint(x)
+            out[j:j + m] = x
+    return out
 
 
 class _Analysis:
@@ -266,21 +340,21 @@ class _Analysis:
             self.add(None, "inputs", f"the Lava targets run graphs with one Input node; this one "
                      f"has {len(flat.inputs)}")
         for name, node in flat.nodes.items():
-            if isinstance(node, NEURONS + WEIGHTS + PASS):
+            if isinstance(node, NEURONS + LINEAR + PASS):
                 continue
             self.add(name, "type", f"{type(node).__name__} has no Lava mapping here (supported: "
                      "LIF, CubaLIF, IF; LI, CubaLI, I as read-outs; Affine, Linear, Scale, "
-                     "Flatten, Identity)")
+                     "Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten, Identity)")
         for name, node in flat.nodes.items():
             if isinstance(node, Identity | nir.Flatten) and len(flat.preds[name]) != 1:
                 self.add(name, "edges", f"{type(node).__name__} with {len(flat.preds[name])} "
                          "incoming edges: the Lava targets need one")
-            if isinstance(node, WEIGHTS):
+            if isinstance(node, LINEAR):
                 self._check_weight(name)
             if isinstance(node, READOUTS):
                 ends = self.downstream(name)
                 if isinstance(node, nir.LI) and ends and not set(ends) & set(flat.outputs):
-                    self._li_synapse(name, self.downstream(name, PASS + WEIGHTS))
+                    self._li_synapse(name, self.downstream(name, PASS + LINEAR))
                     continue
                 for d in ends:
                     if d not in flat.outputs:
@@ -335,7 +409,7 @@ class _Analysis:
         flat, c = self.flat, self.c
         shape = c.in_shapes[name]
         kind = type(flat.nodes[name]).__name__
-        if len(shape) != 1:
+        if len(shape) != 1 and isinstance(flat.nodes[name], WEIGHTS):
             self.add(name, "weight", f"{kind} on a {len(shape)}-D input {shape}: the Lava "
                      "targets need 1-D vectors (add a Flatten first)")
         if len(flat.preds[name]) != 1:
@@ -343,45 +417,129 @@ class _Analysis:
                      "the Lava targets need exactly one")
         for end in self.downstream(name):
             node = flat.nodes[end]
-            if not isinstance(node, NEURONS + WEIGHTS):
+            if not isinstance(node, NEURONS + LINEAR):
                 self.add(name, "edges", f"feeds {type(node).__name__} {end!r}: in Lava a "
-                         "Dense connection ends on a neuron population (LIF, CubaLIF, IF; LI, "
-                         "CubaLI, I as read-outs); an Output reads a neuron")
+                         "Dense or Conv connection ends on a neuron population (LIF, CubaLIF, "
+                         "IF; LI, CubaLI, I as read-outs); an Output reads a neuron")
 
-    def _weight_map(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    def _op(self, name: str) -> _Op:
+        """A linear node as an :class:`_Op`."""
         node, params = self.flat.nodes[name], self.c.params[name]
+        n_in = int(np.prod(self.c.in_shapes[name]))
+        n_out = int(np.prod(self.c.out_shapes[name]))
         if isinstance(node, nir.Scale):
-            n = int(np.prod(self.c.in_shapes[name]))
-            return np.diag(_flat(params["scale"], (n,))), None
+            return _Op(name, n_in, n_out, matrix=np.diag(_flat(params["scale"], (n_in,))))
+        if isinstance(node, CONVS):
+            kernel, geo = geometry(self.c.in_shapes[name], np.asarray(params["weight"],
+                                                                      dtype=np.float64),
+                                   params["stride"], params["padding"], params["dilation"],
+                                   params["groups"])
+            cb = np.asarray(params["bias"], dtype=np.float64)
+            bias = np.repeat(cb, n_out // cb.size) if np.any(cb) else None
+            return _Op(name, n_in, n_out, conv=(kernel, geo), bias=bias)
+        if isinstance(node, POOLS):
+            shape = self.c.in_shapes[name]
+            conv = pool_as_conv((shape[0], shape[1], shape[2]), params["kernel_size"],
+                                params["stride"], params["padding"],
+                                isinstance(node, nir.AvgPool2d))
+            return _Op(name, n_in, n_out, conv=conv, pool=True)
         w = np.asarray(params["weight"], dtype=np.float64)
         b = params.get("bias") if isinstance(node, nir.Affine) else None
-        return w, None if b is None else np.asarray(b, dtype=np.float64)
+        return _Op(name, n_in, n_out, matrix=w,
+                   bias=None if b is None else np.asarray(b, dtype=np.float64))
 
     def _path(self, pred: str, neuron: str) -> _Path | None:
-        """Fold the weight nodes between a neuron and its source into one ``x = M y + b``
-        (float64 products: ``W2 (W1 y + b1) + b2 = (W2 W1) y + (W2 b1 + b2)``)."""
+        """Fold the linear nodes between a neuron and its source into one ``x = M y + b``
+        (float64 products: ``W2 (W1 y + b1) + b2 = (W2 W1) y + (W2 b1 + b2)``), or into one
+        convolution ``x = K * y + b`` (:meth:`_fold_conv`)."""
         flat, inp = self.flat, self.flat.inputs[0]
-        matrix: np.ndarray | None = None
-        bias: np.ndarray | None = None
-        nodes: list[str] = []
-        biased: list[str] = []
+        ops: list[_Op] = []
         name = pred
         while True:
             name = self.resolve(name)
             node = flat.nodes[name]
             if isinstance(node, NEURONS) or name == inp:
-                return _Path(name, matrix, bias, nodes, biased[::-1])
-            if not isinstance(node, WEIGHTS) or name in nodes:
+                break
+            if not isinstance(node, LINEAR) or name in (op.name for op in ops):
                 self.add(neuron, "edges", f"input through {type(node).__name__} {name!r}; the "
                          "Lava targets need weight nodes from a neuron or the Input")
                 return None
-            w, b = self._weight_map(name)
-            if b is not None:
-                bias = (b if matrix is None else matrix @ b) + (0 if bias is None else bias)
-                biased.append(name)
-            matrix = w if matrix is None else matrix @ w
-            nodes.append(name)
+            ops.append(self._op(name))
             name = flat.preds[name][0]
+        ops.reverse()  # upstream first
+        nodes = [op.name for op in reversed(ops)]
+        biased = [op.name for op in ops if op.bias is not None]
+        if not ops:
+            return _Path(name, None, None, nodes, biased)
+        if any(op.conv is not None for op in ops):
+            conv = self._fold_conv(ops, neuron)
+            if conv is not None:
+                return _Path(name, None, ops[-1].bias, nodes, biased, conv=conv)
+            if ops[0].n_in * ops[-1].n_out > DENSE_CAP:
+                self.add(ops[-1].name, "weight", "the linear maps "
+                         + " -> ".join(f"{type(flat.nodes[op.name]).__name__} {op.name!r}"
+                                       for op in ops)
+                         + f" into {neuron!r} are not one Lava convolution, and as one dense "
+                         f"matrix they would hold {ops[0].n_in}x{ops[-1].n_out} weights (at "
+                         f"most {DENSE_CAP})")
+                return None
+            self.passes.append("lower " + " -> ".join(
+                f"{type(flat.nodes[op.name]).__name__} {op.name!r}" for op in ops)
+                + f" into {neuron!r} as one dense matrix ({ops[-1].n_out}x{ops[0].n_in})")
+            matrix = _dense_of(ops)
+        else:
+            matrix = None
+            for op in ops:
+                assert op.matrix is not None
+                matrix = op.matrix if matrix is None else op.matrix @ matrix
+        bias: np.ndarray | None = None
+        for op in ops:
+            if bias is not None:
+                bias = op.apply(bias[None, :])[0]
+            if op.bias is not None:
+                bias = op.bias if bias is None else bias + op.bias
+        return _Path(name, matrix, bias, nodes, biased)
+
+    def _fold_conv(self, ops: list[_Op], neuron: str) -> tuple[np.ndarray, ConvGeometry] | None:
+        """One Lava convolution for ``ops`` (upstream first): a Conv, a pool (a depthwise
+        convolution), or a pool followed by a Conv where their composition is exact; None
+        otherwise (the caller lowers the path to a dense matrix)."""
+        kinds = [type(self.flat.nodes[op.name]).__name__ for op in ops]
+        got: tuple[np.ndarray, ConvGeometry] | None = None
+        if len(ops) == 1 and ops[0].conv is not None:
+            got = ops[0].conv
+        elif len(ops) == 2 and ops[0].pool and ops[1].conv is not None and not ops[1].pool:
+            assert ops[0].conv is not None
+            got = compose_pool_conv(ops[0].conv, ops[1].conv)
+            if got is not None:
+                self.passes.append(f"fold {kinds[0]} {ops[0].name!r} into {kinds[1]} "
+                                   f"{ops[1].name!r} (one convolution, stride "
+                                   f"{got[1].stride}, kernel {got[0].shape[2:]}) into "
+                                   f"{neuron!r}")
+        if got is None:
+            return None
+        problem = got[1].lava_problem()
+        if problem is not None:
+            self.passes.append(f"{' -> '.join(repr(op.name) for op in ops)}: not a Lava Conv "
+                               f"({problem})")
+            return None
+        if len(ops) == 1 and ops[0].pool:
+            self.passes.append(f"{kinds[0]} {ops[0].name!r} as a depthwise convolution into "
+                               f"{neuron!r}")
+        return got
+
+    def _matrix(self, path: _Path, n: int) -> np.ndarray | None:
+        """The dense matrix of ``path`` (identity when it has none; a convolution unrolled,
+        within :data:`DENSE_CAP`)."""
+        if path.conv is None:
+            return np.eye(n) if path.matrix is None else path.matrix
+        kernel, geo = path.conv
+        n_in, n_out = int(np.prod(geo.in_shape)), int(np.prod(geo.out_shape))
+        if n_in * n_out > DENSE_CAP:
+            self.add(path.nodes[0], "weight", f"this convolution would have to be a dense "
+                     f"matrix here ({n_out}x{n_in} weights, at most {DENSE_CAP})")
+            return None
+        return conv_apply(np.eye(n_in), kernel, geo).T
 
     def _li_synapse(self, name: str, ends: list[str]) -> None:
         """An LI feeding (through weights without bias) one LIF/IF and nothing else: its
@@ -420,7 +578,10 @@ class _Analysis:
         params = self.c.params[li]
         scale = (_coefficient(_flat(params["tau"], (n_li,)), self.sem.require_dt(), self.sem)
                  * _flat(params["r"], (n_li,)))
-        after = np.eye(n_li) if path.matrix is None else path.matrix
+        m_after = self._matrix(path, n_li)
+        if m_after is None:
+            return None
+        after = m_after
         if after.shape[1] != n_li:
             self.add(name, "weight", f"maps {after.shape[1]} values; {li!r} gives {n_li}")
             return None
@@ -446,7 +607,7 @@ class _Analysis:
             if path is None:
                 return None
             if path.source == name:
-                if path.matrix is None:
+                if path.matrix is None and path.conv is None:
                     self.add(name, "edges", "a neuron fed by its own spikes without a weight")
                     return None
                 rec.append(path)
@@ -598,35 +759,43 @@ class _Analysis:
         inputs = []
         for path in ff:
             src_n = int(np.prod(c.out_shapes[path.source]))
-            m = np.eye(n) if path.matrix is None else path.matrix
-            if m.shape != (n, src_n):
-                self.add(path.nodes[0] if path.nodes else name, "weight",
-                         f"maps {m.shape[1]} values to {m.shape[0]}; {path.source!r} gives "
-                         f"{src_n} and {name!r} has {n} neurons")
-                return None
+            delay = self.delays.get((name, path.source), 0)
+            source = -1 if path.source == inp else index[path.source]
+            nodes = tuple(reversed(path.nodes))
+            syn = self._conv_synapse(name, path, gain, source, delay, nodes) \
+                if path.conv is not None else None
+            if syn is None:
+                m = self._matrix(path, n)
+                if m is None:
+                    return None
+                if m.shape != (n, src_n):
+                    self.add(path.nodes[0] if path.nodes else name, "weight",
+                             f"maps {m.shape[1]} values to {m.shape[0]}; {path.source!r} gives "
+                             f"{src_n} and {name!r} has {n} neurons")
+                    return None
+                syn = Synapse(source=source, weight=gain[:, None] * m, delay=delay, nodes=nodes)
             if path.bias is not None:
                 b = b + path.bias
-            nodes = tuple(reversed(path.nodes))
             self._note(name, kind, nodes, path.biased)
-            delay = self.delays.get((name, path.source), 0)
             if delay:
                 self.passes.append(f"delay the input from {path.source!r} into {name!r} by "
                                    f"{delay} step(s) (DelayDense): branches of different depth "
                                    "meet in the same step")
-            inputs.append(Synapse(source=-1 if path.source == inp else index[path.source],
-                                  weight=gain[:, None] * m, delay=delay, nodes=nodes))
+            inputs.append(syn)
         if len(ff) > 1:
             self.passes.append(f"sum {len(ff)} feed-forward inputs into {name!r}: one Dense per "
                                "source (" + ", ".join(repr(p.source) for p in ff) + ")")
         w_rec = None
         rec_nodes: list[str] = []
         for path in rec:
-            assert path.matrix is not None
-            if path.matrix.shape != (n, n):
-                self.add(path.nodes[0], "weight", f"recurrent weight of shape "
-                         f"{path.matrix.shape}, expected {(n, n)}")
+            m_rec = self._matrix(path, n)
+            if m_rec is None:
                 return None
-            w_rec = (0 if w_rec is None else w_rec) + gain[:, None] * path.matrix
+            if m_rec.shape != (n, n):
+                self.add(path.nodes[0], "weight", f"recurrent weight of shape "
+                         f"{m_rec.shape}, expected {(n, n)}")
+                return None
+            w_rec = (0 if w_rec is None else w_rec) + gain[:, None] * m_rec
             if path.bias is not None:
                 b = b + path.bias
             nodes = tuple(reversed(path.nodes))
@@ -641,8 +810,29 @@ class _Analysis:
                      ge=sem.threshold == "ge", sigma=sigma, rec_nodes=tuple(rec_nodes),
                      readout=readout, v_offset=v_reset if readout else None)
 
+    def _conv_synapse(self, name: str, path: _Path, gain: np.ndarray, source: int, delay: int,
+                      nodes: tuple[str, ...]) -> Synapse | None:
+        """A ``conv`` synapse for a convolution path, the gain folded into the kernel per
+        output channel; None (the caller unrolls it to a dense matrix) where the gain differs
+        within a channel or the input must be delayed (Lava has no delayed Conv)."""
+        assert path.conv is not None
+        kernel, geo = path.conv
+        per_channel = gain.reshape(geo.out_shape[0], -1)
+        why = None
+        if delay:
+            why = f"its input must wait {delay} step(s) (Lava has no delayed Conv)"
+        elif not np.all(per_channel == per_channel[:, :1]):
+            why = "the neurons' gains differ within an output channel"
+        if why is not None:
+            self.passes.append(f"convolution into {name!r} as a dense matrix: {why}")
+            return None
+        return Synapse(source=source, weight=per_channel[:, 0, None, None, None] * kernel,
+                       kind="conv", delay=0, nodes=nodes, geometry=geo)
+
     def _note(self, name: str, kind: str, nodes: tuple[str, ...], biased: list[str]) -> None:
         """Record the passes a path into ``name`` needed (the reports list them)."""
+        if any(isinstance(self.flat.nodes[w], CONVS + POOLS) for w in nodes):
+            nodes = ()   # _path listed what it did with a convolution or a pool
         nodes = tuple(w for w in nodes if isinstance(self.flat.nodes[w], WEIGHTS))
         if len(nodes) > 1:
             kinds = " -> ".join(f"{type(self.flat.nodes[w]).__name__} {w!r}" for w in nodes)
@@ -800,7 +990,8 @@ def quantize(plan: Plan, *, vth: int | None = None) -> FixedPlan:
             v = int(vth) if vth is not None else max(1, int(math.floor(min(limits))))
             rho = v / layer.theta
         synapses = [Synapse(source=s.source, weight=quantize_weights(rho * s.weight, joint),
-                            kind=s.kind, delay=s.delay, nodes=s.nodes) for s in layer.inputs]
+                            kind=s.kind, delay=s.delay, nodes=s.nodes, geometry=s.geometry)
+                    for s in layer.inputs]
         w_rec = None if layer.w_rec is None else quantize_weights(rho * layer.w_rec, joint)
         bias = np.round(rho * layer.beta).astype(np.int64)
         du = int(np.clip(round(4096 * layer.du) - 1, 0, DECAY_MAX))  # du = 1: 4095

@@ -9,6 +9,7 @@ by its pid. ``children()`` lists this process's children (the tests count them).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import signal
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .conv import Shape3, lava_kernel
 from .plan import Synapse, needed_layers
 
 
@@ -41,6 +43,7 @@ def _import_lava() -> dict[str, Any]:
     try:
         from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc.conv.process import Conv
         from lava.proc.dense.process import DelayDense, Dense
         from lava.proc.io.sink import RingBuffer as Sink
         from lava.proc.io.source import RingBuffer as Source
@@ -49,9 +52,25 @@ def _import_lava() -> dict[str, Any]:
     finally:
         mp.set_start_method = original
     import lava.magma.compiler.var_model  # noqa: F401  (fails without install_lava's fix 1)
+    from lava.magma.core.process.ports.ports import ReshapePort
+
+    # Lava 0.10's ReshapePort calls np.reshape(..., newshape=...), a keyword numpy 2.4 removed
+    # (the Lava processes are forked from this one and inherit the fix): the same reshape.
+    ReshapePort.get_transform_func_fwd = (
+        lambda self: functools.partial(np.reshape, shape=self.shape))
+    ReshapePort.get_transform_func_bwd = (
+        lambda self: functools.partial(np.reshape, shape=self.old_shape))
+    # Lava 0.10's Conv models hold kernel_size, stride, padding, dilation and groups in int8;
+    # under numpy 2 (NEP 50) `channels % groups`, `size + 2 * padding` then raise (a value above
+    # 127) or wrap: they are held in int32 (the same values; the models read them as numbers).
+    from lava.magma.core.model.py.type import LavaPyType
+    from lava.proc.conv.models import AbstractPyConvModel
+
+    for var in ("kernel_size", "stride", "padding", "dilation", "groups"):
+        setattr(AbstractPyConvModel, var, LavaPyType(np.ndarray, np.int32, precision=8))
 
     return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, DelayDense=DelayDense,
-                Sink=Sink, Source=Source, LIF=LIF, Monitor=Monitor)
+                Conv=Conv, Sink=Sink, Source=Source, LIF=LIF, Monitor=Monitor)
 
 
 LAVA = _import_lava()
@@ -106,8 +125,8 @@ def children() -> set[int]:
 class LayerSpec:
     """One LIF population and its Dense inputs, in Lava's own units (float or integers).
 
-    inputs: one Dense per synapse (``kind = "dense"``; a ``DelayDense`` where it has a delay);
-    readout: the population
+    inputs: one Dense per synapse (``kind = "dense"``; a ``DelayDense`` where it has a delay),
+    or one Lava ``Conv`` (``kind = "conv"``); readout: the population
     never fires and its voltage ``v`` is read every step (a ``Monitor``)."""
 
     n: int
@@ -279,6 +298,31 @@ def _block(w: np.ndarray, copies: int) -> np.ndarray:
     return w if copies == 1 else np.kron(np.eye(copies, dtype=w.dtype), w)
 
 
+def _grids(spec: NetSpec, layers: list[int]) -> dict[int, Shape3]:
+    """The populations (-1: the input) that a Lava ``Conv`` reads or writes, with their
+    ``[C, H, W]`` shape: Lava holds them as ``(W, H, copies * C)`` arrays."""
+    grids: dict[int, Shape3] = {}
+    for k in layers:
+        for syn in spec.layers[k].inputs:
+            if syn.kind != "conv":
+                continue
+            assert syn.geometry is not None
+            for key, shape in ((syn.source, syn.geometry.in_shape), (k, syn.geometry.out_shape)):
+                if grids.setdefault(key, shape) != shape:
+                    raise ValueError(f"population {key} is read as {grids[key]} and {shape}")
+    return grids
+
+
+def _order(grid: Shape3 | None, n: int, copies: int) -> np.ndarray:
+    """Lava's flat order of a population of ``copies`` samples: index ``i`` holds our value
+    ``order[i]`` (sample-major, each ``[C, H, W]`` in C order); a grid population is Lava's
+    ``(W, H, copies * C)`` array flattened."""
+    if grid is None:
+        return np.arange(copies * n)
+    C, H, W = grid
+    return np.arange(copies * n).reshape(copies, C, H, W).transpose(3, 2, 0, 1).reshape(-1)
+
+
 def run_network(spec: NetSpec, x: np.ndarray, wanted: set[int],
                 max_copies: int | None = None, _after_run: Any = None,
                 _while_running: Any = None) -> dict[int, np.ndarray]:
@@ -304,6 +348,18 @@ def run_network(spec: NetSpec, x: np.ndarray, wanted: set[int],
     return out
 
 
+def _conv(syn: Synapse, copies: int, dtype: type, bits: int) -> Any:
+    """Lava's ``Conv`` for a ``conv`` synapse, ``copies`` samples side by side as groups."""
+    geo = syn.geometry
+    assert geo is not None
+    C, H, W = geo.in_shape
+    kernel: np.ndarray = np.tile(lava_kernel(syn.weight), (copies, 1, 1, 1)).astype(dtype)
+    return LAVA["Conv"](weight=kernel, input_shape=(W, H, copies * C),
+                        padding=(geo.padding[1][0], geo.padding[0][0]),
+                        stride=geo.stride[::-1], dilation=geo.dilation[::-1],
+                        groups=copies * geo.groups, num_message_bits=bits)
+
+
 def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
               after_run: Any = None, while_running: Any = None) -> dict[int, np.ndarray]:
     L = LAVA
@@ -311,8 +367,11 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
     steps = T + max(spec.layers[k].depth for k in wanted)
     fixed = spec.tag == "fixed_pt"
     dtype = np.int32 if fixed else np.float64
+    grids = _grids(spec, layers)
+    order = {k: _order(grids.get(k), spec.n_in if k < 0 else spec.layers[k].n, c)
+             for k in [-1, *layers]}
     data = np.zeros((c * spec.n_in, steps), dtype=dtype)
-    data[:, :T] = x.reshape(T, c * spec.n_in).T
+    data[:, :T] = x.reshape(T, c * spec.n_in).T[order[-1]]
     binary = bool(np.all((x == 0) | (x == 1)))
     in_bits = 0 if binary else 24
     before = children()
@@ -334,7 +393,8 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
                 offsets[k] = o
                 # sent at Lava step t >= depth, arrives (one Dense hop) from step depth + 1:
                 # the neuron's first real step
-                bdata[o:o + c * ly.n, ly.depth - 1:] = np.tile(ly.bias, c).astype(dtype)[:, None]
+                bias = np.tile(ly.bias, c)[order[k]].astype(dtype)
+                bdata[o:o + c * ly.n, ly.depth - 1:] = bias[:, None]
                 o += c * ly.n
             bias_src = L["Source"](data=bdata)
         for k in layers:
@@ -343,11 +403,17 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
                            bias_mant=0, bias_exp=0, u=0, v=0)
             lifs[k] = lif
             for syn in ly.inputs:
+                port = src.s_out if syn.source < 0 else lifs[syn.source].s_out
+                bits = in_bits if syn.source < 0 else 0
+                if syn.kind == "conv":
+                    conv = _conv(syn, c, dtype, bits)
+                    port.reshape(conv.s_in.shape).connect(conv.s_in)
+                    conv.a_out.reshape((c * ly.n,)).connect(lif.a_in)
+                    continue
                 if syn.kind != "dense":
                     raise ValueError(f"synapse kind {syn.kind!r} is not built here")
-                port = src.s_out if syn.source < 0 else lifs[syn.source].s_out
                 weights = _block(syn.weight.astype(dtype), c)
-                bits = in_bits if syn.source < 0 else 0
+                weights = weights[order[k]][:, order[syn.source]]
                 if syn.delay:  # arrives syn.delay steps after a plain Dense's output
                     dense = L["DelayDense"](weights=weights, num_message_bits=bits,
                                             delays=np.full(weights.shape, syn.delay, dtype=int))
@@ -383,13 +449,17 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
         res: dict[int, np.ndarray] = {}
         for k, sink in sinks.items():
             ly = spec.layers[k]
-            got = np.asarray(sink.data.get())  # (c*n, steps), one read
+            lava = np.asarray(sink.data.get())  # (c*n, steps), one read
+            got = np.empty_like(lava)
+            got[order[k]] = lava
             got = got[:, ly.depth:ly.depth + T]
             res[k] = got.reshape(c, ly.n, T).transpose(2, 0, 1).astype(np.int8)
         for k, monitor in monitors.items():
             ly = spec.layers[k]
             (data_v,) = (d["v"] for d in monitor.get_data().values())  # (steps, c*n), one read
-            volts = np.asarray(data_v, dtype=np.float64)[ly.depth:ly.depth + T]
+            lava_v = np.asarray(data_v, dtype=np.float64)[ly.depth:ly.depth + T]
+            volts = np.empty_like(lava_v)
+            volts[:, order[k]] = lava_v
             res[k] = volts.reshape(T, c, ly.n)
         return res
     finally:
