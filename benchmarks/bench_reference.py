@@ -647,6 +647,14 @@ def worker_main(spec_json: str) -> None:
         json.dump(res, f)
 
 
+def write_json(path: str, report: dict) -> None:
+    """Write ``report`` to ``path`` (its folder created) and say so."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {path}")
+
+
 # ----------------------------------------------------------------------------- parent
 def spawn(spec: dict, timeout: float | None = None) -> dict:
     fd, path = tempfile.mkstemp(suffix=".json", prefix="bench_ref_")
@@ -1031,10 +1039,7 @@ def main(argv=None) -> int:
     print("\nverdict:", json.dumps(verdict))
     print(f"load average at start {info['loadavg_start']}, at end {os.getloadavg()} "
           f"(other processes on the machine distort timings)")
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {args.json}")
+    write_json(args.json, report)
     return 0
 
 

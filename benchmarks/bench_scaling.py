@@ -603,10 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         "plots": plots,
     }
     print(f"load average at start {info['loadavg_start']}, at end {info['loadavg_end']}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {args.json}")
+    ref.write_json(args.json, report)
     return 0
 
 

@@ -116,8 +116,24 @@ class Synapse:
     geometry: ConvGeometry | None = None
 
 
+class _Chain:
+    """``source`` and ``w_ff`` of a population's first synapse (the only one in a chain)."""
+
+    inputs: list[Synapse]
+
+    @property
+    def source(self) -> int:
+        """The first synapse's source layer (-1: the graph input)."""
+        return self.inputs[0].source
+
+    @property
+    def w_ff(self) -> np.ndarray:
+        """The first synapse's weights."""
+        return self.inputs[0].weight
+
+
 @dataclass
-class Layer:
+class Layer(_Chain):
     """One neuron node as a Lava LIF population, in float (Lava ``floating_pt``) units.
 
     inputs: the feed-forward synapses (one per source); depth: Dense hops from the input.
@@ -142,16 +158,6 @@ class Layer:
     rec_nodes: tuple[str, ...] = ()
     readout: bool = False
     v_offset: np.ndarray | None = None
-
-    @property
-    def source(self) -> int:
-        """The first synapse's source (the only one in a chain)."""
-        return self.inputs[0].source
-
-    @property
-    def w_ff(self) -> np.ndarray:
-        """The first synapse's weights (the only ones in a chain)."""
-        return self.inputs[0].weight
 
     @property
     def vth(self) -> float:
@@ -875,7 +881,7 @@ READOUT_VTH = 2**17
 
 
 @dataclass
-class FixedLayer:
+class FixedLayer(_Chain):
     """A layer in Loihi-2 integers: ``a_in = sum of the synapses' W @ s (+ w_rec @ z[t-1]) +
     bias`` (a-units; ``u`` gets ``a_in << 6``), ``du``/``dv`` 12-bit, threshold ``vth << 6``.
     A read-out's voltage in reference units is ``v / (64 * scale) + v_offset``."""
@@ -893,14 +899,6 @@ class FixedLayer:
     readout: bool = False
     v_offset: np.ndarray | None = None
     report: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def source(self) -> int:
-        return self.inputs[0].source
-
-    @property
-    def w_ff(self) -> np.ndarray:
-        return self.inputs[0].weight
 
     def voltage(self, v: np.ndarray) -> np.ndarray:
         """A read-out's integer ``v`` (any shape ending in ``n``) in reference units."""
