@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,17 +258,65 @@ def run_suite(cases: Sequence[Case], targets: Sequence[str], *, workers: int | N
                 raws += run_case(case, targets, threads=os.cpu_count() or 1)
                 bar.update()
         else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=n, mp_context=ctx,
-                                     initializer=_worker_init) as pool:
-                futures = [pool.submit(run_case, case, tuple(targets), 1) for case in cases]
-                for future in as_completed(futures):
-                    raws += future.result()
-                    bar.update()
+            raws = _run_pool(cases, targets, n, bar)
     bar.close()
     order = {c.name: i for i, c in enumerate(cases)}
     raws.sort(key=lambda r: (order[r["case"]], list(targets).index(r["target"])))
     return [judge(raw, manifests[raw["target"]].expect(raw["case"])) for raw in raws]
+
+
+def _run_pool(cases: Sequence[Case], targets: Sequence[str], workers: int,
+              bar: Any) -> list[dict[str, Any]]:
+    """The cases in ``workers`` spawned processes. A worker that dies (killed for memory, a
+    crash in a native library) breaks the pool: the cases it left unfinished then run once
+    more, each target alone in a process of its own, so that the one that dies again becomes
+    an error result naming the case, the target and the exit status, and the rest still run."""
+    ctx = multiprocessing.get_context("spawn")
+    raws: list[dict[str, Any]] = []
+    done: set[str] = set()
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                 initializer=_worker_init) as pool:
+            futures = {pool.submit(run_case, case, tuple(targets), 1): case for case in cases}
+            for future in as_completed(futures):
+                raws += future.result()
+                done.add(futures[future].name)
+                bar.update()
+    except BrokenProcessPool:
+        for case in cases:
+            if case.name in done:
+                continue
+            for target in targets:
+                raws += _run_alone(ctx, case, target)
+            bar.update()
+    return raws
+
+
+def _run_alone(ctx: Any, case: Case, target: str) -> list[dict[str, Any]]:
+    """``run_case(case, [target])`` in a process of its own; its death is an error result."""
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_run_and_send, args=(send, case, target), daemon=True)
+    process.start()
+    send.close()
+    try:
+        result: list[dict[str, Any]] = receive.recv()
+    except EOFError:
+        process.join()
+        code = process.exitcode
+        how = (f"killed by signal {-code}" + (" (SIGKILL: out of memory?)" if code == -9 else "")
+               if code is not None and code < 0 else f"exit status {code}")
+        return [{"case": case.name, "target": target, "violations": [], "metrics": {},
+                 "seconds": 0.0, "error": f"the process running this case died ({how})"}]
+    finally:
+        receive.close()
+    process.join()
+    return result
+
+
+def _run_and_send(send: Any, case: Case, target: str) -> None:
+    _worker_init()
+    send.send(run_case(case, (target,), 1))
+    send.close()
 
 
 #: Seconds the reachability check of a Ray address may take in all (resolution + connect).
