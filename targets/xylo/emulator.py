@@ -55,6 +55,8 @@ from .config import XyloConfig
 LO, HI = -32768, 32767
 #: What ``run(record=...)`` can return besides ``spikes_out``.
 RECORDABLE = ("spikes", "v", "i", "i2", "v_out", "i_out")
+#: With a progress bar, the compiled kernel runs chunks of samples of about this many seconds.
+PROGRESS_SECONDS = 0.25
 _F32 = torch.float32
 _I64 = torch.int64
 
@@ -220,8 +222,8 @@ class XyloEmulator:
                 i32(c.dash_mem_out), i32(c.dash_syn_out), i32(c.threshold_out),
                 i32(c.bias_out), int(self.spec.max_output_spikes))
 
-    def _run_kernel(self, x_all: Tensor, T: int, B: int, record: tuple[str, ...]
-                    ) -> dict[str, Tensor]:
+    def _run_kernel(self, x_all: Tensor, T: int, B: int, record: tuple[str, ...],
+                    progress: bool = False) -> dict[str, Tensor]:
         x = np.ascontiguousarray(x_all.numpy(), dtype=np.int8)
         out = np.zeros((T, B, self.no), np.int32)
         recs = {}
@@ -236,15 +238,51 @@ class XyloEmulator:
         # set at import by numba's environment reloader (globals().update), unseen by its stubs
         threads = min(self.threads or before,
                       numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
-        numba.set_num_threads(max(1, min(threads, B)))
+        threads = max(1, min(threads, B))
+        numba.set_num_threads(threads)
         try:
-            run(x, *self._kernel_args, out, *recs.values())
+            if progress:
+                self._run_kernel_chunks(run, x, out, recs, threads)
+            else:
+                run(x, *self._kernel_args, out, *recs.values())
         finally:
             numba.set_num_threads(before)
         res = {"spikes_out": torch.from_numpy(out)}
         for key in record:
             res[key] = torch.from_numpy(recs[key])
         return res
+
+    def _run_kernel_chunks(self, run: Any, x: np.ndarray, out: np.ndarray,
+                           recs: dict[str, np.ndarray], threads: int) -> None:
+        """The kernel on chunks of samples with a progress bar (samples) on stderr: ``threads``
+        samples first, then chunks of about :data:`PROGRESS_SECONDS` each at the rate
+        measured (a multiple of ``threads``), so that the calls between chunks cost nothing
+        measurable."""
+        import time
+
+        from tqdm.auto import tqdm
+
+        B = x.shape[1]
+        size, b0 = threads, 0
+        with tqdm(total=B, unit="sample", desc="xylo", leave=False) as bar:
+            while b0 < B:
+                b1 = min(B, b0 + size)
+                start = time.perf_counter()
+                part = {k: r if not r.shape[0] else
+                        np.zeros((r.shape[0], b1 - b0, r.shape[2]), np.int32)
+                        for k, r in recs.items()}
+                part_out = np.zeros((out.shape[0], b1 - b0, out.shape[2]), np.int32)
+                run(np.ascontiguousarray(x[:, b0:b1]), *self._kernel_args, part_out,
+                    *part.values())
+                out[:, b0:b1] = part_out
+                for k, r in recs.items():
+                    if r.shape[0]:
+                        r[:, b0:b1] = part[k]
+                bar.update(b1 - b0)
+                per_sample = (time.perf_counter() - start) / (b1 - b0)
+                size = max(1, int(PROGRESS_SECONDS / max(per_sample, 1e-9)) // threads
+                           ) * threads
+                b0 = b1
 
     # ------------------------------------------------------------------------ delivery
     def _deliver_rec(self, n: Tensor, positive: bool = False) -> Tensor:
@@ -353,11 +391,14 @@ class XyloEmulator:
         return decayed, v, n
 
     # ------------------------------------------------------------------------ run
-    def run(self, inputs: Tensor, *, record: Iterable[str] = ()) -> dict[str, Tensor]:
+    def run(self, inputs: Tensor, *, record: Iterable[str] = (), progress: bool = False
+            ) -> dict[str, Tensor]:
         """Simulate ``inputs`` (``[T, B, Nin]`` event counts; values above 15 count as 15)
         from the reset state. Returns ``spikes_out`` ``[T, B, No]`` and each recorded name of
         ``RECORDABLE`` (``spikes`` [T, B, Nh] hidden spike counts; ``v``, ``i``, ``i2`` hidden
-        states, ``v_out``, ``i_out`` output states), all int32, after each step."""
+        states, ``v_out``, ``i_out`` output states), all int32, after each step.
+        ``progress``: a progress bar on stderr (the kernel: samples, per chunk of samples;
+        torch: steps, per chunk of steps)."""
         record = tuple(record)
         for key in record:
             if key not in RECORDABLE:
@@ -377,7 +418,7 @@ class XyloEmulator:
         x_all = x_all.clamp(max=self.spec.max_input_spikes).to(torch.int32)
         T, B = int(x_all.shape[0]), int(x_all.shape[1])
         if self.engine == "kernel":
-            return self._run_kernel(x_all.cpu(), T, B, record)
+            return self._run_kernel(x_all.cpu(), T, B, record, progress)
         threads = self.threads
         if threads is None and self.device.type == "cpu" and B * self.ncol < 2 ** 18:
             threads = 1
@@ -386,13 +427,13 @@ class XyloEmulator:
             torch.set_num_threads(threads)
         try:
             with torch.no_grad():
-                return self._run(x_all, T, B, record)
+                return self._run(x_all, T, B, record, progress)
         finally:
             if torch.get_num_threads() != before:
                 torch.set_num_threads(before)
 
-    def _run(self, x_all: Tensor, T: int, B: int, record: tuple[str, ...]
-             ) -> dict[str, Tensor]:
+    def _run(self, x_all: Tensor, T: int, B: int, record: tuple[str, ...],
+             progress: bool = False) -> dict[str, Tensor]:
         dev, nh, no, k = self.device, self.nh, self.no, self.k
         i32 = torch.int32
         res: dict[str, Tensor] = {
@@ -407,6 +448,11 @@ class XyloEmulator:
         n = torch.zeros(B, nh, dtype=_F32, device=dev)
         arange = torch.arange(B, device=dev)
         margin = 1.0 + 2.0 ** -12
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=T, unit="step", desc="xylo", leave=False)
         for t0 in range(0, T, self.chunk):
             xc = x_all[t0:t0 + self.chunk]
             tc = xc.shape[0]
@@ -505,4 +551,8 @@ class XyloEmulator:
                                      ("v_out", v_out), ("i_out", accs_o[0])):
                         if key in res and val is not None:
                             res[key][t] = val
+            if bar is not None:
+                bar.update(tc)
+        if bar is not None:
+            bar.close()
         return res

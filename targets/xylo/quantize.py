@@ -459,10 +459,12 @@ def quantization_report(net: Network, headroom: float, shifts: Mapping[str, int]
 
 def calibrate(net: Network, reference: Mapping[str, Tensor], inputs: Tensor, *,
               candidates: Sequence[float] = CALIBRATION_HEADROOMS, window: int = F1_WINDOW,
-              spec: XyloSpec = SPEC, device: Any = None) -> tuple[float, list[dict[str, Any]]]:
+              spec: XyloSpec = SPEC, device: Any = None, progress: bool = False
+              ) -> tuple[float, list[dict[str, Any]]]:
     """The ``headroom`` among ``candidates`` whose quantization agrees best with the
     reference outputs ``reference`` (Output node -> ``[T, B, ...]``) on the packed input
     counts ``inputs`` (``[T, B, Nin]``); returns it and the score of every candidate.
+    ``progress``: a progress bar (candidates) on stderr.
 
     Score: mean over outputs of the windowed F1 (+-``window`` steps, default ``F1_WINDOW``)
     of the latency-aligned spikes (membrane readouts: Pearson correlation of the decoded
@@ -472,6 +474,11 @@ def calibrate(net: Network, reference: Mapping[str, Tensor], inputs: Tensor, *,
 
     scores = []
     best, best_score = None, -math.inf
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(candidates), unit="headroom", desc="calibrate", leave=False)
     for h in candidates:
         cfg, _ = quantize(net, headroom=h, spec=spec)
         emu = XyloEmulator(cfg, device=device, spec=spec)
@@ -493,5 +500,9 @@ def calibrate(net: Network, reference: Mapping[str, Tensor], inputs: Tensor, *,
         scores.append({"headroom": h, "score": score})
         if score > best_score:
             best, best_score = h, score
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     assert best is not None
     return best, scores

@@ -11,7 +11,10 @@ Target options (``nrf_nir.lower(graph, "xylo", **options)``):
   the candidates);
 - ``align_latency`` (bool, default False): shift each output back by the steps Xylo runs
   behind the reference (one per hop from a hidden neuron), zero-filling the end;
-- ``chunk`` (emulator): time steps of input currents per matrix product.
+- ``chunk`` (emulator): time steps of input currents per matrix product;
+- ``progress`` (bool, default False): progress bars on stderr for the calibration (the
+  reference run in steps, then the candidate headrooms) and for each run (the emulator's
+  compiled kernel and XyloSim: samples; the emulator's torch engine: steps).
 
 ``run`` takes event counts (non-negative integers; more than 15 per step count as 15) and
 returns each Output node's spikes (membrane readouts: ``v_int / scale + v_leak``) as
@@ -42,7 +45,8 @@ from .emulator import XyloEmulator
 from .quantize import CALIBRATION_HEADROOMS, calibrate, quantize
 from .rules import Network, analyse
 
-OPTIONS = ("headroom", "calibration", "calibration_headrooms", "align_latency", "chunk")
+OPTIONS = ("headroom", "calibration", "calibration_headrooms", "align_latency", "chunk",
+           "progress")
 
 
 def rules(spec: XyloSpec = XYLO_AUDIO2) -> tuple[str, ...]:
@@ -82,6 +86,7 @@ class XyloLowered:
     device: torch.device = field(default_factory=default_device)
     align_latency: bool = False
     chunk: int = 256
+    progress: bool = False
     _emulator: XyloEmulator | None = None
     _sim: Any = None
 
@@ -103,9 +108,10 @@ class XyloLowered:
 
             if self._sim is None:
                 self._sim = build(self.config)
-            raw = run_xylosim(self.config, x.cpu().numpy(), record=record, sim=self._sim)
+            raw = run_xylosim(self.config, x.cpu().numpy(), record=record, sim=self._sim,
+                              progress=self.progress)
             return {k: torch.from_numpy(v) for k, v in raw.items()}
-        return self.emulator.run(x, record=record)
+        return self.emulator.run(x, record=record, progress=self.progress)
 
 
 def pack_inputs(config: XyloConfig, inputs: Mapping[str, Tensor]) -> Tensor:
@@ -184,6 +190,8 @@ def _parse_record(config: XyloConfig, record: tuple[str, ...]
 class XyloTarget:
     """One Xylo chip (``spec``) on one engine: ``emulator`` (ours) or ``xylosim``."""
 
+    progress = True  # takes the option progress (progress bars: calibration, runs)
+
     def __init__(self, name: str, spec: XyloSpec = XYLO_AUDIO2, engine: str = "emulator") -> None:
         self.name, self.spec, self.engine = name, spec, engine
         if engine == "emulator":
@@ -226,8 +234,10 @@ class XyloTarget:
             else default_device()
         headroom = float(extra.get("headroom", XYLO_DEFAULT_HEADROOM))
         scores = None
+        progress = bool(extra.get("progress", False))
         if extra.get("calibration") is not None:
-            headroom, scores = self._calibrate(checked, semantics, net, extra, device)
+            headroom, scores = self._calibrate(checked, semantics, net, extra, device,
+                                               progress)
         config, qreport = quantize(net, headroom=headroom, spec=self.spec)
         report = {
             "target": self.name, "chip": self.spec.name,
@@ -238,23 +248,23 @@ class XyloTarget:
         }
         return XyloLowered(self.engine, config, report, net, resolve_dtype(options.dtype),
                            device, bool(extra.get("align_latency", False)),
-                           int(extra.get("chunk", 256)))
+                           int(extra.get("chunk", 256)), progress)
 
     def _calibrate(self, checked: Checked, semantics: Semantics, net: Network,
-                   extra: dict[str, Any], device: torch.device
+                   extra: dict[str, Any], device: torch.device, progress: bool = False
                    ) -> tuple[float, list[dict[str, Any]]]:
         from nrf_nir.api import prepare_inputs
         from nrf_nir.reference import Program
 
         calib = prepare_inputs(checked, extra["calibration"], torch.float64)
         reference = Program(checked, semantics, dtype=torch.float64,
-                            device=torch.device("cpu")).run(calib)
+                            device=torch.device("cpu"), progress=progress).run(calib)
         reference = {k: v for k, v in reference.items() if k in checked.flat.outputs}
         probe, _ = quantize(net, spec=self.spec)
         x = pack_inputs(probe, calib)
         candidates = tuple(extra.get("calibration_headrooms", CALIBRATION_HEADROOMS))
         return calibrate(net, reference, x, candidates=candidates, device=device,
-                         spec=self.spec)
+                         spec=self.spec, progress=progress)
 
     def run(self, lowered: XyloLowered, inputs: Mapping[str, Tensor],
             record: tuple[str, ...]) -> dict[str, Tensor]:

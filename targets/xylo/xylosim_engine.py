@@ -78,9 +78,10 @@ def build(config: XyloConfig) -> Any:
 
 
 def run_xylosim(config: XyloConfig, inputs: Any, *, record: Iterable[str] = (),
-                sim: Any = None) -> dict[str, np.ndarray]:
+                sim: Any = None, progress: bool = False) -> dict[str, np.ndarray]:
     """Run ``inputs`` (``[T, B, Nin]`` event counts) sample by sample in XyloSim, each from
-    the reset state. Same keys and meaning as :meth:`XyloEmulator.run` (numpy int32)."""
+    the reset state. Same keys and meaning as :meth:`XyloEmulator.run` (numpy int32).
+    ``progress``: a progress bar (samples) on stderr."""
     record = tuple(record)
     for key in record:
         if key not in RECORDABLE:
@@ -102,6 +103,11 @@ def run_xylosim(config: XyloConfig, inputs: Any, *, record: Iterable[str] = (),
                             np.int32)
     names = {"spikes": "Spikes", "v": "Vmem", "i": "Isyn", "i2": "Isyn2",
              "v_out": "Vmem_out", "i_out": "Isyn_out"}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=B, unit="sample", desc="xylosim", leave=False)
     for b in range(B):
         sim.reset_state()
         out, _, rec = sim.evolve(x[:, b], record=bool(record))
@@ -110,4 +116,8 @@ def run_xylosim(config: XyloConfig, inputs: Any, *, record: Iterable[str] = (),
             if key == "i2" and names[key] not in rec:  # a one-synapse chip (Xylo IMU)
                 continue
             res[key][:, b] = np.asarray(rec[names[key]]).reshape(T, -1)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return res
