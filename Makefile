@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[backends,dev]"
+	$(BIN)/python -m pip install --quiet --no-deps sinabs==3.1.3 pbr==7.1.3
 	$(BIN)/python -m pip uninstall --quiet -y torchvision || true
 	$(BIN)/python scripts/install_lava.py
 	$(BIN)/python -c "from nrf_nir.targets.xylo.kernel import warm; print(f'xylo kernel compiled and cached ({warm():.0f} s)')"

@@ -26,11 +26,12 @@ def check(graph: GraphLike, target: str = "reference", *, dt: float | None = Non
           dialect: str = "auto") -> list[Any]:
     """What ``target`` cannot run of ``graph``: a list of ``Violation`` (empty: all of it).
     dialect: for a path, as for ``nrf_nir.load``. A violation on a node that a dialect made
-    says which node of the file it was made from."""
-    from .targets import get
+    says which node of the file it was made from. Firing semantics the target does not
+    compute (``spikes``, ``membrane_floor``, ``reset_delay``) come first."""
+    from .targets import check_target, get
 
     checked = validate(graph, dialect=dialect)
-    found = get(target).check(checked, read_semantics(checked.graph).with_dt(dt))
+    found = check_target(get(target), checked, read_semantics(checked.graph).with_dt(dt))
     return _in_user_terms(checked, found)
 
 
@@ -165,13 +166,14 @@ def lower(graph: GraphLike, target: str = "reference", *, dt: float | None = Non
     strict: refuse (NIRError listing the violations) when ``check`` reports any.
     strict=False: lower what the target can run and keep the violations on
     ``Lowered.violations``; violations that make running impossible still raise (the target
-    says which it can run with: today Xylo's quantization-precision rules).
+    says which it can run with: today Xylo's quantization-precision rules), and so does firing
+    semantics the target does not compute (``nrf_nir.targets.semantics_violations``).
     strict_numerics: runs that produce NaN or inf raise instead of warning.
     dialect: for a path, the producer's conventions (as for ``nrf_nir.load``).
     Messages on a node a dialect made say which node of the file it was made from.
     options: target-specific options (reference: ``chunk_bytes``, ``stepwise``).
     """
-    from .targets import Options, get
+    from .targets import Options, check_target, get, semantics_violations
 
     check_device(device)
     checked = validate(graph, dialect=dialect)
@@ -180,8 +182,8 @@ def lower(graph: GraphLike, target: str = "reference", *, dt: float | None = Non
     run_dtype = resolve_dtype(dtype)
     backend = get(target)
     opts = Options(dtype=run_dtype, device=device, extra=options)
-    violations = _in_user_terms(checked, backend.check(checked, semantics, opts))  # once
-    if strict and violations:
+    violations = _in_user_terms(checked, check_target(backend, checked, semantics, opts))
+    if violations and (strict or semantics_violations(backend, checked, semantics)):
         raise NIRError(f"target {target!r} cannot run this graph: "
                        + "; ".join(str(v) for v in violations), field="target")
     try:  # before any target lowers: what no target can run at this dt and dtype

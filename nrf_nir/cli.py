@@ -119,20 +119,25 @@ def _one_line_warnings(*categories: type[Warning]) -> Iterator[None]:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
+def _progress_option(target: str) -> dict[str, Any]:
+    """``{"progress": True}`` on a terminal (stderr) for a target that declares the option
+    (``progress = True``: progress bars for its long steps), else no option."""
+    from .targets import get
+
+    return {"progress": True} if sys.stderr.isatty() and \
+        getattr(get(target), "progress", False) else {}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .api import lower
     from .io import load
-    from .targets import get
 
     _check_output(args.output, [args.file, args.input])
     with _one_line_warnings(*_file_warnings()):
         graph = load(args.file, dialect=args.dialect, dt=args.dt)
 
-    # a progress bar on a terminal, for the targets that step in this process
-    options: dict[str, Any] = {"progress": True} if sys.stderr.isatty() and \
-        getattr(get(args.target), "progress", False) else {}
     lowered = lower(graph, args.target, dt=args.dt, dtype=args.dtype, device=args.device,
-                    strict_numerics=args.strict_numerics, **options)
+                    strict_numerics=args.strict_numerics, **_progress_option(args.target))
     arrays = _load_npz(args.input, lowered.checked.flat.inputs)
     start = time.monotonic()
     try:
@@ -231,7 +236,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     with _one_line_warnings(*_file_warnings()):
         graph = load(args.file, dialect=args.dialect, dt=args.dt)
     target = get(args.target)
-    lowered = lower(graph, args.target, dt=args.dt, strict=True)
+    lowered = lower(graph, args.target, dt=args.dt, strict=True,
+                    **_progress_option(args.target))
     writer = getattr(target, "artifact", None)
     if writer is None:
         raise NIRError(f"target {args.target!r} has no deployable artifact; it runs in-process "
@@ -371,7 +377,8 @@ def _dialect(text: str) -> str:
 DIALECT_HELP = ("conventions of the file's producer: auto (a producer's conventions only on "
                 "its fingerprint in the file, else plain NIR), none (as written), or "
                 "NAME[:key=value,...]: snntorch[:reset=subtract|zero,delay=on|off], rockpool, "
-                "norse[:dt=SECONDS] (docs/dialects.md)")
+                "norse[:dt=SECONDS], sinabs[:spikes=multi|single,floor=threshold|none,"
+                "norm_input=on|off] (docs/dialects.md)")
 
 
 def _file_options(p: argparse.ArgumentParser, dt_help: str) -> None:

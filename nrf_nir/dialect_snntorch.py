@@ -72,7 +72,9 @@ class SnnTorchDialect:
 
     Options (the file records neither): ``reset`` "subtract" (snnTorch's default) or
     "zero", the reset mechanism of every neuron; ``delay`` "on" (snnTorch's default
-    ``reset_delay=True``: the reset lands one step late) or "off".
+    ``reset_delay=True``: the reset lands one step late) or "off". They become the metadata
+    ``reset`` ("subtract" / "value") and ``reset_delay`` (:meth:`delay_of` per neuron; one
+    value for the graph, a subtract reset that differs from it expressed through v_reset).
     """
 
     name = NAME
@@ -90,6 +92,50 @@ class SnnTorchDialect:
         export hard-codes 1e-4 s into the time constants (a run's dt still overrides it)."""
         return SnnTorchDialect(reset=options.get("reset", self.reset),
                                delay=options.get("delay", "on" if self.delay else "off") == "on")
+
+    def delay_of(self, node: nir.NIRNode, in_loop: bool) -> str:
+        """The contract's ``reset_delay`` that reproduces snnTorch 1.0.0's reset of one exported
+        neuron (``LIF``: Leaky, or RLeaky ``in_loop``; ``CubaLIF``: Synaptic / RSynaptic)
+        under this dialect's options, read from snnTorch's source:
+
+        - RSynaptic: "on" whatever its ``reset_delay`` (with False it resets local copies of its
+          arguments, never the stored membrane);
+        - Leaky with the zero reset: "off" (its delayed reset zeroes the old membrane before
+          integrating: the same spikes as the immediate reset);
+        - otherwise the ``delay`` option (``reset_delay=False`` resets in the step by
+          ``spk - R``, the immediate reset while no membrane stays above threshold).
+        """
+        if isinstance(node, nir.CubaLIF) and in_loop:
+            return "on"
+        if isinstance(node, nir.LIF) and not in_loop and self.reset == "zero":
+            return "off"
+        return "on" if self.delay else "off"
+
+    def _timing_reason(self, delay: str) -> str:
+        return ("the metadata holds one reset_delay for the graph, and snnTorch's "
+                f"{self.reset} reset with reset_delay={self.delay} acts "
+                f"{'at once' if delay == 'on' else 'one step late'} there")
+
+    def _reset_note(self, delay: str) -> str:
+        asked = (f"reset '{self.reset}' with reset_delay={self.delay}"
+                 + (" (snnTorch's defaults; the file records neither)"
+                    if self.reset == "subtract" and self.delay else " (as asked)"))
+        if delay == "on" and self.reset == "subtract":
+            how = ("reset_delay 'on': snnTorch subtracts the threshold after the next step's "
+                   "decay (mem = beta*mem + x - th*z[t-1])")
+        elif delay == "on":
+            how = ("reset 'value' with reset_delay 'on': snnTorch's Synaptic/RLeaky/RSynaptic "
+                   "zero the whole step after a spike (its input is lost)")
+        else:
+            how = (f"reset '{'subtract' if self.reset == 'subtract' else 'value'}' with "
+                   "reset_delay 'off': the reset lands in the step that spikes")
+        if delay == "off" and self.delay:
+            how += (" (every neuron is a Leaky outside a loop, whose delayed zero reset zeroes "
+                    "the old membrane before integrating: the spikes of the immediate reset)")
+        elif delay == "on" and not self.delay:
+            how += (" (RSynaptic with reset_delay=False resets local copies of its arguments, "
+                    "never its stored membrane: its reset lands one step late)")
+        return f"{asked}: {how}"
 
     def detect(self, graph: nir.NIRGraph) -> str | None:
         meta = graph.metadata if isinstance(graph.metadata, dict) else {}
@@ -121,26 +167,16 @@ class SnnTorchDialect:
                  "initial membranes and currents 0, as snnTorch starts them; spikes on "
                  "mem > threshold"]
         subtract = self.reset == "subtract"
-        delayed = subtract and self.delay
-        if subtract and not self.delay:
-            notes.append("reset 'subtract' without reset delay (as asked): snnTorch subtracts "
-                         "the threshold in the step that spikes, the contract's subtract reset "
-                         "with v_reset = 0")
-        elif subtract:
-            notes.append(
-                "reset assumed 'subtract' with reset_delay=True (snnTorch's defaults; the file "
-                "does not record the reset): snnTorch subtracts the threshold after the decay "
-                "(mem = beta*mem + x - th*z[t-1]), so v_reset is set to v_th*(1 - 1/beta) and "
-                "the reference subtracts v_th - v_reset = v_th/beta before the decay")
-        elif self.delay:
-            notes.append("reset 'zero' with snnTorch's reset delay (as asked): the delayed zero "
-                         "reset cannot be expressed; the contract's reset to v_reset = 0 in the "
-                         "step that spikes is used (delay=off is exact for Leaky)")
-        else:
-            notes.append("reset 'zero' without reset delay (as asked): the contract's reset "
-                         "to v_reset = 0")
-        bad_beta: list[str] = []
-        cuba_zero: list[str] = []
+        loops = set(_loop_neurons(g))
+        wants = {name: self.delay_of(node, name in loops) for name, node in _walk(g)
+                 if isinstance(node, (nir.LIF, nir.CubaLIF))}
+        # "on" when any neuron needs it: the others are then expressed exactly through v_reset
+        # under a subtract reset (whatever beta), and under the zero reset they are Leaky
+        # read-outs downstream of the neurons that need it
+        delay = "on" if "on" in wants.values() else "off"
+        notes.append(self._reset_note(delay))
+        compensated: list[str] = []
+        inexact: list[str] = []
         replaced: dict[str, nir.NIRNode] = {}
         w_in_fixed = False
         for name, node in _walk(g):
@@ -155,22 +191,24 @@ class SnnTorchDialect:
                 with np.errstate(all="ignore"):
                     node.w_in = w_in * (dt / tau_syn)
                 w_in_fixed = True
-                if not subtract and self.delay:
-                    cuba_zero.append(name)
+            mismatch = wants[name] != delay
+            if mismatch and not subtract:
+                inexact.append(name)
             if isinstance(node, nir.LIF) and np.all(np.isinf(tau)):
-                # beta = 1: snnTorch integrates without leak; NIR's LIF cannot (tau = inf)
+                # beta = 1: snnTorch integrates without leak; NIR's LIF cannot (tau = inf).
+                # Without a decay both subtract timings give the same spikes.
                 replaced[name] = nir.IF(r=np.full(tau.shape, 1.0 / dt),
                                         v_threshold=np.asarray(node.v_threshold),
                                         v_reset=np.zeros(np.shape(node.v_threshold)))
                 continue
-            if delayed:
-                if np.any(beta <= 0):
-                    bad_beta.append(name)
-                with np.errstate(all="ignore"):
-                    v_reset = np.where(beta > 0, v_th * (1.0 - 1.0 / np.where(beta > 0, beta,
-                                                                                  1.0)), 0.0)
-                node.v_reset = np.broadcast_to(v_reset, np.broadcast_shapes(
-                    v_reset.shape, np.shape(node.v_threshold))).copy()
+            if not (mismatch and subtract):
+                continue
+            # delay is "on" here: this node resets at once, i.e. subtracts beta*v_th after
+            # the decay instead of v_th before it
+            v_reset = v_th * (1.0 - beta)
+            node.v_reset = np.broadcast_to(v_reset, np.broadcast_shapes(
+                np.shape(v_reset), np.shape(node.v_threshold))).copy()
+            compensated.append(name)
         infinite = [name for name, node in _walk(g) if isinstance(node, nir.CubaLIF) and not (
             np.all(np.isfinite(_arr(node.tau_syn))) and np.all(np.isfinite(_arr(node.tau_mem))))]
         infinite += [name for name, node in _walk(g) if isinstance(node, nir.LIF)
@@ -188,16 +226,17 @@ class SnnTorchDialect:
             _replace_nodes(g, replaced)
             notes.append(f"LIF with beta = 1 (tau = inf) written as IF(r = 1/dt): "
                          f"{', '.join(sorted(replaced))}")
-        if bad_beta:
-            notes.append("cannot express snnTorch's subtract reset where beta = 0 (tau = dt; "
-                         "the threshold is subtracted after a complete decay); v_reset left 0 "
-                         f"there, spikes after a spike may differ: {', '.join(bad_beta)}")
-        if not subtract and self.delay:
-            cuba_zero = sorted(set(cuba_zero) | set(_loop_neurons(g)))
-        if cuba_zero:
-            notes.append("cannot express snnTorch's Synaptic/RLeaky/RSynaptic zero reset (after "
-                         "a spike it zeroes the whole next step, dropping that step's input); "
-                         f"the contract's value reset is used instead: {', '.join(cuba_zero)}")
+        if compensated:
+            notes.append(f"reset_delay 'on' does not hold for {', '.join(compensated)} "
+                         f"({self._timing_reason(delay)}): expressed exactly with v_reset = "
+                         "v_th*(1 - beta), whose delayed subtraction of beta*v_th after the "
+                         "decay is the immediate one of v_th before it")
+        if inexact:
+            notes.append(f"cannot express the zero reset of {', '.join(inexact)} under "
+                         f"reset_delay '{delay}' ({self._timing_reason(delay)}): a Leaky "
+                         "outside a loop zeroes the membrane before integrating the step after "
+                         "a spike, Synaptic/RLeaky/RSynaptic zero that whole step; spikes after "
+                         "a spike may differ there")
         negative = [name for name, node in _walk(g) if isinstance(node, (nir.LIF, nir.CubaLIF))
                     and np.any(_arr(node.v_threshold) < 0)]
         if negative:
@@ -216,8 +255,8 @@ class SnnTorchDialect:
                          f"{', '.join(dims)} (the graph does not validate with it)")
         write_semantics(g, Semantics(dt=dt, reset="subtract" if subtract else "value",
                                      integration="euler", threshold="gt",
-                                     initial_state="zero", producer="snntorch",
-                                     producer_version="unknown"))
+                                     initial_state="zero", reset_delay=delay,
+                                     producer="snntorch", producer_version="unknown"))
         return g, notes
 
 

@@ -1,7 +1,8 @@
 """Foreign NIR dialects: conventions of other producers, normalised to nrf-nir's semantics.
 
-NIR files written by snnTorch, Rockpool or Norse follow their producer's conventions (e.g.
-snnTorch writes ``r = tau/dt`` for a hard-coded dt of 1e-4, Norse writes tau as ``dt*tau_inv``).
+NIR files written by snnTorch, Rockpool, Norse or Sinabs follow their producer's conventions
+(e.g. snnTorch writes ``r = tau/dt`` for a hard-coded dt of 1e-4, Norse writes tau as
+``dt*tau_inv``, Sinabs counts time in steps and fires several spikes per step).
 Each dialect is a framework-free module of the core (``nrf_nir.dialect_<name>``: numpy and nir
 only, so that loading a file imports no backend framework) and registers here by module path.
 
@@ -59,6 +60,7 @@ _DIALECTS: dict[str, str] = {
     "snntorch": "nrf_nir.dialect_snntorch:DIALECT",
     "rockpool": "nrf_nir.dialect_rockpool:DIALECT",
     "norse": "nrf_nir.dialect_norse:DIALECT",
+    "sinabs": "nrf_nir.dialect_sinabs:DIALECT",
 }
 #: The names ``--dialect`` takes besides the registered dialects.
 SPECIAL = ("auto", "none")

@@ -16,31 +16,49 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class Firing:
-    """Threshold and reset of a spiking node.
+    """Threshold and reset of a spiking node (docs/semantics.md, "Reset").
 
     v_th, v_reset: tensors broadcastable to the state. ge: spike on ``v >= v_th`` instead of
-    ``v > v_th``. subtract: reset by ``v - (v_th - v_reset)`` instead of ``v = v_reset``.
+    ``v > v_th``. subtract: reset by ``v - z*(v_th - v_reset)`` instead of ``v = v_reset``.
+    multi: ``z`` counts the multiples of ``theta = v_th - v_reset`` that ``v - v_reset``
+    exceeds (``gt``) or reaches (``ge``): several spikes per step (Sinabs's MultiSpike).
+    floor: the membrane's lower bound after the reset (``-v_th`` in the run dtype), or None.
+    delayed: the reset of a step's spikes lands in the next step, after its integration
+    (:meth:`fire_delayed`; snnTorch's ``reset_delay=True``).
     """
 
     v_th: Tensor
     v_reset: Tensor
     ge: bool = False
     subtract: bool = False
+    multi: bool = False
+    floor: Tensor | None = None
+    delayed: bool = False
     reset_is_zero: bool = field(init=False)
+    plain: bool = field(init=False)
+    theta: Tensor = field(init=False)
 
     def __post_init__(self) -> None:
         # Decided once: reading a tensor's value every step would sync a GPU every step.
         zero = self.v_reset.dim() == 0 and float(self.v_reset) == 0.0
         object.__setattr__(self, "reset_is_zero", zero)
+        object.__setattr__(self, "plain", not (self.multi or self.delayed)
+                           and self.floor is None)
+        object.__setattr__(self, "theta", self.v_th - self.v_reset)
 
     def fire(self, v: Tensor, out: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Return ``(z, v_after_reset)``; ``z`` has ``v``'s dtype (0. or 1.) and is written
-        into ``out`` when given.
+        """Return ``(z, v_after_reset)``; ``z`` has ``v``'s dtype (0. or 1.; a count under
+        ``multi``) and is written into ``out`` when given. Not for ``delayed`` firing.
 
         Float arithmetic only (faster than boolean masks on CPU) and exact:
         ``sign(v - v_th) > 0`` iff ``v > v_th``; ``v * (1 - z) + z * v_reset`` is ``v`` or
         ``v_reset`` exactly (Norse resets the same way).
         """
+        if not self.plain:
+            z = self.spikes(v)
+            if out is not None:
+                out.copy_(z)
+            return z, self.clamp(self.reset(v, z))
         if out is not None:  # a comparison written straight into a float buffer
             z = torch.ge(v, self.v_th, out=out) if self.ge else torch.gt(v, self.v_th, out=out)
         elif self.ge:  # v >= v_th  <=>  not (v_th > v)
@@ -54,6 +72,41 @@ class Firing:
             if not self.reset_is_zero:
                 v = v + z * self.v_reset
         return z, v
+
+    def fire_delayed(self, v: Tensor, z_prev: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of delayed firing on the integrated membrane ``v``: the reset of the last
+        step's spikes ``z_prev`` first, then this step's spikes; return ``(z, v)``, ``v`` not
+        reset for ``z`` (the next step does it)."""
+        v = self.reset(v, z_prev)
+        return self.spikes(v), self.clamp(v)
+
+    def spikes(self, v: Tensor) -> Tensor:
+        """``z`` of membrane ``v`` in ``v``'s dtype: 0/1, or under ``multi`` the count, with
+        Sinabs's arithmetic for ``ge``: ``trunc(u/theta)`` where ``u = v - v_reset > 0``
+        (``u/theta`` rounded in the run dtype), else 0; ``gt``: ``ceil(u/theta) - 1``."""
+        if not self.multi:
+            return (v >= self.v_th if self.ge else v > self.v_th).to(v.dtype)
+        u = v if self.reset_is_zero else v - self.v_reset
+        if self.ge:
+            count = torch.div(u, self.theta, rounding_mode="trunc")
+        else:
+            count = torch.div(u, self.theta).ceil_().sub_(1).clamp_(min=0)
+        return torch.where(u > 0, count, torch.zeros((), dtype=v.dtype, device=v.device))
+
+    def reset(self, v: Tensor, z: Tensor) -> Tensor:
+        """``v`` after the reset for spikes ``z``: ``v - z*theta`` (subtract), or ``v_reset``
+        where ``z > 0`` (value: one reset however many spikes)."""
+        if self.subtract:
+            return v - z * self.theta
+        fired = (z > 0).to(v.dtype) if self.multi else z
+        v = v * (1 - fired)
+        return v if self.reset_is_zero else v + fired * self.v_reset
+
+    def clamp(self, v: Tensor) -> Tensor:
+        """The membrane floor, in Sinabs's arithmetic: ``relu(v - floor) + floor``."""
+        if self.floor is None:
+            return v
+        return torch.relu(v - self.floor) + self.floor
 
 
 def li_euler(x: Tensor, v: Tensor, c: Tensor, r: Tensor | None, v_leak: Tensor | None) -> Tensor:

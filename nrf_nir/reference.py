@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as fn
+from .errors import NIRError
 from .layers import common_layer, param, param_unless
 from .runner import (  # noqa: F401 - the executor's names, re-exported
     DEFAULT_CHUNK_BYTES,
@@ -45,15 +46,20 @@ class Neuron(StatefulLayer):
         self.v0, self.membrane, self.k, self.firing = v0, membrane, coeffs, firing
         self.synapse = synapse
         self.state_names = ("v", "i") if synapse else ("v",)
+        # delayed firing keeps the last step's spikes as a last, unnamed state
+        self.delayed = firing is not None and firing.delayed
         # The current jumps once per incoming edge, in edge order: ``(i + a) + b`` as Norse's
         # LIFRecurrentCell computes ``i + W_in x + W_rec z``.
         self.separate = synapse
 
     def init_state(self, batch: int) -> tuple[Tensor, ...]:
         v = self.v0.expand(batch, *self.shape).clone()
+        state: tuple[Tensor, ...] = (v,)
         if self.synapse:
-            return v, torch.zeros(batch, *self.shape, dtype=self.dtype, device=self.device)
-        return (v,)
+            state += (torch.zeros(batch, *self.shape, dtype=self.dtype, device=self.device),)
+        if self.delayed:
+            state += (torch.zeros(batch, *self.shape, dtype=self.dtype, device=self.device),)
+        return state
 
     def read(self, state: tuple[Tensor, ...], key: str) -> Tensor:
         return state[self.state_names.index(key)]
@@ -72,9 +78,10 @@ class Neuron(StatefulLayer):
             record: dict[str, Tensor] | None) -> tuple[Tensor, ...]:
         # The same arithmetic as step(), writing spikes straight into ``out``.
         firing = self.firing
-        if firing is None or self.synapse or record:
+        if firing is None or self.synapse or record or firing.delayed:
             return super().run(x, state, out, record)
-        if self.membrane == "lif" and self.k["r"] is None and not firing.subtract:
+        if (self.membrane == "lif" and self.k["r"] is None and not firing.subtract
+                and firing.plain):
             return (self._run_lif_in_place(x, state[0], out, firing),)  # the run's own state
         (v,) = state
         for t in range(out.shape[0]):
@@ -121,11 +128,14 @@ class Neuron(StatefulLayer):
                 i = fn.synapse_decay_euler(i, self.k["neg_c_syn"])  # type: ignore[arg-type]
         else:
             v = self._membrane(x, v)
+        new: tuple[Tensor, ...] = (v, i) if self.synapse else (v,)
         if self.firing is None:
-            y = v
-        else:
-            y, v = self.firing.fire(v)
-        return y, ((v, i) if self.synapse else (v,))
+            return v, new
+        if self.delayed:
+            y, v = self.firing.fire_delayed(v, state[-1])
+            return y, (v, *new[1:], y)
+        y, v = self.firing.fire(v)
+        return y, (v, *new[1:])
 
 
 def _euler_c(tau: np.ndarray, dt: float, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -148,8 +158,11 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
     spiking = isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF))
     firing = None
     if spiking:
-        firing = fn.Firing(t(p["v_threshold"]), t(p["v_reset"]), ge=sem.threshold == "ge",
-                           subtract=sem.reset == "subtract")
+        v_th = t(p["v_threshold"])
+        firing = fn.Firing(v_th, t(p["v_reset"]), ge=sem.threshold == "ge",
+                           subtract=sem.reset == "subtract", multi=sem.spikes == "multi",
+                           floor=-v_th if sem.membrane_floor == "minus_threshold" else None,
+                           delayed=sem.reset_delay == "on")
     coeffs: dict[str, Tensor | None] = {"r": param_unless(p["r"], 1.0, dtype, device)}
     if isinstance(node, (nir.I, nir.IF)):
         v0 = torch.zeros((), dtype=dtype, device=device)
@@ -179,6 +192,18 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
                   coeffs=coeffs, firing=firing, synapse=synapse)
 
 
+def check_multi_spikes(checked: Any, semantics: Semantics) -> None:
+    """Refuse (NIRError naming the node) ``spikes = "multi"`` on a spiking node whose
+    ``v_th - v_reset`` is not > 0: the spike count divides by it."""
+    if semantics.spikes != "multi":
+        return
+    for name, node in checked.flat.nodes.items():
+        if isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF)):
+            p = checked.params[name]
+            if np.any(np.asarray(p["v_threshold"] - p["v_reset"]) <= 0):
+                raise NIRError("spikes 'multi' counts multiples of v_threshold - v_reset, "
+                               "which must be > 0", node=name, field="v_threshold")
+
 
 class Program(GraphRunner):
     """A graph lowered to the reference's layers; ``run(inputs, record)`` simulates it on
@@ -188,6 +213,7 @@ class Program(GraphRunner):
                  device: Any = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                  stepwise: bool = False, progress: bool = False) -> None:
         dtype, device = resolve(dtype, device)
+        check_multi_spikes(checked, semantics)
         layers = {name: make_layer(node, checked.params[name], checked.in_shapes[name],
                                    checked.out_shapes[name], semantics, dtype, device)
                   for name, node in checked.flat.nodes.items()}

@@ -22,7 +22,16 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "integration": ("euler", "exponential"),
     "threshold": ("gt", "ge"),
     "initial_state": ("leak", "zero"),
+    "spikes": ("single", "multi"),
+    "membrane_floor": ("none", "minus_threshold"),
+    "reset_delay": ("off", "on"),
 }
+
+#: The keys that change how a spiking node (IF, LIF, CubaLIF) fires and resets, each with its
+#: default (today's behaviour). A target runs a non-default value only when it declares it
+#: (``nrf_nir.targets.semantics_violations``).
+FIRING_DEFAULTS: dict[str, str] = {"spikes": "single", "membrane_floor": "none",
+                                   "reset_delay": "off"}
 
 
 def _as_str(value: Any, key: str) -> str:
@@ -45,6 +54,12 @@ class Semantics:
     integration: "euler" (forward Euler, Norse's order) or "exponential" (exact decay).
     threshold: "gt" (spike if v > v_th, Norse) or "ge" (v >= v_th).
     initial_state: "leak" (v starts at v_leak) or "zero".
+    spikes: "single" (z in {0, 1}) or "multi" (z = how many multiples of v_th - v_reset the
+    membrane above v_reset holds: several spikes per step, Sinabs's MultiSpike).
+    membrane_floor: "none" or "minus_threshold" (after the step's reset the membrane is
+    clamped below at -v_th, Sinabs's ``min_v_mem = -spike_threshold``).
+    reset_delay: "off" (the reset lands in the step that spikes) or "on" (in the next step,
+    after its integration: snnTorch's ``reset_delay=True``).
     """
 
     dt: float | None = None
@@ -52,6 +67,9 @@ class Semantics:
     integration: str = "euler"
     threshold: str = "gt"
     initial_state: str = "leak"
+    spikes: str = "single"
+    membrane_floor: str = "none"
+    reset_delay: str = "off"
     producer: str = "unknown"
     producer_version: str = ""
 
@@ -64,6 +82,11 @@ class Semantics:
             if not isinstance(self.dt, (int, float)) or not math.isfinite(self.dt) or self.dt <= 0:
                 raise NIRError(f"dt must be a finite number of seconds > 0; got {self.dt!r}",
                                field="dt")
+
+    def firing_changes(self) -> dict[str, str]:
+        """The firing keys (:data:`FIRING_DEFAULTS`) whose value is not the default."""
+        return {key: getattr(self, key) for key, default in FIRING_DEFAULTS.items()
+                if getattr(self, key) != default}
 
     def with_dt(self, dt: float | None) -> Semantics:
         """Return a copy whose dt is ``dt`` when given, else this one's."""
@@ -85,6 +108,9 @@ class Semantics:
             "integration": self.integration,
             "threshold": self.threshold,
             "initial_state": self.initial_state,
+            "spikes": self.spikes,
+            "membrane_floor": self.membrane_floor,
+            "reset_delay": self.reset_delay,
             "producer": self.producer,
             "producer_version": self.producer_version,
             "semantics_version": SEMANTICS_VERSION,

@@ -9,7 +9,12 @@ A target is an object with ``name``, ``description``, and
   (:func:`findings`) and never checks again;
 - ``run(lowered, inputs, record) -> dict[str, Tensor]``: outputs ``[T, B, ...]``;
 - optionally ``artifact(lowered, directory) -> list[Path]``: write deployable files (and a
-  report) into ``directory``, return their paths (``nrf-nir deploy``).
+  report) into ``directory``, return their paths (``nrf-nir deploy``);
+- optionally ``SEMANTICS``: the values of the firing semantics keys (``spikes``,
+  ``membrane_floor``, ``reset_delay``; docs/semantics.md) it computes besides the defaults,
+  e.g. ``{"reset_delay": ("off", "on")}``. Without it a target runs the defaults only, and
+  :func:`check_target` refuses any other value before the target's own ``check``: the one
+  place where this is decided, so that no target runs such a graph wrong.
 
 Targets register by module path so that importing the registry imports no backend framework;
 ``describe`` tells whether a target's framework is installed (``importlib.util.find_spec``) and
@@ -26,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nrf_nir.errors import NIRError
+from nrf_nir.errors import NIRError, listed
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import Tensor
@@ -78,13 +83,54 @@ class Options:
     violations: list[Violation] | None = None
 
 
+def semantics_violations(target: Target, checked: Checked,
+                         semantics: Semantics) -> list[Violation]:
+    """One violation (graph-wide, field = the key) per firing semantics key whose value
+    ``target`` does not declare in its ``SEMANTICS`` (absent: the defaults only), when the
+    graph has a spiking node (IF, LIF, CubaLIF) for it to act on. The reference computes
+    every value: it is the contract."""
+    import nir
+
+    from nrf_nir.semantics import FIRING_DEFAULTS
+
+    changed = semantics.firing_changes()
+    if not changed or target.name == "reference":
+        return []
+    spiking = [name for name, node in checked.flat.nodes.items()
+               if isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF))]
+    if not spiking:
+        return []
+    support: Mapping[str, tuple[str, ...]] = getattr(target, "SEMANTICS", {})
+    out = []
+    for key, value in changed.items():
+        allowed = support.get(key, (FIRING_DEFAULTS[key],))
+        if value not in allowed:
+            out.append(Violation(
+                target.name, None, key,
+                f"metadata {key} = {value!r} is not computed by this target (it runs "
+                f"{', '.join(repr(a) for a in allowed)}); spiking nodes: {listed(spiking, 3)}"))
+    return out
+
+
+def check_target(target: Target, checked: Checked, semantics: Semantics,
+                 options: Options | None = None) -> Findings:
+    """What ``target`` cannot run of ``checked``: the firing semantics it does not compute
+    (:func:`semantics_violations`), then its own ``check`` (whose analysis is kept)."""
+    unsupported = semantics_violations(target, checked, semantics)
+    found = target.check(checked, semantics, options)
+    analysis = found.analysis if isinstance(found, Findings) else None
+    if not unsupported:
+        return found if isinstance(found, Findings) else Findings(found)
+    return Findings([*unsupported, *found], analysis)
+
+
 def findings(target: Target, checked: Checked, semantics: Semantics,
              options: Options) -> Findings:
     """The violations ``lower`` acts on: ``options.violations`` when given (check already
-    ran), else ``target.check`` now (a direct call of ``lower``)."""
+    ran), else :func:`check_target` now (a direct call of ``lower``)."""
     found = options.violations
     if found is None:
-        found = target.check(checked, semantics, options)
+        found = check_target(target, checked, semantics, options)
     return found if isinstance(found, Findings) else Findings(found)
 
 
@@ -159,6 +205,10 @@ _REGISTRY: dict[str, Entry] = {
     "rockpool": Entry("nrf_nir.targets.rockpool:TARGET", ("torch", "rockpool"),
                       "Rockpool {rockpool} float modules (LIFTorch, LIFNeuronTorch, "
                       "LinearTorch), float32, CPU; subtract reset only"),
+    "sinabs": Entry("nrf_nir.targets.sinabs:TARGET", ("torch", "sinabs"),
+                    "Sinabs {sinabs} layers (IAF, LIF, ExpLeak, SumPool2d; MultiSpike, "
+                    "min_v_mem) and torch layers; bit-exact to the reference with exponential "
+                    "integration"),
     "xylo": Entry("nrf_nir.targets.xylo:TARGET", ("torch",), _XYLO.replace("{chip}", _AUDIO2)),
     "xylosim": Entry("nrf_nir.targets.xylo:XYLOSIM_TARGET", ("torch", "xylosim", "rockpool"),
                      _XYLOSIM.replace("{chip}", _AUDIO2), _XYLOSIM_MISSING),

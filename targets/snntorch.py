@@ -21,6 +21,11 @@ threshold (measured: docs/targets/snntorch.md). Read from the snnTorch source:
   ``v_th >= v_reset``. ``RSynaptic`` with ``reset_delay=False`` never applies its reset in 1.0.0
   (it resets local copies of its arguments), so a CubaLIF in a recurrent loop with a value reset
   runs as ``Synaptic`` with the recurrent edge stepped by this module.
+- The contract's ``reset_delay = "on"`` (metadata) is snnTorch's own ``reset_delay=True``:
+  "subtract" subtracts ``v_th - v_reset`` after the decay, as snnTorch does (``G`` below only
+  corrects the first step and the ``ge`` threshold); "value" zeroes the whole step after a
+  spike, as ``Synaptic``/``RLeaky``/``RSynaptic`` do, and a ``Leaky`` (which would keep that
+  step's input) gets its input masked by ``1 - R`` for that step.
 - ``v_reset != 0``: the module works with ``u = v - v_reset`` (threshold ``v_th - v_reset``,
   leak ``v_leak - v_reset``), so both resets become snnTorch's.
 - Initial state: the membrane is passed in explicitly (``v_leak`` or 0, minus ``v_reset``).
@@ -115,7 +120,7 @@ def violations(checked: Checked, semantics: Semantics) -> list[Violation]:
                 add(name, fld, f"{kind}: the initial membrane is above the threshold; snnTorch "
                     "resets a membrane above threshold before the first step (the contract "
                     "does not threshold the initial state)")
-            if isinstance(node, nir.CubaLIF):
+            if isinstance(node, nir.CubaLIF) and semantics.reset_delay == "off":
                 theta = p["v_threshold"] - p["v_reset"]
                 if np.any(theta <= 0 if ge else theta < 0):
                     add(name, "v_threshold",
@@ -141,6 +146,7 @@ class NeuronPlan:
     kind: "leaky" (Leaky / RLeaky) or "synaptic" (Synaptic / RSynaptic).
     reset: snnTorch's reset_mechanism ("subtract", "zero" or "none").
     reset_delay: snnTorch's reset_delay.
+    delayed: the contract's ``reset_delay = "on"`` (snnTorch's membrane is then the contract's).
     beta, alpha: decay factors. threshold: snnTorch's threshold (of ``u = v - v_reset``).
     theta_sub: the contract's subtracted amount ``v_th - v_reset``.
     scale: multiplies the node's input (None: 1). bias: added to the membrane every step
@@ -153,6 +159,7 @@ class NeuronPlan:
     reset: str
     reset_delay: bool
     spiking: bool
+    delayed: bool
     beta: Tensor
     threshold: Tensor
     theta_sub: Tensor
@@ -203,7 +210,8 @@ def plan_neuron(node: nir.NIRNode, p: dict[str, Any], sem: Semantics, dtype: tor
         leak = p["v_leak"] - v_reset
         bias = None if np.all(leak == 0) else c * t(leak)
     plan = NeuronPlan(kind="synaptic" if synapse else "leaky", reset="none", reset_delay=True,
-                      spiking=spiking, beta=beta, threshold=threshold, theta_sub=theta_sub,
+                      spiking=spiking, delayed=spiking and sem.reset_delay == "on",
+                      beta=beta, threshold=threshold, theta_sub=theta_sub,
                       mem0=t(v0 - v_reset), bias=bias,
                       shift=None if np.all(v_reset == 0) else t(v_reset))
     if synapse:
@@ -221,8 +229,10 @@ def plan_neuron(node: nir.NIRNode, p: dict[str, Any], sem: Semantics, dtype: tor
     plan.scale = None if _is(scale, 1.0) else scale
     if spiking:
         plan.reset = "subtract" if sem.reset == "subtract" else "zero"
-        # Leaky's delayed zero reset is the contract's; Synaptic/RLeaky need the immediate one
-        plan.reset_delay = plan.reset == "subtract" or (not synapse and not recurrent)
+        # Leaky's delayed zero reset is the contract's immediate one; Synaptic/RLeaky need
+        # reset_delay=False for it. The contract's delayed resets are snnTorch's own.
+        plan.reset_delay = (plan.delayed or plan.reset == "subtract"
+                            or (not synapse and not recurrent))
     return plan
 
 
@@ -286,8 +296,13 @@ class SnnNeuron(StatefulLayer):
             module.recurrent = recurrent
         self.neuron = _drop_instance(module.to(device))
         self.subtract = plan.spiking and plan.reset == "subtract"
-        self.k_z = plan.beta * plan.theta_sub if self.subtract else None
+        # the contract subtracts theta_sub before the decay (immediate) or after it (delayed)
+        self.k_z = (plan.theta_sub if plan.delayed else plan.beta * plan.theta_sub) \
+            if self.subtract else None
         self.has_g = self.subtract or plan.bias is not None
+        # a Leaky whose delayed zero reset must drop the whole step, as Synaptic/RLeaky do
+        self.mask_input = (plan.delayed and plan.reset == "zero" and not self.synapse
+                           and not self.fused)
         self.state_names = ("v", "i") if self.synapse else ("v",)
 
     def init_state(self, batch: int) -> NeuronState:
@@ -317,6 +332,8 @@ class SnnNeuron(StatefulLayer):
             else:
                 e = g
             inp = inp + e
+        if self.mask_input:
+            inp = inp * (1 - ((state.mem - plan.threshold) > 0).to(self.dtype))
         args: tuple[Any, ...]
         if self.synapse:
             args = (state.z, state.syn, state.mem) if self.fused else (state.syn, state.mem)
@@ -336,7 +353,7 @@ class SnnNeuron(StatefulLayer):
         plan = self.plan
         if key == "v":
             u = state.mem
-            if plan.spiking and plan.reset_delay:  # snnTorch's membrane is not reset yet
+            if plan.spiking and plan.reset_delay and not plan.delayed:  # not reset yet
                 if plan.reset == "subtract":
                     u = u - plan.theta_sub * state.z
                 else:
@@ -398,7 +415,7 @@ def find_fusion(checked: Checked, members: tuple[str, ...], sem: Semantics) -> F
             # RLeaky adds its recurrent bias from step 1 on (Linear(0) = bias), but a back
             # edge carries 0 at step 1: the module steps this loop itself
             return None
-    if sem.reset == "value":
+    if sem.reset == "value" and sem.reset_delay == "off":
         if isinstance(node, nir.CubaLIF):
             return None  # RSynaptic's immediate reset is broken in 1.0.0 (module docstring)
         p = checked.params[n]
@@ -475,6 +492,8 @@ _OPTIONS = ("chunk_bytes", "stepwise", "fuse", "progress")
 
 class SnnTorchTarget:
     name = NAME
+    #: firing semantics computed besides the defaults (nrf_nir.targets.semantics_violations)
+    SEMANTICS: Mapping[str, tuple[str, ...]] = {"reset_delay": ("off", "on")}
     progress = True  # takes the option progress (a progress bar over time steps)
     description = (f"snnTorch {SNNTORCH_VERSION} neurons (Leaky, Synaptic, RLeaky, RSynaptic) "
                    "and torch layers; equal to the reference within float rounding")

@@ -21,7 +21,8 @@ from nrf_nir.dialects import normalize
 from tests.helpers import dialect_graphs, recurrent
 
 #: Top-level modules none of the file commands may import.
-FRAMEWORKS = ("torch", "norse", "snntorch", "rockpool", "xylosim", "lava", "samna", "numba")
+FRAMEWORKS = ("torch", "norse", "snntorch", "rockpool", "sinabs", "xylosim", "lava", "samna",
+              "numba")
 MARK = "FRAMEWORKS="
 
 

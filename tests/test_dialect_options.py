@@ -152,16 +152,45 @@ def test_python_api_takes_dialect_and_dt(files):
 # ---------------------------------------------------------------- snnTorch options
 
 def test_snntorch_reset_and_delay_options():
-    """delay on (default): v_reset = v_th*(1 - 1/beta); delay off: v_reset stays 0."""
-    beta = 1 - SNNTORCH_DT / 0.01
+    """The options become the metadata reset and reset_delay; v_reset stays 0 (snnTorch's
+    delayed subtract reset is the contract's reset_delay 'on', no longer a v_reset trick)."""
     on, _ = _quiet_normalize(snntorch_two_layers(), "snntorch")
     off, _ = _quiet_normalize(snntorch_two_layers(), "snntorch:delay=off")
-    zero, _ = _quiet_normalize(snntorch_two_layers(), "snntorch:reset=zero,delay=off")
-    assert np.allclose(on.graph.nodes["lif1"].v_reset, 1 - 1 / beta)
-    assert np.all(off.graph.nodes["lif1"].v_reset == 0)
-    assert (on.graph.metadata["reset"], off.graph.metadata["reset"],
-            zero.graph.metadata["reset"]) == ("subtract", "subtract", "value")
-    assert any("reset 'zero' without reset delay" in n for n in zero.notes)
+    zero_off, _ = _quiet_normalize(snntorch_two_layers(), "snntorch:reset=zero,delay=off")
+    zero_on, _ = _quiet_normalize(snntorch_two_layers(), "snntorch:reset=zero")
+    for result in (on, off, zero_off, zero_on):
+        assert np.all(result.graph.nodes["lif1"].v_reset == 0)
+    assert [(r.graph.metadata["reset"], r.graph.metadata["reset_delay"])
+            for r in (on, off, zero_off, zero_on)] == \
+        [("subtract", "on"), ("subtract", "off"), ("value", "off"), ("value", "off")]
+    # a Leaky's delayed zero reset gives the spikes of the immediate one: said why
+    assert any("every neuron is a Leaky outside a loop" in n for n in zero_on.notes)
+    assert any("reset 'zero' with reset_delay=False" in n for n in zero_off.notes)
+
+
+def test_snntorch_options_on_a_recurrent_synaptic_layer():
+    """RSynaptic resets one step late whatever its reset_delay (1.0.0 resets local copies when
+    it is False): the graph reads with reset_delay 'on', and under the subtract reset a Leaky
+    beside it that resets at once is expressed exactly through v_reset = v_th*(1 - beta)."""
+    graph = snntorch_rleaky()
+    sub = graph.nodes["lif1"]
+    lif = sub.nodes["lif"]
+    taus = np.asarray(lif.tau)
+    sub.nodes["lif"] = nir.CubaLIF(tau_syn=taus / 2, tau_mem=taus, r=taus / SNNTORCH_DT,
+                                   w_in=taus / 2 / SNNTORCH_DT, v_leak=np.zeros(4),
+                                   v_threshold=np.ones(4), v_reset=np.zeros(4))
+    graph.nodes["out"] = _snntorch_lif(4)
+    graph.edges = [("input", "fc"), ("fc", "lif1.input"), ("lif1.output", "out"),
+                   ("out", "output")]
+    result, _ = _quiet_normalize(graph, "snntorch:delay=off")
+    assert result.graph.metadata["reset_delay"] == "on"
+    beta = 1 - SNNTORCH_DT / 0.01
+    assert np.allclose(result.graph.nodes["out"].v_reset, 1 - beta)  # v_th = 1
+    assert np.all(result.graph.nodes["lif1"].nodes["lif"].v_reset == 0)
+    assert any("expressed exactly with v_reset" in n for n in result.notes)
+    zero, _ = _quiet_normalize(graph, "snntorch:reset=zero,delay=off")
+    assert zero.graph.metadata["reset_delay"] == "on"
+    assert any("cannot express the zero reset of out" in n for n in zero.notes)
 
 
 # ---------------------------------------------------------------- evidence, not guesses
@@ -215,7 +244,8 @@ def test_inspect_lists_every_change_field_by_field(files, capsys):
     assert main(["inspect", str(files["snntorch"]), "--dt", "1e-3"]) == 0
     out = capsys.readouterr().out
     assert "read with the snntorch dialect" in out
-    assert "  lif1.v_reset: 0 (shape [5]) -> -0.010101 (shape [5])" in out
+    assert "  metadata.reset_delay: absent -> 'on'" in out
+    assert "lif1.v_reset" not in out  # snnTorch's delayed reset is a metadata key, not v_reset
     assert "  metadata.dt: absent -> 0.001 (dt given, instead of the dialect's 0.0001)" in out
     assert main(["inspect", str(files["snntorch"]), "--dialect", "none", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["read"]["changes"] == []

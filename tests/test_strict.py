@@ -11,7 +11,7 @@ import pytest
 import nrf_nir
 from nrf_nir import targets
 from nrf_nir.errors import NIRError
-from tests.helpers import chain, cuba
+from tests.helpers import chain, cuba, lif
 
 
 def two_layers(v_th_hidden: float = 1.0, reset: str = "value") -> nir.NIRGraph:
@@ -22,6 +22,13 @@ def two_layers(v_th_hidden: float = 1.0, reset: str = "value") -> nir.NIRGraph:
                  cuba(6, 0.004, 0.008, v_th_hidden),
                  nir.Linear(weight=rng.normal(0.3, 1.0, (3, 6))), cuba(3, 0.004, 0.008),
                  shape=(4,), reset=reset)
+
+
+def lif_two_layers() -> nir.NIRGraph:
+    """The same with LIF neurons, for Sinabs (no Cuba node: its current decays first)."""
+    rng = np.random.default_rng(0)
+    return chain(nir.Linear(weight=rng.normal(0.3, 1.0, (6, 4))), lif(6),
+                 nir.Linear(weight=rng.normal(0.3, 1.0, (3, 6))), lif(3), shape=(4,))
 
 
 #: targets that import no framework (torch only): the rest are slow to import (make test-fast)
@@ -46,7 +53,8 @@ def test_check_runs_once_per_lower(name, monkeypatch):
     for strict in (True, False):
         calls.clear()
         reset = "subtract" if name == "rockpool" else "value"
-        lowered = nrf_nir.lower(two_layers(reset=reset), name, strict=strict)
+        graph = lif_two_layers() if name == "sinabs" else two_layers(reset=reset)
+        lowered = nrf_nir.lower(graph, name, strict=strict)
         assert len(calls) == 1, (name, strict, len(calls))
         assert lowered.violations == []
 

@@ -34,16 +34,21 @@ T, B, N_IN, N_HIDDEN = 100, 4, 8, 24
 BLOWN = {"li": 500.0, "lif": 5000.0}
 
 
-def _graph(readout: str, blown: float | None = None, reset: str = "value") -> nir.NIRGraph:
+def _graph(readout: str, blown: float | None = None, reset: str = "value",
+           neuron: str = "CubaLIF") -> nir.NIRGraph:
     """input(8) -> Linear -> CubaLIF(24) -> Linear -> LI(3) read-out ("li", values) or
-    CubaLIF(3) ("lif", spikes); ``blown``: weight [0, 0] of the first layer."""
+    CubaLIF(3) ("lif", spikes); ``blown``: weight [0, 0] of the first layer; ``neuron="LIF"``:
+    LIF instead of CubaLIF (for targets without a synaptic current)."""
     rng = np.random.default_rng(0)
     w1 = np.abs(rng.normal(0, 1.2, (N_HIDDEN, N_IN)))
     if blown is not None:
         w1[0, 0] = blown
     w2 = rng.normal(0.1, 0.35, (3, N_HIDDEN))
 
-    def cuba(n: int) -> nir.CubaLIF:
+    def cuba(n: int) -> nir.CubaLIF | nir.LIF:
+        if neuron == "LIF":
+            return nir.LIF(tau=np.full(n, 0.01), r=np.ones(n), v_leak=np.zeros(n),
+                           v_threshold=np.full(n, 0.6), v_reset=np.zeros(n))
         return nir.CubaLIF(tau_syn=np.full(n, 0.005), tau_mem=np.full(n, 0.01), r=np.ones(n),
                            v_leak=np.zeros(n), v_threshold=np.full(n, 0.6),
                            v_reset=np.zeros(n), w_in=np.ones(n))
@@ -220,11 +225,12 @@ def _available(target: str) -> bool:
     return True
 
 
-def _accepted(readout: str, target: str) -> str | None:
-    """A reset mode whose graph ``target``'s check() accepts, or None."""
-    for reset in ("value", "subtract"):
-        if not nrf_nir.check(_graph(readout, reset=reset), target):
-            return reset
+def _accepted(readout: str, target: str) -> tuple[str, str] | None:
+    """A reset mode and neuron type whose graph ``target``'s check() accepts, or None."""
+    for neuron in ("CubaLIF", "LIF"):
+        for reset in ("value", "subtract"):
+            if not nrf_nir.check(_graph(readout, reset=reset, neuron=neuron), target):
+                return reset, neuron
     return None
 
 
@@ -236,11 +242,13 @@ def test_a_broken_deployment_fails_on_every_target_and_level(
     runs the model itself: every level of the target's manifest fails (xfail expects it)."""
     if not _available(target):
         pytest.skip(f"target {target} unavailable here")
-    reset = _accepted(readout, target)
-    if reset is None:
-        pytest.skip(f"{target} refuses the {readout} graph in either reset mode")
-    case = _case(readout, _graph(readout, BLOWN[readout], reset))
-    deployed = _int8_first_layer(_graph(readout, BLOWN[readout], reset))
+    accepted = _accepted(readout, target)
+    if accepted is None:
+        pytest.skip(f"{target} refuses the {readout} graph in either reset mode, with CubaLIF "
+                    "or LIF")
+    reset, neuron = accepted
+    case = _case(readout, _graph(readout, BLOWN[readout], reset, neuron))
+    deployed = _int8_first_layer(_graph(readout, BLOWN[readout], reset, neuron))
     real_run: Callable[..., Any] = nrf_nir.run
 
     def run(graph: Any, inputs: Any, **kwargs: Any) -> Any:
