@@ -376,7 +376,8 @@ def _dialect(text: str) -> str:
 #: ``--dialect``'s help (the options of each dialect: docs/dialects.md).
 DIALECT_HELP = ("conventions of the file's producer: auto (a producer's conventions only on "
                 "its fingerprint in the file, else plain NIR), none (as written), or "
-                "NAME[:key=value,...]: snntorch[:reset=subtract|zero,delay=on|off], rockpool, "
+                "NAME[:key=value,...]: snntorch[:reset=subtract|zero,delay=on|off], "
+                "rockpool[:spikes=multi|single], "
                 "norse[:dt=SECONDS], sinabs[:spikes=multi|single,floor=threshold|none,"
                 "norm_input=on|off] (docs/dialects.md)")
 

@@ -83,21 +83,32 @@ class RockpoolDialect:
 
     **Normalisation** into the contract with ``integration = "exponential"``,
     ``reset = "subtract"`` (Rockpool subtracts the threshold), ``threshold = "ge"`` (Rockpool's
-    ``StepPWL`` spikes on ``v >= threshold``), ``initial_state = "zero"`` and ``dt`` recovered
-    from ``r``: ``r`` becomes ``beta/(1 - alpha)`` (CubaLIF: LIFTorch adds ``beta*(i + x)``),
-    ``1/(1 - alpha)`` (LIF: LIFNeuronTorch adds ``x``) or ``beta/(1 - beta)`` (LI: ExpSynTorch
-    outputs ``beta*(i + x)``), with ``alpha = exp(-dt/tau_mem)``, ``beta = exp(-dt/tau_syn)``.
+    ``StepPWL`` spikes on ``v >= threshold``), ``initial_state = "zero"``, ``spikes`` from the
+    option (default ``"multi"``: ``StepPWL`` emits ``floor(v/threshold)`` events per step where
+    ``v >= threshold``, up to ``max_spikes_per_dt``, 65536 by default, and the reset subtracts
+    ``threshold`` per event) and ``dt`` recovered from ``r``: ``r`` becomes
+    ``beta/(1 - alpha)`` (CubaLIF: LIFTorch adds ``beta*(i + x)``), ``1/(1 - alpha)`` (LIF:
+    LIFNeuronTorch adds ``x``) or ``beta/(1 - beta)`` (LI: ExpSynTorch outputs
+    ``beta*(i + x)``), with ``alpha = exp(-dt/tau_mem)``, ``beta = exp(-dt/tau_syn)``.
     A layer whose recovered dt differs from the graph's gets its time constants scaled by
     ``dt/dt_layer`` (same decay per step). Input/Output shapes lose nirtorch's batch/time axes.
+
+    Option ``spikes``: ``multi`` (default, Rockpool's default ``max_spikes_per_dt = 2**16``) or
+    ``single`` (a model built with ``max_spikes_per_dt=1``); the file records neither. Not
+    recoverable from the file: ``w_rec`` of ``LIFTorch(has_rec=True)`` (``to_nir`` writes the
+    same CubaLIF as without recurrence), biases, noise and a cap between 2 and 65535.
     """
 
     name = NAME
-    options: dict[str, tuple[str, ...]] = {}
+    options: dict[str, tuple[str, ...]] = {"spikes": ("multi", "single")}
+
+    def __init__(self, spikes: str = "multi") -> None:
+        self.spikes = spikes
 
     def configure(self, options: dict[str, str], dt: float | None) -> RockpoolDialect:
-        """No options: the file states each layer's dt through ``r`` (a run's dt still
-        overrides the recovered one)."""
-        return self
+        """``options`` (checked by ``nrf_nir.dialects.parse``); the file states each layer's
+        dt through ``r`` (a run's dt still overrides the recovered one)."""
+        return RockpoolDialect(spikes=options.get("spikes", self.spikes))
 
     def _neurons(self, graph: nir.NIRGraph) -> list[tuple[str, nir.NIRNode, np.ndarray]] | str:
         found = []
@@ -184,10 +195,16 @@ class RockpoolDialect:
             "recurrent weights (LIFTorch(has_rec=True) exports without w_rec), noise_std or "
             "max_spikes_per_dt: if the model had biases or recurrence they are missing from "
             "this file and cannot be restored")
-        notes.append(
-            "Rockpool's StepPWL emits floor(v/v_th) events per step (max_spikes_per_dt, "
-            "default 65536) and subtracts v_th for each; the contract emits at most one spike "
-            "per step: results differ wherever a Rockpool neuron fired more than once in a step")
+        if self.spikes == "multi":
+            notes.append(
+                "spikes 'multi': floor(v/v_th) events per step where v >= v_th, v_th subtracted "
+                "per event (StepPWL with Rockpool's default max_spikes_per_dt = 65536, which the "
+                "file does not record); a model built with max_spikes_per_dt=1 needs "
+                "--dialect rockpool:spikes=single")
+        else:
+            notes.append(
+                "spikes 'single' (as asked): at most one event per step (max_spikes_per_dt=1); "
+                "Rockpool's default, 65536, emits floor(v/v_th) events per step")
         fixed_io: list[str] = []
         new = self._rebuild(graph, dt, layer_dt, "", fixed_io)
         if fixed_io:
@@ -196,7 +213,8 @@ class RockpoolDialect:
         if dt is not None:
             write_semantics(new, Semantics(dt=dt, reset="subtract", integration="exponential",
                                            threshold="ge", initial_state="zero",
-                                           producer="rockpool", producer_version=""))
+                                           spikes=self.spikes, producer="rockpool",
+                                           producer_version=""))
         return new, notes
 
     def _rebuild(self, graph: nir.NIRGraph, dt: float | None, layer_dt: dict[str, float],

@@ -9,11 +9,21 @@ v_th``, membranes starting at 0, and the membrane floor ``min_v_mem = -v_th`` th
 ``sinabs.from_nir`` gives every ``IAF``. :data:`DIALECT` recognises such files and writes these
 conventions into nrf-nir's semantics keys (docs/dialects.md). Framework-free (numpy and nir
 only): loading a file never imports Sinabs or torch.
+
+Sinabs and Norse write some networks identically (``sinabs/nir.py`` and
+``norse/torch/utils/export_nir.py``, both through nirtorch's ``extract_nir_graph``): Affine and
+Conv2d layers, and IF neurons as ``IF(r=ones_like(v_th), v_threshold)``, which Sinabs spells
+out to the layer's shape and Norse does too for a per-neuron ``v_th``; the Input's leading axis
+is Sinabs's time axis or Norse's batch axis. Only Sinabs writes ``SumPool2d``, ``Conv1d`` and
+``Flatten`` and a LIF/LI time constant in steps (``>= 1``; Norse writes ``dt/tau_inv``, which
+reaches 1 only for ``dt*tau_mem >= 1 s^2``). A file of the shared kind is not recognised:
+:meth:`SinabsDialect.lookalike` names both producers instead.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import nir
@@ -30,6 +40,10 @@ STEP_DT = 1.0
 #: Node types ``sinabs.nir.to_nir`` writes (anything else: not a Sinabs export).
 _EXPORTED_TYPES = (nir.Input, nir.Output, nir.Affine, nir.Conv1d, nir.Conv2d, nir.SumPool2d,
                    nir.Flatten, nir.IF, nir.LIF, nir.LI, nir.NIRGraph)
+#: Node types ``norse.torch.to_nir`` writes (Norse 1.1.0's ``_extract_norse_module``; any other
+#: module maps to None, which nirtorch cannot store).
+_NORSE_TYPES = (nir.Input, nir.Output, nir.Affine, nir.Conv2d, nir.IF, nir.LIF, nir.CubaLIF,
+                nir.LI)
 #: The input rank (without batch) each layer type that an Input may feed takes.
 _TAKES_RANK = {nir.Affine: 1, nir.Conv1d: 2, nir.Conv2d: 3, nir.SumPool2d: 3}
 
@@ -148,17 +162,72 @@ def _time_axis_inputs(graph: nir.NIRGraph) -> tuple[list[str], int | None]:
     return found, lengths.pop()
 
 
+def _not_norse(nodes: list[tuple[str, nir.NIRNode]]) -> str | None:
+    """What in these nodes ``norse.torch.to_nir`` does not write (None: it could have written
+    them all): a node type it has no mapping for (SumPool2d, Conv1d, Flatten, a subgraph), or
+    a LIF/LI time constant of one or more (Norse writes ``tau = dt/tau_inv`` seconds: 1e-5
+    for 10 ms at its default dt; 1 or more needs ``dt * tau_mem >= 1 s^2``)."""
+    for name, node in nodes:
+        if not isinstance(node, _NORSE_TYPES):
+            return f"a {type(node).__name__} ({name!r}), which Norse does not export"
+    for name, node in nodes:
+        if isinstance(node, (nir.LIF, nir.LI)) and bool(np.any(_arr(node.tau) >= 1.0)):
+            return (f"{type(node).__name__} {name!r} with tau >= 1 (steps; Norse writes "
+                    "dt/tau_inv)")
+    return None
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a file written as Sinabs writes shows. structure: the first structure that sets
+    it apart from a plain NIR file (None: none); not_norse: what in it Norse's ``to_nir``
+    does not write (None: Norse writes the same nodes, so nothing in it is Sinabs's alone)."""
+
+    structure: str | None
+    not_norse: str | None
+
+
+def fingerprint(graph: nir.NIRGraph) -> Fingerprint | None:
+    """The Sinabs fingerprint of ``graph`` (None: not written as ``sinabs.nir.to_nir``
+    writes: metadata, another node type, or a neuron Sinabs does not write so)."""
+    if graph.metadata:
+        return None
+    nodes = _walk(graph)
+    neurons = 0
+    spelled_out_if = False
+    other_layer: str | None = None  # a layer type only Sinabs writes
+    for name, node in nodes:
+        if not isinstance(node, _EXPORTED_TYPES) or getattr(node, "metadata", None):
+            return None
+        if _neuron_mismatch(name, node):
+            return None
+        neurons += isinstance(node, (nir.IF, nir.LIF))
+        spelled_out_if |= isinstance(node, nir.IF)
+        if other_layer is None and isinstance(node, (nir.SumPool2d, nir.Conv1d, nir.Flatten)):
+            other_layer = f"a {type(node).__name__} ({name!r})"
+    if not neurons:
+        return None
+    timed, _ = _time_axis_inputs(graph)
+    structure = other_layer or (
+        "IF with r = 1 spelled out to its layer's shape" if spelled_out_if else
+        f"Input {timed[0]!r} carrying the time axis" if timed else None)
+    return Fingerprint(structure, _not_norse(nodes))
+
+
 class SinabsDialect:
     """Recognise and normalise NIR files written by ``sinabs.nir.to_nir`` (Sinabs 3.1.3).
 
-    **Detection** (conservative, all of): no metadata at all (Sinabs writes none); only the
-    node types ``to_nir`` writes (Input, Output, Affine, Conv1d, Conv2d, SumPool2d, Flatten,
-    IF, LIF, LI); at least one IF or LIF; every neuron written as Sinabs writes it (float32
-    parameters, ``r = 1``, ``v_reset = 0``, ``v_leak = 0``; an IF's ``r`` and ``v_threshold``
-    spelled out to its layer's shape; ``tau >= 1``, a time constant in steps); and a structure
-    only Sinabs writes: such an IF (Norse writes them 0-d), a SumPool2d, or an Input carrying
-    the sample's time axis in front. Anything else (e.g. a network of ``LIFSqueeze`` and
-    ``nn.Linear`` only) needs ``--dialect sinabs``.
+    **Detection** (:func:`fingerprint`, all of): no metadata at all (Sinabs writes none); only
+    the node types ``to_nir`` writes (Input, Output, Affine, Conv1d, Conv2d, SumPool2d,
+    Flatten, IF, LIF, LI); at least one IF or LIF; every neuron written as Sinabs writes it
+    (float32 parameters, ``r = 1``, ``v_reset = 0``, ``v_leak = 0``; an IF's ``r`` and
+    ``v_threshold`` spelled out to its layer's shape; ``tau >= 1``, a time constant in steps);
+    a structure that a plain file would not have (a SumPool2d, Conv1d or Flatten, such an IF,
+    or an Input carrying the sample's time axis in front); and something Norse's ``to_nir``
+    does not write (a SumPool2d, Conv1d or Flatten, or a LIF/LI: a time constant in steps).
+    A network of Affine/Conv2d and IF only is written alike by both: it reads as plain NIR,
+    and the warning names both dialects (:meth:`lookalike`); so does, naming Sinabs alone, a
+    network of ``LIFSqueeze`` and ``nn.Linear`` only (no structure).
 
     **Normalisation**: dt = 1 (one Sinabs step; with a given dt, time constants become
     ``tau*dt`` seconds and IF ``r`` becomes ``1/dt``, the same step); ``integration =
@@ -193,28 +262,27 @@ class SinabsDialect:
                              norm_input=options.get("norm_input", self.norm_input), dt=dt)
 
     def detect(self, graph: nir.NIRGraph) -> str | None:
-        if graph.metadata:
+        found = fingerprint(graph)
+        if found is None or found.structure is None or found.not_norse is None:
             return None
-        nodes = _walk(graph)
-        neurons = 0
-        spelled_out_if = pooled = False
-        for name, node in nodes:
-            if not isinstance(node, _EXPORTED_TYPES) or getattr(node, "metadata", None):
-                return None
-            if _neuron_mismatch(name, node):
-                return None
-            neurons += isinstance(node, (nir.IF, nir.LIF))
-            spelled_out_if |= isinstance(node, nir.IF)
-            pooled |= isinstance(node, nir.SumPool2d)
-        if not neurons:
+        return (f"{found.structure}; float32 neurons with r = 1, v_reset = 0, tau >= 1 step, "
+                f"no metadata; {found.not_norse}: sinabs.nir.to_nir's signature")
+
+    def lookalike(self, graph: nir.NIRGraph) -> tuple[tuple[str, ...], str] | None:
+        """When ``graph`` is written as Sinabs writes but nothing in it is Sinabs's alone: the
+        dialects that could read it (``norse`` too when Norse's ``to_nir`` writes the same
+        nodes) and why the file does not decide; else None."""
+        found = fingerprint(graph)
+        if found is None or (found.structure is not None and found.not_norse is not None):
             return None
-        timed, _ = _time_axis_inputs(graph)
-        if not (spelled_out_if or pooled or timed):
-            return None
-        why = ("IF with r = 1 spelled out to its layer's shape" if spelled_out_if else
-               "a SumPool2d" if pooled else f"Input {timed[0]!r} carrying the time axis")
-        return (f"{why}, float32 neurons with r = 1, v_reset = 0, tau >= 1 step, no metadata: "
-                "sinabs.nir.to_nir's signature")
+        if found.not_norse is None:
+            return (("norse", "sinabs"),
+                    "written alike by norse.torch.to_nir and sinabs.nir.to_nir (Affine/Conv2d "
+                    "and IF with r = 1 spelled out to the layer's shape; the Input's leading "
+                    "axis would be Norse's batch or Sinabs's time)")
+        return (("sinabs",), "written as sinabs.nir.to_nir writes LIF layers (float32, r = 1, "
+                "tau >= 1 step), but with nothing a plain file would not have (no IF, "
+                "SumPool2d, Conv1d, Flatten or time axis)")
 
     def normalize(self, graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
         g = copy.deepcopy(graph)

@@ -8,7 +8,9 @@ only, so that loading a file imports no backend framework) and registers here by
 
 ``normalize(graph, "auto")`` applies a dialect only on evidence in the file (a structural
 fingerprint that only that producer writes; see docs/dialects.md); otherwise the file reads
-as plain NIR and one :class:`ConventionsWarning` says which conventions were assumed. A
+as plain NIR and one :class:`ConventionsWarning` says which conventions were assumed, and
+which producers could have written it when its evidence fits several (or fits one producer
+but also a plain file). A
 dialect is named, with options, as ``NAME[:key=value,...]`` (e.g.
 ``snntorch:reset=zero,delay=off``). The result lists every change made, field by field.
 """
@@ -53,6 +55,11 @@ class Dialect(Protocol):
         """This dialect with ``options`` (checked by :func:`parse`) and the run's ``dt``
         (seconds, None: not given)."""
         ...
+
+    # Optional: ``lookalike(graph) -> tuple[tuple[str, ...], str] | None``: when ``graph`` is
+    # written as this producer writes but carries nothing only it writes (``detect`` is None),
+    # the dialects that could read it and why the file does not decide; "auto" then names
+    # them in its one warning line (:func:`plain_conventions`).
 
 
 #: dialect name -> "module:attribute" of the Dialect object (tried in this order by "auto").
@@ -225,6 +232,8 @@ def _normalize(graph: nir.NIRGraph, name: str, options: dict[str, str], dt: floa
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
     if "semantics_version" in meta:  # written by nrf-nir: already canonical
         return Normalized(graph, None)
+    found: list[tuple[str, Dialect, str]] = []  # (name, dialect, evidence)
+    lookalikes: list[tuple[tuple[str, ...], str]] = []
     for candidate_name in _DIALECTS:
         try:
             candidate = get(candidate_name)
@@ -232,24 +241,43 @@ def _normalize(graph: nir.NIRGraph, name: str, options: dict[str, str], dt: floa
             continue
         evidence = candidate.detect(graph)
         if evidence:
-            candidate = candidate.configure({}, dt)
-            fixed, notes = _rewrite(candidate, graph, f"recognised: {evidence}")
-            for note in notes:
-                warnings.warn(f"{candidate_name} dialect ({evidence}): {note}",
-                              ConventionsWarning, stacklevel=3)
-            return Normalized(fixed, candidate_name, [f"recognised {candidate_name}: "
-                                                      f"{evidence}", *notes],
-                              diff(graph, fixed, candidate_name), evidence)
+            found.append((candidate_name, candidate, evidence))
+        elif (lookalike := getattr(candidate, "lookalike", None)) is not None:
+            if (fits := lookalike(graph)) is not None:
+                lookalikes.append(fits)
+    if len(found) == 1:
+        candidate_name, candidate, evidence = found[0]
+        candidate = candidate.configure({}, dt)
+        fixed, notes = _rewrite(candidate, graph, f"recognised: {evidence}")
+        for note in notes:
+            warnings.warn(f"{candidate_name} dialect ({evidence}): {note}",
+                          ConventionsWarning, stacklevel=3)
+        return Normalized(fixed, candidate_name, [f"recognised {candidate_name}: "
+                                                  f"{evidence}", *notes],
+                          diff(graph, fixed, candidate_name), evidence)
     from .semantics import CHOICES
 
-    if any(key in meta for key in ("dt", *CHOICES)):  # the file states nrf-nir's keys
+    if not found and any(key in meta for key in ("dt", *CHOICES)):  # nrf-nir's keys
         return Normalized(graph, None)
-    warnings.warn(plain_conventions(graph, dt), ConventionsWarning, stacklevel=3)
-    return Normalized(graph, None, [plain_conventions(graph, dt)])
+    if found:  # the evidence of several producers: none is picked
+        could_be = (tuple(name for name, _, _ in found), "it carries the fingerprints of "
+                    + " and ".join(f"{name} ({evidence})" for name, _, evidence in found))
+    elif lookalikes:
+        names = tuple(dict.fromkeys(n for names, _ in lookalikes for n in names))
+        could_be = (names, "; ".join(why for _, why in lookalikes))
+    else:
+        could_be = None
+    line = plain_conventions(graph, dt, could_be)
+    warnings.warn(line, ConventionsWarning, stacklevel=3)
+    return Normalized(graph, None, [line])
 
 
-def plain_conventions(graph: nir.NIRGraph, dt: float | None = None) -> str:
-    """The one line saying what a file with no producer's fingerprint is read as."""
+def plain_conventions(graph: nir.NIRGraph, dt: float | None = None,
+                      could_be: tuple[tuple[str, ...], str] | None = None) -> str:
+    """The one line saying what a file with no producer's fingerprint is read as.
+
+    could_be: the dialects whose producers could have written the file although its evidence
+    does not single one out, and why (None: no producer's writing fits it)."""
     from .semantics import read_semantics
 
     try:
@@ -257,10 +285,17 @@ def plain_conventions(graph: nir.NIRGraph, dt: float | None = None) -> str:
     except NIRError as exc:
         return f"read as plain NIR, but its metadata is unreadable: {exc}"
     step = "not stated (pass --dt)" if sem.dt is None else f"{sem.dt:g} s"
-    return (f"no nrf-nir metadata and no producer's fingerprint ({', '.join(_DIALECTS)}): "
-            f"read as plain NIR with reset {sem.reset!r}, integration {sem.integration!r}, "
-            f"threshold {sem.threshold!r}, initial state {sem.initial_state!r}, dt {step}; "
-            "--dialect NAME applies a producer's conventions")
+    read = (f"read as plain NIR with reset {sem.reset!r}, integration {sem.integration!r}, "
+            f"threshold {sem.threshold!r}, initial state {sem.initial_state!r}, dt {step}")
+    if could_be is None:
+        return (f"no nrf-nir metadata and no producer's fingerprint ({', '.join(_DIALECTS)}): "
+                f"{read}; --dialect NAME applies a producer's conventions")
+    names, why = could_be
+    choose = " or ".join(f"--dialect {name}" for name in names)
+    return (f"no nrf-nir metadata, and the evidence does not single out a producer: {why}; "
+            f"{read}; {choose} applies "
+            + ("that producer's conventions" if len(names) == 1 else
+               "one producer's conventions"))
 
 
 def _rewrite(dialect: Dialect, graph: nir.NIRGraph, reason: str

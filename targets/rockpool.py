@@ -28,6 +28,10 @@ Rockpool neurons reset by subtracting their threshold and spike on ``v >= thresh
 (``StepPWL``); the contract's ``subtract`` reset maps with the membrane shifted by ``v_reset``
 (Rockpool threshold ``v_th - v_reset``), ``max_spikes_per_dt = 1`` gives one spike per step, and
 ``threshold = "gt"`` uses :class:`StepStrict` (``v > threshold``) as ``spike_generation_fn``.
+``spikes = "multi"`` (declared in :attr:`RockpoolTarget.SEMANTICS`) is Rockpool's own
+multi-event neuron: ``StepPWL`` (``floor(v/threshold)`` events where ``v >= threshold``) with
+``max_spikes_per_dt`` set to the float32 maximum (no cap, as the contract), or
+:class:`StepStrictMulti` under ``threshold = "gt"``; the reset subtracts ``threshold`` per event.
 Value reset, Delay and recurrent cycles other than a CubaLIF's Linear self-loop have no Rockpool
 equivalent: ``check`` lists them.
 
@@ -104,6 +108,27 @@ class StepAtLeast(StepPWL):
         ctx.save_for_backward(x, threshold)
         ctx.window = window
         return (x >= threshold).to(x.dtype)
+
+
+class StepStrictMulti(StepPWL):
+    """Under ``spikes = "multi"`` with ``threshold = "gt"``: ``ceil(v/threshold) - 1`` events
+    where ``v > 0`` (the multiples of ``threshold`` that ``v`` exceeds; the reference's
+    arithmetic), at most ``max_spikes_per_dt``; StepPWL's surrogate gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, threshold: Tensor = torch.tensor(1.0),  # noqa: B008
+                window: Tensor = torch.tensor(0.5),  # noqa: B008
+                max_spikes_per_dt: Tensor = torch.tensor(2.0**16)) -> Tensor:  # noqa: B008
+        ctx.save_for_backward(x, threshold)
+        ctx.window = window
+        count = torch.div(x, threshold).ceil_().sub_(1).clamp_(min=0)
+        count = torch.minimum(count, max_spikes_per_dt.to(count.dtype))
+        return torch.where(x > 0, count, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+#: ``max_spikes_per_dt`` under ``spikes = "multi"``: no cap (the contract counts every
+#: multiple); Rockpool's StepPWL clamps with ``(n - cap) * (n > cap)``, finite for this cap.
+NO_SPIKE_CAP = float(torch.finfo(torch.float32).max)
 
 
 class NoSpike(torch.autograd.Function):
@@ -238,6 +263,10 @@ def neuron_plan(node: nir.NIRNode, p: dict[str, Any], shape: Shape, sem: Semanti
                          "threshold (v -= threshold); the graph asks for 'value' reset "
                          "(v = v_reset)"))
     threshold = _f32(v_th - shift)  # = the reference's float32 v_th - v_reset
+    if spiking and sem.spikes == "multi" and np.any(_f32(v_th - v_reset) <= 0):
+        problems.append(("v_threshold", f"{kind_name}: spikes 'multi' counts multiples of "
+                         "v_threshold - v_reset, which is <= 0 for some neurons (Rockpool's "
+                         "StepPWL needs a positive threshold)"))
 
     if isinstance(node, (nir.I, nir.IF)):
         dt_r = _f32(dt * full(p["r"]))  # the reference's dt*r, rounded once
@@ -436,18 +465,20 @@ class Neuron(StatefulLayer):
         self.name, self.plan, self.shape, self.device = name, plan, shape, device
         dt = sem.require_dt()
         n = plan.n
+        multi = sem.spikes == "multi"
         if not plan.spiking:
             spike_fn: Any = NoSpike
         elif sem.threshold == "gt":
-            spike_fn = StepStrict
-        elif np.all(plan.threshold > 0):
-            spike_fn = StepPWL  # Rockpool's own: floor(v/th) events where v >= th, capped at 1
+            spike_fn = StepStrictMulti if multi else StepStrict
+        elif multi or np.all(plan.threshold > 0):
+            # Rockpool's own: floor(v/th) events where v >= th, capped at max_spikes_per_dt
+            spike_fn = StepPWL
         else:
             spike_fn = StepAtLeast
         self.spike_fn_name = spike_fn.__name__
         common = dict(threshold=_param(plan.threshold, device), bias=_param(plan.bias, device),
                       dt=dt, noise_std=0.0, spike_generation_fn=spike_fn,
-                      max_spikes_per_dt=torch.tensor(1.0))
+                      max_spikes_per_dt=torch.tensor(NO_SPIKE_CAP if multi else 1.0))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if plan.kind == "cuba":
@@ -620,6 +651,9 @@ class RockpoolNetwork:
 
 class RockpoolTarget:
     name = NAME
+    #: Firing semantics computed besides the defaults (``nrf_nir.targets.semantics_violations``):
+    #: ``spikes = "multi"`` is Rockpool's own multi-event StepPWL.
+    SEMANTICS: dict[str, tuple[str, ...]] = {"spikes": ("single", "multi")}
     description = (f"Rockpool {ROCKPOOL_VERSION} float modules (LIFTorch, LIFNeuronTorch, "
                    "LinearTorch), float32, CPU; subtract reset only")
 

@@ -904,10 +904,17 @@ def assign_latency(net: Network, position: dict[str, int]) -> None:
 
 def add_notes(net: Network, sem: Semantics) -> None:
     """Append to ``net.notes`` where Xylo departs from the reference semantics: reset,
-    initial state, missing synaptic currents and output latency."""
+    spikes per step, initial state, missing synaptic currents and output latency."""
     notes = net.notes
     for layer in net.layers:
         if layer.v_th is not None:
+            if sem.spikes == "multi" and layer.role == "output":
+                notes.append(f"{layer.name}: Xylo's output neurons emit at most one spike per "
+                             "step; the graph counts several (spikes = 'multi')")
+            elif sem.spikes == "single" and layer.role == "hidden" and sem.reset == "subtract":
+                notes.append(f"{layer.name}: Xylo's hidden neurons emit up to 31 spikes per "
+                             "step (while v >= threshold); the graph emits one "
+                             "(spikes = 'single')")
             same = np.all(layer.v_reset == layer.v_leak)
             if sem.reset == "value":
                 multi = (", and up to 31 spikes per step" if layer.role == "hidden" else "")

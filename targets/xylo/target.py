@@ -191,6 +191,11 @@ class XyloTarget:
     """One Xylo chip (``spec``) on one engine: ``emulator`` (ours) or ``xylosim``."""
 
     progress = True  # takes the option progress (progress bars: calibration, runs)
+    #: Firing semantics run besides the defaults (``nrf_nir.targets.semantics_violations``).
+    #: Xylo fires ``while v >= threshold`` (subtracting it each time): up to 31 events per
+    #: step in a hidden neuron, one in an output neuron, whichever ``spikes`` the graph states;
+    #: both values run, as approximately as the quantization (``rules.add_notes`` says where).
+    SEMANTICS: dict[str, tuple[str, ...]] = {"spikes": ("single", "multi")}
 
     def __init__(self, name: str, spec: XyloSpec = XYLO_AUDIO2, engine: str = "emulator") -> None:
         self.name, self.spec, self.engine = name, spec, engine
