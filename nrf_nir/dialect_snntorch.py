@@ -10,6 +10,7 @@ snnTorch or torch.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from typing import Any
 
 import nir
@@ -73,8 +74,9 @@ class SnnTorchDialect:
     Options (the file records neither): ``reset`` "subtract" (snnTorch's default) or
     "zero", the reset mechanism of every neuron; ``delay`` "on" (snnTorch's default
     ``reset_delay=True``: the reset lands one step late) or "off". They become the metadata
-    ``reset`` ("subtract" / "value") and ``reset_delay`` (:meth:`delay_of` per neuron; one
-    value for the graph, a subtract reset that differs from it expressed through v_reset).
+    ``reset`` ("subtract" / "value") and ``reset_delay`` (:meth:`delay_of` per neuron: the
+    graph's metadata holds the value most neurons need, a neuron that needs another one holds
+    it in its own metadata).
     """
 
     name = NAME
@@ -102,36 +104,37 @@ class SnnTorchDialect:
           arguments, never the stored membrane);
         - Leaky with the zero reset: "off" (its delayed reset zeroes the old membrane before
           integrating: the same spikes as the immediate reset);
-        - otherwise the ``delay`` option (``reset_delay=False`` resets in the step by
-          ``spk - R``, the immediate reset while no membrane stays above threshold).
+        - ``delay`` on: "on"; ``delay`` off: "guarded" under the subtract reset (the spike test
+          of ``mem = beta*mem + x - R*th``, "avoid double reset"), "off" under the zero reset
+          (the membrane it leaves is 0, never above threshold: ``R = 0``).
         """
         if isinstance(node, nir.CubaLIF) and in_loop:
             return "on"
         if isinstance(node, nir.LIF) and not in_loop and self.reset == "zero":
             return "off"
-        return "on" if self.delay else "off"
-
-    def _timing_reason(self, delay: str) -> str:
-        return ("the metadata holds one reset_delay for the graph, and snnTorch's "
-                f"{self.reset} reset with reset_delay={self.delay} acts "
-                f"{'at once' if delay == 'on' else 'one step late'} there")
+        if self.delay:
+            return "on"
+        return "guarded" if self.reset == "subtract" else "off"
 
     def _reset_note(self, delay: str) -> str:
         asked = (f"reset '{self.reset}' with reset_delay={self.delay}"
                  + (" (snnTorch's defaults; the file records neither)"
                     if self.reset == "subtract" and self.delay else " (as asked)"))
-        if delay == "on" and self.reset == "subtract":
-            how = ("reset_delay 'on': snnTorch subtracts the threshold after the next step's "
-                   "decay (mem = beta*mem + x - th*z[t-1])")
-        elif delay == "on":
-            how = ("reset 'value' with reset_delay 'on': snnTorch's Synaptic/RLeaky/RSynaptic "
-                   "zero the whole step after a spike (its input is lost)")
-        else:
-            how = (f"reset '{'subtract' if self.reset == 'subtract' else 'value'}' with "
-                   "reset_delay 'off': the reset lands in the step that spikes")
+        hows = {
+            "on": ("reset_delay 'on': snnTorch subtracts the threshold after the next step's "
+                   "decay (mem = beta*mem + x - th*z[t-1])") if self.reset == "subtract" else
+                  ("reset 'value' with reset_delay 'on': snnTorch's Synaptic/RLeaky/RSynaptic "
+                   "zero the whole step after a spike (its input is lost)"),
+            "guarded": ("reset_delay 'guarded': snnTorch subtracts the threshold in the step "
+                        "that spikes, its spike test seeing mem = beta*mem + x - R*th with "
+                        "R = (mem[t-1] > th) (\"avoid double reset\")"),
+            "off": (f"reset '{'subtract' if self.reset == 'subtract' else 'value'}' with "
+                    "reset_delay 'off': the reset lands in the step that spikes"),
+        }
+        how = hows[delay]
         if delay == "off" and self.delay:
-            how += (" (every neuron is a Leaky outside a loop, whose delayed zero reset zeroes "
-                    "the old membrane before integrating: the spikes of the immediate reset)")
+            how += (" (a Leaky outside a loop: its delayed zero reset zeroes the old membrane "
+                    "before integrating, the spikes of the immediate reset)")
         elif delay == "on" and not self.delay:
             how += (" (RSynaptic with reset_delay=False resets local copies of its arguments, "
                     "never its stored membrane: its reset lands one step late)")
@@ -170,45 +173,30 @@ class SnnTorchDialect:
         loops = set(_loop_neurons(g))
         wants = {name: self.delay_of(node, name in loops) for name, node in _walk(g)
                  if isinstance(node, (nir.LIF, nir.CubaLIF))}
-        # "on" when any neuron needs it: the others are then expressed exactly through v_reset
-        # under a subtract reset (whatever beta), and under the zero reset they are Leaky
-        # read-outs downstream of the neurons that need it
-        delay = "on" if "on" in wants.values() else "off"
+        # the graph holds the value most neurons need (the first one on a tie); the others
+        # hold theirs in their own metadata
+        delay = Counter(wants.values()).most_common(1)[0][0]
         notes.append(self._reset_note(delay))
-        compensated: list[str] = []
-        inexact: list[str] = []
+        own = {name: want for name, want in wants.items() if want != delay}
         replaced: dict[str, nir.NIRNode] = {}
         w_in_fixed = False
         for name, node in _walk(g):
             if not isinstance(node, (nir.LIF, nir.CubaLIF)):
                 continue
             tau = _arr(node.tau if isinstance(node, nir.LIF) else node.tau_mem)
-            v_th = _arr(node.v_threshold)
-            with np.errstate(all="ignore"):
-                beta = 1.0 - dt / tau
             if isinstance(node, nir.CubaLIF):
                 w_in, tau_syn = _arr(node.w_in), _arr(node.tau_syn)
                 with np.errstate(all="ignore"):
                     node.w_in = w_in * (dt / tau_syn)
                 w_in_fixed = True
-            mismatch = wants[name] != delay
-            if mismatch and not subtract:
-                inexact.append(name)
+            if name in own:
+                node.metadata = {**(node.metadata or {}), "reset_delay": own[name]}
             if isinstance(node, nir.LIF) and np.all(np.isinf(tau)):
-                # beta = 1: snnTorch integrates without leak; NIR's LIF cannot (tau = inf).
-                # Without a decay both subtract timings give the same spikes.
+                # beta = 1: snnTorch integrates without leak; NIR's LIF cannot (tau = inf)
                 replaced[name] = nir.IF(r=np.full(tau.shape, 1.0 / dt),
                                         v_threshold=np.asarray(node.v_threshold),
-                                        v_reset=np.zeros(np.shape(node.v_threshold)))
-                continue
-            if not (mismatch and subtract):
-                continue
-            # delay is "on" here: this node resets at once, i.e. subtracts beta*v_th after
-            # the decay instead of v_th before it
-            v_reset = v_th * (1.0 - beta)
-            node.v_reset = np.broadcast_to(v_reset, np.broadcast_shapes(
-                np.shape(v_reset), np.shape(node.v_threshold))).copy()
-            compensated.append(name)
+                                        v_reset=np.zeros(np.shape(node.v_threshold)),
+                                        metadata=dict(node.metadata or {}))
         infinite = [name for name, node in _walk(g) if isinstance(node, nir.CubaLIF) and not (
             np.all(np.isfinite(_arr(node.tau_syn))) and np.all(np.isfinite(_arr(node.tau_mem))))]
         infinite += [name for name, node in _walk(g) if isinstance(node, nir.LIF)
@@ -226,17 +214,10 @@ class SnnTorchDialect:
             _replace_nodes(g, replaced)
             notes.append(f"LIF with beta = 1 (tau = inf) written as IF(r = 1/dt): "
                          f"{', '.join(sorted(replaced))}")
-        if compensated:
-            notes.append(f"reset_delay 'on' does not hold for {', '.join(compensated)} "
-                         f"({self._timing_reason(delay)}): expressed exactly with v_reset = "
-                         "v_th*(1 - beta), whose delayed subtraction of beta*v_th after the "
-                         "decay is the immediate one of v_th before it")
-        if inexact:
-            notes.append(f"cannot express the zero reset of {', '.join(inexact)} under "
-                         f"reset_delay '{delay}' ({self._timing_reason(delay)}): a Leaky "
-                         "outside a loop zeroes the membrane before integrating the step after "
-                         "a spike, Synaptic/RLeaky/RSynaptic zero that whole step; spikes after "
-                         "a spike may differ there")
+        if own:
+            notes.append("node metadata reset_delay where a neuron's reset differs from the "
+                         f"graph's '{delay}' (what snnTorch's module does with these options): "
+                         + ", ".join(f"{name} '{want}'" for name, want in own.items()))
         negative = [name for name, node in _walk(g) if isinstance(node, (nir.LIF, nir.CubaLIF))
                     and np.any(_arr(node.v_threshold) < 0)]
         if negative:

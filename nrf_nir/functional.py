@@ -25,6 +25,9 @@ class Firing:
     floor: the membrane's lower bound after the reset (``-v_th`` in the run dtype), or None.
     delayed: the reset of a step's spikes lands in the next step, after its integration
     (:meth:`fire_delayed`; snnTorch's ``reset_delay=True``).
+    guarded: subtract reset in the step that spikes, the spike test seeing a pending
+    subtraction where the last step's membrane is still above threshold
+    (:meth:`fire_guarded`; snnTorch's ``reset_delay=False``).
     """
 
     v_th: Tensor
@@ -34,6 +37,7 @@ class Firing:
     multi: bool = False
     floor: Tensor | None = None
     delayed: bool = False
+    guarded: bool = False
     reset_is_zero: bool = field(init=False)
     plain: bool = field(init=False)
     theta: Tensor = field(init=False)
@@ -42,13 +46,14 @@ class Firing:
         # Decided once: reading a tensor's value every step would sync a GPU every step.
         zero = self.v_reset.dim() == 0 and float(self.v_reset) == 0.0
         object.__setattr__(self, "reset_is_zero", zero)
-        object.__setattr__(self, "plain", not (self.multi or self.delayed)
+        object.__setattr__(self, "plain", not (self.multi or self.delayed or self.guarded)
                            and self.floor is None)
         object.__setattr__(self, "theta", self.v_th - self.v_reset)
 
     def fire(self, v: Tensor, out: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Return ``(z, v_after_reset)``; ``z`` has ``v``'s dtype (0. or 1.; a count under
-        ``multi``) and is written into ``out`` when given. Not for ``delayed`` firing.
+        ``multi``) and is written into ``out`` when given. Not for ``delayed`` or ``guarded``
+        firing.
 
         Float arithmetic only (faster than boolean masks on CPU) and exact:
         ``sign(v - v_th) > 0`` iff ``v > v_th``; ``v * (1 - z) + z * v_reset`` is ``v`` or
@@ -79,6 +84,16 @@ class Firing:
         reset for ``z`` (the next step does it)."""
         v = self.reset(v, z_prev)
         return self.spikes(v), self.clamp(v)
+
+    def fire_guarded(self, v: Tensor, v_prev: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of guarded firing (subtract reset) on the integrated membrane ``v``, with
+        ``v_prev`` the membrane the last step ended with: ``p = spikes(v_prev)`` (a pending
+        subtraction), ``u = v - p*theta``, ``z = spikes(u)``, ``v = u - (z - p)*theta``
+        (``= v - z*theta``), snnTorch's order; return ``(z, v)``."""
+        pending = self.spikes(v_prev)
+        u = self.reset(v, pending)
+        z = self.spikes(u)
+        return z, self.clamp(u - (z - pending) * self.theta)
 
     def spikes(self, v: Tensor) -> Tensor:
         """``z`` of membrane ``v`` in ``v``'s dtype: 0/1, or under ``multi`` the count, with

@@ -9,7 +9,7 @@ import nir
 import numpy as np
 
 from .graph import STATEFUL_TYPES
-from .semantics import read_semantics
+from .semantics import FIRING_DEFAULTS, node_overrides, read_semantics
 from .validate import NEURON_FIELDS, Checked
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,7 +49,8 @@ def reading(loaded: Normalized | None) -> dict[str, Any]:
 
 def summarize(checked: Checked, loaded: Normalized | None = None) -> dict[str, Any]:
     """A JSON-able description of a validated graph; ``loaded`` (from
-    ``nrf_nir.io.load_normalized``): also how the file was read (key ``read``)."""
+    ``nrf_nir.io.load_normalized``): also how the file was read (key ``read``). A node whose
+    own metadata overrides a semantics key (``reset_delay``) lists it under ``semantics``."""
     sem = read_semantics(checked.graph)
     nodes = []
     neurons = spiking = total_syn = n_params = 0
@@ -69,17 +70,22 @@ def summarize(checked: Checked, loaded: Normalized | None = None) -> dict[str, A
             neurons += count
             if isinstance(node, SPIKING_TYPES):
                 spiking += count
-        nodes.append({
+        entry: dict[str, Any] = {
             "name": name, "type": type(node).__name__,
             "input_shape": list(checked.in_shapes[name]),
             "output_shape": list(checked.out_shapes[name]),
             "stateful": isinstance(node, STATEFUL_TYPES), "synapses": syn, "params": params,
-        })
+        }
+        own = node_overrides(node, name)
+        if own:
+            entry["semantics"] = own
+        nodes.append(entry)
     return {
         "inputs": {n: list(s) for n, s in checked.input_shapes.items()},
         "outputs": {n: list(s) for n, s in checked.output_shapes.items()},
         "semantics": {"dt": sem.dt, "reset": sem.reset, "integration": sem.integration,
                       "threshold": sem.threshold, "initial_state": sem.initial_state,
+                      **{key: getattr(sem, key) for key in FIRING_DEFAULTS},
                       "producer": sem.producer, "producer_version": sem.producer_version},
         "counts": {"nodes": len(nodes), "neurons": neurons, "spiking_neurons": spiking,
                    "synapses": total_syn, "parameters": n_params,
@@ -90,14 +96,29 @@ def summarize(checked: Checked, loaded: Normalized | None = None) -> dict[str, A
     }
 
 
+def _node_level(nodes: list[dict[str, Any]]) -> list[str]:
+    """One line per semantics key that nodes override: ``node-level reset delay: out off``."""
+    lines = []
+    for key in FIRING_DEFAULTS:
+        held = [f"{n['name']} {n['semantics'][key]}" for n in nodes
+                if key in n.get("semantics", {})]
+        if held:
+            lines.append(f"node-level {key.replace('_', ' ')}: {', '.join(held)}")
+    return lines
+
+
 def render(summary: dict[str, Any]) -> str:
-    """The summary as a text table."""
+    """The summary as a text table (the firing keys in the header only when not default, and
+    a line of node-level overrides when there is one)."""
     sem = summary["semantics"]
     dt = "not stated (pass --dt)" if sem["dt"] is None else f"{sem['dt']:g} s"
+    firing = "".join(f"{key.replace('_', ' ')}: {sem[key]}; " for key, default in
+                     FIRING_DEFAULTS.items() if sem.get(key, default) != default)
     lines = [
         f"dt: {dt}; reset: {sem['reset']}; integration: {sem['integration']}; "
-        f"threshold: {sem['threshold']}; initial state: {sem['initial_state']}; "
+        f"threshold: {sem['threshold']}; initial state: {sem['initial_state']}; {firing}"
         f"producer: {sem['producer']} {sem['producer_version']}".rstrip(),
+        *_node_level(summary["nodes"]),
         "inputs: " + ", ".join(f"{n} {s}" for n, s in summary["inputs"].items()),
         "outputs: " + ", ".join(f"{n} {s}" for n, s in summary["outputs"].items()),
         "",

@@ -301,7 +301,9 @@ def load(path: PathLike, *, validate: bool = True, dialect: str = "auto",
     (``nrf_nir.dialects``, docs/dialects.md); "none" keeps the file as written; or
     ``NAME[:key=value,...]`` (e.g. ``"snntorch:reset=zero,delay=off"``).
     dt: seconds; written into the graph's metadata ``dt`` (after the dialect).
-    Raises :class:`NIRError` naming the file (and node and field) on any problem.
+    The semantics keys (the graph's and a node's own) are checked even with
+    ``validate=False``. Raises :class:`NIRError` naming the file (and node and field) on any
+    problem.
     """
     return load_normalized(path, validate=validate, dialect=dialect, dt=dt).graph
 
@@ -336,6 +338,10 @@ def load_normalized(path: PathLike, *, validate: bool = True, dialect: str = "au
         from .dialects import normalize
 
         result = normalize(graph, dialect, dt=dt)
+        from .semantics import read_node_semantics, read_semantics
+
+        # the semantics keys, the graph's and the nodes' own, are refused here when invalid
+        read_node_semantics(result.graph, read_semantics(result.graph))
         if validate:
             from .validate import validate as _validate
 

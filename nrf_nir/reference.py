@@ -31,7 +31,7 @@ from .runner import (  # noqa: F401 - the executor's names, re-exported
     resolve,
     resolve_dtype,
 )
-from .semantics import Semantics
+from .semantics import Semantics, node_semantics
 from .validate import Shape
 
 
@@ -78,7 +78,7 @@ class Neuron(StatefulLayer):
             record: dict[str, Tensor] | None) -> tuple[Tensor, ...]:
         # The same arithmetic as step(), writing spikes straight into ``out``.
         firing = self.firing
-        if firing is None or self.synapse or record or firing.delayed:
+        if firing is None or self.synapse or record or firing.delayed or firing.guarded:
             return super().run(x, state, out, record)
         if (self.membrane == "lif" and self.k["r"] is None and not firing.subtract
                 and firing.plain):
@@ -134,6 +134,9 @@ class Neuron(StatefulLayer):
         if self.delayed:
             y, v = self.firing.fire_delayed(v, state[-1])
             return y, (v, *new[1:], y)
+        if self.firing.guarded:
+            y, v = self.firing.fire_guarded(v, state[0])
+            return y, (v, *new[1:])
         y, v = self.firing.fire(v)
         return y, (v, *new[1:])
 
@@ -146,7 +149,8 @@ def _euler_c(tau: np.ndarray, dt: float, dtype: torch.dtype, device: torch.devic
 
 def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape: Shape,
                sem: Semantics, dtype: torch.dtype, device: torch.device) -> nn.Module:
-    """The reference's layer of one validated node."""
+    """The reference's layer of one validated node (its own metadata may override
+    ``reset_delay``: :func:`nrf_nir.semantics.node_semantics`)."""
     dt = sem.require_dt()
 
     def t(arr: np.ndarray) -> Tensor:
@@ -158,11 +162,13 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
     spiking = isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF))
     firing = None
     if spiking:
+        own = node_semantics(sem, node)
         v_th = t(p["v_threshold"])
         firing = fn.Firing(v_th, t(p["v_reset"]), ge=sem.threshold == "ge",
                            subtract=sem.reset == "subtract", multi=sem.spikes == "multi",
                            floor=-v_th if sem.membrane_floor == "minus_threshold" else None,
-                           delayed=sem.reset_delay == "on")
+                           delayed=own.reset_delay == "on",
+                           guarded=own.reset_delay == "guarded")
     coeffs: dict[str, Tensor | None] = {"r": param_unless(p["r"], 1.0, dtype, device)}
     if isinstance(node, (nir.I, nir.IF)):
         v0 = torch.zeros((), dtype=dtype, device=device)

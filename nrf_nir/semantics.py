@@ -2,7 +2,8 @@
 
 A NIR graph describes ODEs; these fields fix how a step of ``dt`` seconds is taken so that a
 ``.nir`` file written by nrf-nir is self-describing. Keys live flat in the top-level
-``graph.metadata``.
+``graph.metadata``; a node's own metadata may override the keys of :data:`NODE_KEYS` for that
+node (:func:`node_semantics`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "initial_state": ("leak", "zero"),
     "spikes": ("single", "multi"),
     "membrane_floor": ("none", "minus_threshold"),
-    "reset_delay": ("off", "on"),
+    "reset_delay": ("off", "on", "guarded"),
 }
 
 #: The keys that change how a spiking node (IF, LIF, CubaLIF) fires and resets, each with its
@@ -32,6 +33,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
 #: (``nrf_nir.targets.semantics_violations``).
 FIRING_DEFAULTS: dict[str, str] = {"spikes": "single", "membrane_floor": "none",
                                    "reset_delay": "off"}
+
+#: Keys a node's own metadata may set for that node, overriding the graph's value.
+NODE_KEYS: tuple[str, ...] = ("reset_delay",)
 
 
 def _as_str(value: Any, key: str) -> str:
@@ -58,8 +62,10 @@ class Semantics:
     membrane above v_reset holds: several spikes per step, Sinabs's MultiSpike).
     membrane_floor: "none" or "minus_threshold" (after the step's reset the membrane is
     clamped below at -v_th, Sinabs's ``min_v_mem = -spike_threshold``).
-    reset_delay: "off" (the reset lands in the step that spikes) or "on" (in the next step,
-    after its integration: snnTorch's ``reset_delay=True``).
+    reset_delay: "off" (the reset lands in the step that spikes), "on" (in the next step,
+    after its integration: snnTorch's ``reset_delay=True``) or "guarded" (subtract reset only:
+    in the step that spikes, but a membrane still above threshold after the last step's reset
+    must pass ``v - theta`` over the threshold to spike: snnTorch's ``reset_delay=False``).
     """
 
     dt: float | None = None
@@ -78,6 +84,9 @@ class Semantics:
             value = getattr(self, key)
             if value not in allowed:
                 raise NIRError(f"must be one of {', '.join(allowed)}; got {value!r}", field=key)
+        if self.reset_delay == "guarded" and self.reset != "subtract":
+            raise NIRError("'guarded' applies to reset 'subtract' only (it guards a pending "
+                           f"subtraction); the reset is {self.reset!r}", field="reset_delay")
         if self.dt is not None:
             if not isinstance(self.dt, (int, float)) or not math.isfinite(self.dt) or self.dt <= 0:
                 raise NIRError(f"dt must be a finite number of seconds > 0; got {self.dt!r}",
@@ -143,3 +152,62 @@ def write_semantics(graph: nir.NIRGraph, semantics: Semantics) -> nir.NIRGraph:
         graph.metadata = {}
     graph.metadata.update(semantics.to_metadata())
     return graph
+
+
+def node_overrides(node: Any, name: str | None = None) -> dict[str, str]:
+    """The keys of :data:`NODE_KEYS` that ``node``'s own metadata sets, each checked against
+    :data:`CHOICES` (NIRError naming ``name`` and the key)."""
+    meta = getattr(node, "metadata", None)
+    if not isinstance(meta, dict):
+        return {}
+    found: dict[str, str] = {}
+    for key in NODE_KEYS:
+        if key not in meta:
+            continue
+        try:
+            value = _as_str(meta[key], key)
+        except NIRError as exc:
+            raise NIRError(f"node metadata {exc.message}", node=name, field=key) from None
+        if value not in CHOICES[key]:
+            raise NIRError(f"node metadata {key} must be one of {', '.join(CHOICES[key])}; "
+                           f"got {value!r}", node=name, field=key)
+        found[key] = value
+    return found
+
+
+def node_semantics(semantics: Semantics, node: Any, name: str | None = None) -> Semantics:
+    """The semantics that hold for ``node``: ``semantics`` with the keys its own metadata
+    overrides (:func:`node_overrides`); NIRError naming ``name`` and the key when the value or
+    its combination with the graph's keys is invalid."""
+    changes: dict[str, Any] = dict(node_overrides(node, name))
+    if not changes:
+        return semantics
+    try:
+        return replace(semantics, **changes)
+    except NIRError as exc:
+        raise NIRError(f"node metadata: {exc.message}", node=name, field=exc.field) from None
+
+
+def read_node_semantics(graph: nir.NIRGraph, semantics: Semantics | None = None
+                        ) -> dict[str, dict[str, str]]:
+    """Every node-level override in ``graph`` (nested graphs included, dotted names as
+    flattening names them): ``{node: {key: value}}``, each checked (:func:`node_semantics`)
+    against ``semantics`` (default: the graph's own, :func:`read_semantics`)."""
+    base = read_semantics(graph) if semantics is None else semantics
+    found: dict[str, dict[str, str]] = {}
+
+    def visit(g: nir.NIRGraph, prefix: str) -> None:
+        nodes = g.nodes if isinstance(g.nodes, dict) else {}
+        for key, node in nodes.items():
+            name = prefix + (key.decode("utf8", errors="replace") if isinstance(key, bytes)
+                             else str(key))
+            if isinstance(node, nir.NIRGraph):
+                visit(node, f"{name}.")
+                continue
+            overrides = node_overrides(node, name)
+            if overrides:
+                node_semantics(base, node, name)
+                found[name] = overrides
+
+    visit(graph, "")
+    return found

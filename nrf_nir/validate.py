@@ -19,7 +19,7 @@ from nir.ir.graph import Identity
 
 from .errors import NIRError, UnsupportedError, ValidationError, brief
 from .graph import FlatGraph, Unit, back_edges, check_cycles_have_state, flatten, schedule
-from .semantics import Semantics, read_semantics
+from .semantics import Semantics, read_node_semantics, read_semantics
 
 Shape = tuple[int, ...]
 
@@ -354,6 +354,18 @@ def _infer(name: str, node: nir.NIRNode, p: dict[str, Any], shape: Shape) -> Sha
     return shape  # Identity, nested Input
 
 
+def _check_node_semantics(graph: nir.NIRGraph) -> None:
+    """Refuse a node-level semantics key (``reset_delay`` in a node's own metadata) whose value
+    is not one of its choices, or does not combine with the graph's keys (one NIRError naming
+    the node and the key; ``nrf_nir.semantics.read_node_semantics``). The graph's own keys are
+    read by whoever runs it; unreadable here, the node values are checked alone."""
+    try:
+        base = read_semantics(graph)
+    except NIRError:
+        base = Semantics(reset="subtract")  # checks the values, not their combination
+    read_node_semantics(graph, base)
+
+
 def validate(graph: nir.NIRGraph, *, max_elements: int | None = None) -> Checked:
     """Check ``graph`` and infer every node's shapes; raise a :class:`ValidationError`
     naming the node and field of the first problem found."""
@@ -366,6 +378,7 @@ def validate(graph: nir.NIRGraph, *, max_elements: int | None = None) -> Checked
             raise ValidationError(
                 f"unsupported node type {type(node).__name__}; known: "
                 + ", ".join(t.__name__ for t in NODE_TYPES), node=name, field="type")
+    _check_node_semantics(graph)
     if not flat.inputs:
         raise ValidationError("the graph has no Input node", field="nodes")
     if not flat.outputs:

@@ -13,8 +13,9 @@ A target is an object with ``name``, ``description``, and
 - optionally ``SEMANTICS``: the values of the firing semantics keys (``spikes``,
   ``membrane_floor``, ``reset_delay``; docs/semantics.md) it computes besides the defaults,
   e.g. ``{"reset_delay": ("off", "on")}``. Without it a target runs the defaults only, and
-  :func:`check_target` refuses any other value before the target's own ``check``: the one
-  place where this is decided, so that no target runs such a graph wrong.
+  :func:`check_target` refuses any other value, in the graph's metadata or in a spiking
+  node's own (``reset_delay``), before the target's own ``check``: the one place where this
+  is decided, so that no target runs such a graph wrong.
 
 Targets register by module path so that importing the registry imports no backend framework;
 ``describe`` tells whether a target's framework is installed (``importlib.util.find_spec``) and
@@ -85,31 +86,50 @@ class Options:
 
 def semantics_violations(target: Target, checked: Checked,
                          semantics: Semantics) -> list[Violation]:
-    """One violation (graph-wide, field = the key) per firing semantics key whose value
-    ``target`` does not declare in its ``SEMANTICS`` (absent: the defaults only), when the
-    graph has a spiking node (IF, LIF, CubaLIF) for it to act on. The reference computes
-    every value: it is the contract."""
+    """What ``target`` would run wrong of the firing semantics keys: one violation (graph-wide,
+    field = the key) per graph-level value it does not declare in its ``SEMANTICS`` (absent:
+    the defaults only) when the graph has a spiking node (IF, LIF, CubaLIF) that value holds
+    for, and one per spiking node whose own metadata sets a value it does not declare (node =
+    that node; ``nrf_nir.semantics.node_semantics``). The reference computes every value: it
+    is the contract."""
     import nir
 
-    from nrf_nir.semantics import FIRING_DEFAULTS
+    from nrf_nir.semantics import FIRING_DEFAULTS, node_overrides
 
-    changed = semantics.firing_changes()
-    if not changed or target.name == "reference":
-        return []
-    spiking = [name for name, node in checked.flat.nodes.items()
-               if isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF))]
-    if not spiking:
+    if target.name == "reference":
         return []
     support: Mapping[str, tuple[str, ...]] = getattr(target, "SEMANTICS", {})
-    out = []
-    for key, value in changed.items():
+
+    def computed(key: str, value: str) -> tuple[bool, tuple[str, ...]]:
         allowed = support.get(key, (FIRING_DEFAULTS[key],))
-        if value not in allowed:
-            out.append(Violation(
-                target.name, None, key,
-                f"metadata {key} = {value!r} is not computed by this target (it runs "
-                f"{', '.join(repr(a) for a in allowed)}); spiking nodes: {listed(spiking, 3)}"))
-    return out
+        return value in allowed, allowed
+
+    graph_wide: dict[str, list[str]] = {}  # key -> the spiking nodes its graph value holds for
+    per_node = []
+    for name, node in checked.flat.nodes.items():
+        if not isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF)):
+            continue
+        own = node_overrides(node, name)
+        for key in FIRING_DEFAULTS:
+            if key in own:
+                ok, allowed = computed(key, own[key])
+                if not ok:
+                    per_node.append(Violation(
+                        target.name, name, key,
+                        f"node metadata {key} = {own[key]!r} is not computed by this target "
+                        f"(it runs {', '.join(repr(a) for a in allowed)})"))
+            elif not computed(key, getattr(semantics, key))[0]:
+                graph_wide.setdefault(key, []).append(name)
+    out = []
+    for key in (k for k in FIRING_DEFAULTS if k in graph_wide):
+        value = getattr(semantics, key)
+        allowed = computed(key, value)[1]
+        out.append(Violation(
+            target.name, None, key,
+            f"metadata {key} = {value!r} is not computed by this target (it runs "
+            f"{', '.join(repr(a) for a in allowed)}); spiking nodes: "
+            f"{listed(graph_wide[key], 3)}"))
+    return out + per_node
 
 
 def check_target(target: Target, checked: Checked, semantics: Semantics,

@@ -26,6 +26,13 @@ threshold (measured: docs/targets/snntorch.md). Read from the snnTorch source:
   corrects the first step and the ``ge`` threshold); "value" zeroes the whole step after a
   spike, as ``Synaptic``/``RLeaky``/``RSynaptic`` do, and a ``Leaky`` (which would keep that
   step's input) gets its input masked by ``1 - R`` for that step.
+- The contract's ``reset_delay = "guarded"`` (subtract reset only) is snnTorch's own
+  ``reset_delay=False``: ``mem = beta*mem + x - R*th`` is tested, then ``mem - (spk - R)*th``
+  returned ("avoid double reset"); ``G`` below only corrects the ``ge`` threshold's last bit.
+  ``RSynaptic`` does not compute it (its ``reset_delay=False`` resets local copies of its
+  arguments), so such a CubaLIF in a loop runs as ``Synaptic``, its back edge stepped here.
+- A node's own metadata ``reset_delay`` overrides the graph's for that node
+  (``nrf_nir.semantics.node_semantics``); every neuron is planned with its own value.
 - ``v_reset != 0``: the module works with ``u = v - v_reset`` (threshold ``v_th - v_reset``,
   leak ``v_leak - v_reset``), so both resets become snnTorch's.
 - Initial state: the membrane is passed in explicitly (``v_leak`` or 0, minus ``v_reset``).
@@ -69,7 +76,7 @@ from nrf_nir.runner import (  # noqa: F401
     StatefulLayer,
     resolve,
 )
-from nrf_nir.semantics import Semantics
+from nrf_nir.semantics import Semantics, node_semantics
 from nrf_nir.targets import Options, Violation, findings, parse_options, refuse
 from nrf_nir.validate import Checked, Shape
 
@@ -120,7 +127,8 @@ def violations(checked: Checked, semantics: Semantics) -> list[Violation]:
                 add(name, fld, f"{kind}: the initial membrane is above the threshold; snnTorch "
                     "resets a membrane above threshold before the first step (the contract "
                     "does not threshold the initial state)")
-            if isinstance(node, nir.CubaLIF) and semantics.reset_delay == "off":
+            if isinstance(node, nir.CubaLIF) and node_semantics(semantics, node,
+                                                                name).reset_delay == "off":
                 theta = p["v_threshold"] - p["v_reset"]
                 if np.any(theta <= 0 if ge else theta < 0):
                     add(name, "v_threshold",
@@ -147,6 +155,8 @@ class NeuronPlan:
     reset: snnTorch's reset_mechanism ("subtract", "zero" or "none").
     reset_delay: snnTorch's reset_delay.
     delayed: the contract's ``reset_delay = "on"`` (snnTorch's membrane is then the contract's).
+    guarded: the contract's ``reset_delay = "guarded"`` (snnTorch's ``reset_delay=False`` with
+    the subtract reset computes it).
     beta, alpha: decay factors. threshold: snnTorch's threshold (of ``u = v - v_reset``).
     theta_sub: the contract's subtracted amount ``v_th - v_reset``.
     scale: multiplies the node's input (None: 1). bias: added to the membrane every step
@@ -160,6 +170,7 @@ class NeuronPlan:
     reset_delay: bool
     spiking: bool
     delayed: bool
+    guarded: bool
     beta: Tensor
     threshold: Tensor
     theta_sub: Tensor
@@ -174,8 +185,10 @@ class NeuronPlan:
 
 def plan_neuron(node: nir.NIRNode, p: dict[str, Any], sem: Semantics, dtype: torch.dtype,
                 device: torch.device, *, recurrent: bool = False) -> NeuronPlan:
-    """Translate one validated neuron (see the module docstring for the equations)."""
+    """Translate one validated neuron (see the module docstring for the equations); its own
+    metadata may override ``reset_delay`` (:func:`nrf_nir.semantics.node_semantics`)."""
     dt = sem.require_dt()
+    sem = node_semantics(sem, node)
 
     def t(arr: Any) -> Tensor:
         return param(arr, dtype, device)
@@ -211,6 +224,7 @@ def plan_neuron(node: nir.NIRNode, p: dict[str, Any], sem: Semantics, dtype: tor
         bias = None if np.all(leak == 0) else c * t(leak)
     plan = NeuronPlan(kind="synaptic" if synapse else "leaky", reset="none", reset_delay=True,
                       spiking=spiking, delayed=spiking and sem.reset_delay == "on",
+                      guarded=spiking and sem.reset_delay == "guarded",
                       beta=beta, threshold=threshold, theta_sub=theta_sub,
                       mem0=t(v0 - v_reset), bias=bias,
                       shift=None if np.all(v_reset == 0) else t(v_reset))
@@ -230,9 +244,10 @@ def plan_neuron(node: nir.NIRNode, p: dict[str, Any], sem: Semantics, dtype: tor
     if spiking:
         plan.reset = "subtract" if sem.reset == "subtract" else "zero"
         # Leaky's delayed zero reset is the contract's immediate one; Synaptic/RLeaky need
-        # reset_delay=False for it. The contract's delayed resets are snnTorch's own.
-        plan.reset_delay = (plan.delayed or plan.reset == "subtract"
-                            or (not synapse and not recurrent))
+        # reset_delay=False for it. The contract's delayed and guarded resets are snnTorch's
+        # own reset_delay=True and False.
+        plan.reset_delay = not plan.guarded and (
+            plan.delayed or plan.reset == "subtract" or (not synapse and not recurrent))
     return plan
 
 
@@ -295,11 +310,17 @@ class SnnNeuron(StatefulLayer):
         if isinstance(recurrent, nn.Linear):
             module.recurrent = recurrent
         self.neuron = _drop_instance(module.to(device))
-        self.subtract = plan.spiking and plan.reset == "subtract"
-        # the contract subtracts theta_sub before the decay (immediate) or after it (delayed)
-        self.k_z = (plan.theta_sub if plan.delayed else plan.beta * plan.theta_sub) \
-            if self.subtract else None
-        self.has_g = self.subtract or plan.bias is not None
+        # G corrects snnTorch's delayed subtraction into the contract's (subtract reset): the
+        # contract subtracts theta_sub before the decay (immediate) or after it (delayed)
+        self.subtract = plan.spiking and plan.reset == "subtract" and not plan.guarded
+        self.k_z: Tensor | None = (plan.theta_sub if plan.delayed
+                                   else plan.beta * plan.theta_sub) if self.subtract else None
+        # guarded: snnTorch subtracts its threshold, below theta_sub by the ge threshold's last
+        # bit: G = beta*(threshold - theta_sub)*z[t-1] takes the difference back off
+        self.k_guard: Tensor | None = None
+        if plan.guarded and not torch.equal(plan.threshold, plan.theta_sub):
+            self.k_guard = plan.beta * (plan.threshold - plan.theta_sub)
+        self.has_g = self.subtract or self.k_guard is not None or plan.bias is not None
         # a Leaky whose delayed zero reset must drop the whole step, as Synaptic/RLeaky do
         self.mask_input = (plan.delayed and plan.reset == "zero" and not self.synapse
                            and not self.fused)
@@ -314,6 +335,9 @@ class SnnNeuron(StatefulLayer):
 
     def _g(self, state: NeuronState) -> Tensor | None:
         plan = self.plan
+        if self.k_guard is not None:
+            g = self.k_guard * state.z
+            return g if plan.bias is None else plan.bias + g
         if not self.subtract:
             return plan.bias
         reset = ((state.mem - plan.threshold) > 0).to(self.dtype)  # what snnTorch subtracts
@@ -415,6 +439,9 @@ def find_fusion(checked: Checked, members: tuple[str, ...], sem: Semantics) -> F
             # RLeaky adds its recurrent bias from step 1 on (Linear(0) = bias), but a back
             # edge carries 0 at step 1: the module steps this loop itself
             return None
+    sem = node_semantics(sem, node, n)
+    if sem.reset_delay == "guarded" and isinstance(node, nir.CubaLIF):
+        return None  # RSynaptic's reset_delay=False never resets its stored membrane
     if sem.reset == "value" and sem.reset_delay == "off":
         if isinstance(node, nir.CubaLIF):
             return None  # RSynaptic's immediate reset is broken in 1.0.0 (module docstring)
@@ -493,7 +520,7 @@ _OPTIONS = ("chunk_bytes", "stepwise", "fuse", "progress")
 class SnnTorchTarget:
     name = NAME
     #: firing semantics computed besides the defaults (nrf_nir.targets.semantics_violations)
-    SEMANTICS: Mapping[str, tuple[str, ...]] = {"reset_delay": ("off", "on")}
+    SEMANTICS: Mapping[str, tuple[str, ...]] = {"reset_delay": ("off", "on", "guarded")}
     progress = True  # takes the option progress (a progress bar over time steps)
     description = (f"snnTorch {SNNTORCH_VERSION} neurons (Leaky, Synaptic, RLeaky, RSynaptic) "
                    "and torch layers; equal to the reference within float rounding")

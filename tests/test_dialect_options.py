@@ -87,7 +87,8 @@ def files(tmp_path: Path) -> dict[str, Path]:
 # ---------------------------------------------------------------- every command, both options
 
 def test_every_file_command_takes_dialect_and_dt(files, tmp_path, capsys):
-    f, spec = str(files["snntorch"]), "snntorch:reset=subtract,delay=off"
+    # zero reset without delay: the contract's defaults reset_delay 'off', which xylo runs
+    f, spec = str(files["snntorch"]), "snntorch:reset=zero,delay=off"
     both = ["--dialect", spec, "--dt", "1e-3"]
     assert main(["validate", f, *both]) == 0
     assert "dt 0.001 s" in capsys.readouterr().out
@@ -95,7 +96,7 @@ def test_every_file_command_takes_dialect_and_dt(files, tmp_path, capsys):
     read = json.loads(capsys.readouterr().out)["read"]
     assert read["dialect"] == "snntorch"
     assert {"node": None, "field": "metadata.reset", "before": "absent",
-            "after": "'subtract'"} in read["changes"]
+            "after": "'value'"} in read["changes"]
     assert main(["run", f, "--input", str(files["input"]), "--output",
                  str(tmp_path / "o.npz"), "--device", "cpu", *both]) == 0
     assert np.load(tmp_path / "o.npz")["output"].shape == (20, 2, 2)
@@ -122,7 +123,7 @@ def test_dt_changes_what_runs(files, tmp_path):
     ("snntorch:colour=red", "unknown option 'colour' for the snntorch dialect; valid: "
                             "reset=subtract|zero, delay=on|off"),
     ("snntorch:reset=maybe", "must be one of subtract, zero; got 'maybe'"),
-    ("rockpool:reset=zero", "valid: no options"),
+    ("rockpool:reset=zero", "unknown option 'reset' for the rockpool dialect"),
     ("norse:dt=-1", "must be a number of seconds > 0"),
 ])
 @pytest.mark.parametrize("command", ["validate", "inspect", "conformance"])
@@ -153,25 +154,28 @@ def test_python_api_takes_dialect_and_dt(files):
 
 def test_snntorch_reset_and_delay_options():
     """The options become the metadata reset and reset_delay; v_reset stays 0 (snnTorch's
-    delayed subtract reset is the contract's reset_delay 'on', no longer a v_reset trick)."""
+    resets are the contract's reset_delay values, no v_reset trick): delay=off under the
+    subtract reset is 'guarded' (snnTorch's "avoid double reset"), under the zero reset 'off'."""
     on, _ = _quiet_normalize(snntorch_two_layers(), "snntorch")
     off, _ = _quiet_normalize(snntorch_two_layers(), "snntorch:delay=off")
     zero_off, _ = _quiet_normalize(snntorch_two_layers(), "snntorch:reset=zero,delay=off")
     zero_on, _ = _quiet_normalize(snntorch_two_layers(), "snntorch:reset=zero")
     for result in (on, off, zero_off, zero_on):
         assert np.all(result.graph.nodes["lif1"].v_reset == 0)
+        # every neuron is a Leaky: they agree, so no node holds its own value
+        assert all("reset_delay" not in (node.metadata or {})
+                   for node in result.graph.nodes.values())
     assert [(r.graph.metadata["reset"], r.graph.metadata["reset_delay"])
             for r in (on, off, zero_off, zero_on)] == \
-        [("subtract", "on"), ("subtract", "off"), ("value", "off"), ("value", "off")]
+        [("subtract", "on"), ("subtract", "guarded"), ("value", "off"), ("value", "off")]
     # a Leaky's delayed zero reset gives the spikes of the immediate one: said why
-    assert any("every neuron is a Leaky outside a loop" in n for n in zero_on.notes)
+    assert any("a Leaky outside a loop" in n for n in zero_on.notes)
     assert any("reset 'zero' with reset_delay=False" in n for n in zero_off.notes)
+    assert any("avoid double reset" in n for n in off.notes)
 
 
-def test_snntorch_options_on_a_recurrent_synaptic_layer():
-    """RSynaptic resets one step late whatever its reset_delay (1.0.0 resets local copies when
-    it is False): the graph reads with reset_delay 'on', and under the subtract reset a Leaky
-    beside it that resets at once is expressed exactly through v_reset = v_th*(1 - beta)."""
+def _rsynaptic_and_leaky() -> nir.NIRGraph:
+    """input -> fc -> RSynaptic (lif1) -> Leaky (out) as export_to_nir writes it."""
     graph = snntorch_rleaky()
     sub = graph.nodes["lif1"]
     lif = sub.nodes["lif"]
@@ -182,15 +186,29 @@ def test_snntorch_options_on_a_recurrent_synaptic_layer():
     graph.nodes["out"] = _snntorch_lif(4)
     graph.edges = [("input", "fc"), ("fc", "lif1.input"), ("lif1.output", "out"),
                    ("out", "output")]
-    result, _ = _quiet_normalize(graph, "snntorch:delay=off")
-    assert result.graph.metadata["reset_delay"] == "on"
-    beta = 1 - SNNTORCH_DT / 0.01
-    assert np.allclose(result.graph.nodes["out"].v_reset, 1 - beta)  # v_th = 1
-    assert np.all(result.graph.nodes["lif1"].nodes["lif"].v_reset == 0)
-    assert any("expressed exactly with v_reset" in n for n in result.notes)
-    zero, _ = _quiet_normalize(graph, "snntorch:reset=zero,delay=off")
-    assert zero.graph.metadata["reset_delay"] == "on"
-    assert any("cannot express the zero reset of out" in n for n in zero.notes)
+    return graph
+
+
+@pytest.mark.parametrize(("spec", "graph_value", "out_value"), [
+    ("snntorch:delay=off", "on", "guarded"), ("snntorch:reset=zero,delay=off", "on", "off"),
+    ("snntorch:reset=zero", "on", "off"), ("snntorch", "on", None)])
+def test_snntorch_options_on_a_recurrent_synaptic_layer(spec, graph_value, out_value):
+    """RSynaptic resets one step late whatever its reset_delay (1.0.0 resets local copies when
+    it is False); a Leaky read-out beside it that resets otherwise holds its own reset_delay
+    in its node metadata (the graph holds the first value on a tie), named in a note; v_reset
+    stays 0."""
+    result, _ = _quiet_normalize(_rsynaptic_and_leaky(), spec)
+    graph = result.graph
+    assert graph.metadata["reset_delay"] == graph_value
+    assert "reset_delay" not in graph.nodes["lif1"].nodes["lif"].metadata
+    assert graph.nodes["out"].metadata.get("reset_delay") == out_value
+    assert np.all(graph.nodes["out"].v_reset == 0)
+    noted = [n for n in result.notes if n.startswith("node metadata reset_delay")]
+    assert noted == ([f"node metadata reset_delay where a neuron's reset differs from the "
+                      f"graph's 'on' (what snnTorch's module does with these options): out "
+                      f"'{out_value}'"] if out_value else [])
+    checked = validate(graph)
+    assert nrf_nir.check(checked.graph, "reference") == []
 
 
 # ---------------------------------------------------------------- evidence, not guesses
@@ -260,6 +278,31 @@ def test_inspect_names_the_node_a_dialect_made(tmp_path, capsys):
     assert made == [{"node": "lif1.w_rec_bias", "field": "node", "before": "absent",
                      "after": "Affine (made from 'lif1.w_rec' by the snntorch dialect)"}]
     assert any(c["node"] == "lif1.w_rec" and c["field"] == "type" for c in changes)
+
+
+def test_inspect_shows_the_firing_keys_and_node_level_values(tmp_path, capsys):
+    """The text header names spikes / membrane_floor / reset_delay only when not default, and
+    a line lists the nodes that hold their own reset_delay; --json has every key and each
+    node's own values under ``semantics``."""
+    path = tmp_path / "mixed.nir"
+    nir.write(path, _rsynaptic_and_leaky())
+    assert main(["inspect", str(path), "--dialect", "snntorch:delay=off"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "; reset delay: on; producer: snntorch" in out[0]
+    assert "spikes" not in out[0] and "membrane floor" not in out[0]
+    assert out[1] == "node-level reset delay: out guarded"
+    assert main(["inspect", str(path), "--dialect", "snntorch:delay=off", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {k: summary["semantics"][k] for k in ("spikes", "membrane_floor", "reset_delay")} \
+        == {"spikes": "single", "membrane_floor": "none", "reset_delay": "on"}
+    own = {n["name"]: n["semantics"] for n in summary["nodes"] if "semantics" in n}
+    assert own == {"out": {"reset_delay": "guarded"}}
+    # a file on the defaults: the header as before, no node-level line
+    plain = tmp_path / "plain.nir"
+    nrf_nir.save(chain(nir.Linear(weight=np.eye(2)), lif(2), shape=(2,)), plain)
+    assert main(["inspect", str(plain)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "reset delay" not in out[0] and out[1].startswith("inputs: ")
 
 
 # ---------------------------------------------------------------- messages in the user's terms

@@ -524,10 +524,16 @@ def test_exported_zero_reset_leaky_with_the_dialect_option():
     graph, notes = SnnTorchDialect(reset="zero").normalize(raw)
     assert read_semantics(graph).reset == "value"
     assert agreement(nrf_nir.run(graph, x, device=CPU)["output"], want) >= ROUNDING
-    # zero-reset Synaptic/RLeaky/RSynaptic drop a step after a spike: said, not hidden
-    raw, _, _ = _export_and_simulate("Synaptic", x, reset="zero")
-    _, notes = SnnTorchDialect(reset="zero").normalize(raw)
-    assert any("cannot express" in note for note in notes)
+    # zero-reset Synaptic drops the step after a spike (reset_delay 'on'), the Leaky read-out
+    # does not: it holds reset_delay 'off' in its own metadata, said in a note
+    raw, want, _ = _export_and_simulate("Synaptic", x, reset="zero")
+    graph, notes = SnnTorchDialect(reset="zero").normalize(raw)
+    assert read_semantics(graph).reset_delay == "on"
+    assert graph.nodes["out"].metadata["reset_delay"] == "off"
+    assert any("out 'off'" in note for note in notes)
+    for target in ("reference", "snntorch"):
+        got = nrf_nir.run(graph, x, device=CPU, target=target)["output"]
+        assert agreement(got, want) >= ROUNDING
 
 
 def test_exported_conv_model_with_a_batch_axis():
