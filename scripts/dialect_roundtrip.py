@@ -339,17 +339,6 @@ def _snntorch_cases() -> list[Case]:
                   "the immediate reset from its spk/mem arguments into local variables "
                   "(snntorch/_neurons/rsynaptic.py:366-374) and returns self.mem unreset; "
                   "without state arguments it raises TypeError (so does export_to_nir's trace)")
-    double = ("snnTorch's reset_delay=False keeps the delayed reset R = (mem[t-1] > threshold) "
-              "in its state function and subtracts only (spk - R)*threshold after firing "
-              "(\"avoid double reset\", snntorch/_neurons/leaky.py:209-229): after a step whose "
-              "reset left the membrane above threshold, the next spike needs mem > "
-              "2*threshold, where reset_delay 'off' fires at mem > threshold; the spikes agree "
-              "up to each neuron's first such step. No semantics key expresses this rule")
-    one_delay = ("the hidden layer's reset needs reset_delay 'on' (Synaptic/RLeaky/RSynaptic "
-                 "with the zero reset zero the whole step after a spike, its input lost), but "
-                 "the output Leaky's zero reset acts at once (reset_delay=True zeroes the "
-                 "membrane before integrating, the immediate reset's spikes; =False resets in "
-                 "the step): the metadata holds one reset_delay for the whole graph")
     for kind in ("Leaky", "Synaptic", "RLeaky", "RSynaptic"):
         for reset in ("subtract", "zero"):
             for delay in (True, False):
@@ -362,11 +351,7 @@ def _snntorch_cases() -> list[Case]:
                     "auto" if (reset, delay) == ("subtract", True) else spec,
                     {"kind": kind, "reset": reset, "delay": delay, "explicit_state": broken,
                      "gain": 0.4 if kind.endswith("Synaptic") else 0.7},
-                    note=delay_lost if broken else "",
-                    why="; ".join(w for w, on in (
-                        (double, reset == "subtract" and not delay and not broken),
-                        (one_delay, reset == "zero" and kind != "Leaky" and (delay or broken)))
-                        if on)))
+                    note=delay_lost if broken else ""))
     cases.append(Case("snntorch", "Conv2d-Leaky-AvgPool2d-Flatten-Linear-Leaky",
                       "reset_mechanism=subtract, reset_delay=True", "auto",
                       {"kind": "conv", "reset": "subtract", "delay": True}))
@@ -433,20 +418,18 @@ def produce_rockpool(case: Case, steps: int, batch: int, seed: int, tmp: Path) -
 
 
 def _rockpool_cases() -> list[Case]:
-    multi = ("Rockpool's LIFTorch emits floor(v/threshold) events per step (up to "
-             "max_spikes_per_dt = 65536 by default) and subtracts threshold per event; the "
-             "rockpool dialect reads every neuron as single-spike")
     rec = ("Rockpool 3.1's to_nir drops LIFTorch's w_rec (nn/modules/torch/nir.py writes a "
            "CubaLIF without any recurrent edge): the file has no recurrence to reproduce")
     net = "LinearTorch-LIFTorch-LinearTorch-LIFTorch"
     one, default = "max_spikes_per_dt=1", "max_spikes_per_dt=65536 (default)"
     base = {"rec": False, "max_spikes": 1, "gain": 0.05, "rec_gain": 0.01}
     return [
-        Case("rockpool", net, one, "auto", base),
+        Case("rockpool", net, one, "rockpool:spikes=single", base),
         Case("rockpool", net, default, "auto", base | {"max_spikes": None}),
         Case("rockpool", net, f"{default}, strong sparse input (several events per step)",
-             "auto", base | {"max_spikes": None, "gain": 0.4, "rate": 0.05}, why=multi),
-        Case("rockpool", net, f"has_rec=True, {one}", "auto", base | {"rec": True}, why=rec),
+             "auto", base | {"max_spikes": None, "gain": 0.4, "rate": 0.05}),
+        Case("rockpool", net, f"has_rec=True, {one}", "rockpool:spikes=single",
+             base | {"rec": True}, why=rec),
         Case("rockpool", net, f"has_rec=True, {default}", "auto",
              base | {"rec": True, "max_spikes": None}, why=rec),
     ]
