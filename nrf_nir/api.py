@@ -56,10 +56,7 @@ def _in_user_terms(checked: Checked, violations: list[Any]) -> list[Any]:
 def _error_in_user_terms(checked: Checked, exc: NIRError) -> NIRError:
     """``exc``, its message saying where its node came from when a dialect made it."""
     origin = _origin(checked, exc.node)
-    if origin and origin not in str(exc.message):
-        exc.message = f"({origin}) {exc.message}"
-        exc.args = (exc._render(),)
-    return exc
+    return exc.with_prefix(f"({origin}) ") if origin and origin not in str(exc.message) else exc
 
 
 class NonFiniteWarning(RuntimeWarning):

@@ -120,6 +120,13 @@ class NIRError(ValueError):
             self.args = (self._render(),)
         return self
 
+    def with_prefix(self, text: str) -> NIRError:
+        """Return the same error, its message starting with ``text`` (once)."""
+        if not str(self.message).startswith(text):
+            self.message = f"{text}{self.message}"
+            self.args = (self._render(),)
+        return self
+
 
 class ValidationError(NIRError):
     """The graph is malformed (types, shapes, values, structure)."""
