@@ -16,8 +16,10 @@ import torch
 import nrf_nir
 from nrf_nir.targets.lava.conv import (
     DENSE_CAP,
+    WORK_CAP,
     compose_pool_conv,
     conv_apply,
+    conv_work,
     geometry,
     pool_as_conv,
 )
@@ -29,6 +31,13 @@ from tests.test_target_lava import DT, graph, linear, needs_lava
 
 def if_(shape, v_th=1.0):
     return nir.IF(r=np.ones(shape), v_threshold=np.full(shape, v_th), v_reset=np.zeros(shape))
+
+
+def lif_channels(shape, taus, v_th=1.0):
+    """A LIF of ``shape`` ``[C, H, W]`` with one ``tau`` per channel."""
+    tau = np.broadcast_to(np.asarray(taus, dtype=np.float64)[:, None, None], shape).copy()
+    return nir.LIF(tau=tau, r=np.ones(shape), v_leak=np.zeros(shape),
+                   v_threshold=np.full(shape, v_th), v_reset=np.zeros(shape))
 
 
 def conv2d(rng, c_out, c_in, k, hw, scale, *, stride=1, padding=0, dilation=1, groups=1,
@@ -94,6 +103,13 @@ def conv_cases() -> dict[str, tuple[nir.NIRGraph, tuple[int, ...]]]:
                                        nir.Flatten(start_dim=0, end_dim=-1,
                                                    input_type={"input": np.array([2, 2, 2])}),
                                        linear(rng, 5, 8, 1000.0), if_(5)), (2, 6, 6)),
+        # per-channel time constants: channels {0, 2} and {1, 3}, then {0, 1} and {2, 3}
+        # behind a grouped convolution; the output is put together from two populations
+        "per-channel-tau": (seq((2, 6, 6), conv2d(rng, 4, 2, (3, 3), (6, 6), 12.0, padding=1),
+                                lif_channels((4, 6, 6), [0.005, 0.02, 0.005, 0.02]),
+                                conv2d(rng, 4, 4, (3, 3), (6, 6), 12.0, padding=1, groups=2),
+                                lif_channels((4, 6, 6), [0.004, 0.004, 0.01, 0.01])),
+                            (2, 6, 6)),
         "pool-alone": (seq((2, 6, 6), conv2d(rng, 2, 2, (3, 3), (6, 6), s, padding=1),
                            if_((2, 6, 6)), nir.SumPool2d(kernel_size=(3, 3), stride=(3, 3),
                                                          padding=(0, 0)),
@@ -160,6 +176,31 @@ def test_pooling_passes_are_listed():
     assert any("SumPool2d 'n2' as a depthwise convolution" in p for p in passes)
 
 
+def test_per_channel_time_constants_split_the_convolutions():
+    """One population per distinct tau (whole channels); each convolution between them keeps
+    the channels it joins, as a Lava Conv (all-zero channel blocks left out)."""
+    g, _ = conv_cases()["per-channel-tau"]
+    plan = plan_of(g)
+    assert [ly.name for ly in plan.layers] == ["n1/0", "n1/1", "n3/0", "n3/1"]
+    assert [ly.shape for ly in plan.layers] == [(2, 6, 6)] * 4
+    assert all(s.kind == "conv" for ly in plan.layers for s in ly.inputs)
+    k1, k2 = g.nodes["n0"].weight, g.nodes["n2"].weight
+    for j, channels in enumerate(([0, 2], [1, 3])):
+        (syn,) = plan.layers[j].inputs
+        assert syn.geometry.out_shape == (2, 6, 6) and syn.geometry.groups == 1
+        np.testing.assert_allclose(syn.weight, plan.layers[j].dv * k1[channels], rtol=1e-14)
+    # n3/0 (channels 0, 1: group 0, from n1 channels 0, 1) reads channel 0 of n1/0 and
+    # channel 1 of n1/1
+    syns = plan.layers[2].inputs
+    assert [s.source for s in syns] == [0, 1]
+    assert [s.geometry.in_shape for s in syns] == [(2, 6, 6)] * 2
+    np.testing.assert_allclose(syns[0].weight[:, 0], plan.layers[2].dv * k2[:2, 0], rtol=1e-14)
+    assert not np.any(syns[0].weight[:, 1])  # n1 channel 2 is in the other group
+    np.testing.assert_allclose(syns[1].weight[:, 0], plan.layers[2].dv * k2[:2, 1], rtol=1e-14)
+    assert any(p.startswith("split LIF 'n3' (144 neurons, 2 different time constants)")
+               and "'n3/1' (channels 2-3, 72 neurons" in p for p in plan.passes)
+
+
 def test_a_path_not_one_conv_is_dense_within_the_cap_and_refused_beyond():
     rng = np.random.default_rng(0)
     # an overlapping pool (kernel 3, stride 2) before a conv: not one convolution
@@ -175,6 +216,73 @@ def test_a_path_not_one_conv_is_dense_within_the_cap_and_refused_beyond():
     found = nrf_nir.check(big, "loihi")
     assert [(v.node, v.field) for v in found] == [("n1", "weight")]
     assert str(DENSE_CAP) in found[0].message and "not one Lava convolution" in found[0].message
+
+
+class _ConvWork:
+    """Stands in for ``torch.nn.functional`` in a module and records the float elements each
+    convolution call holds at once (input, output, im2col buffer)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []   # (rows, elements)
+
+    def __getattr__(self, name):
+        return getattr(torch.nn.functional, name)
+
+    def conv2d(self, x, k, **kw):
+        out = torch.nn.functional.conv2d(x, k, **kw)
+        cols = out.shape[0] * k.shape[1] * kw.get("groups", 1) * k.shape[2] * k.shape[3] \
+            * out.shape[2] * out.shape[3]
+        self.calls.append((int(x.shape[0]), int(x.numel() + out.numel() + cols)))
+        return out
+
+
+def nrf_shaped(rng) -> nir.NIRGraph:
+    """The zoo's nrf front: AvgPool2d 2x2 on a 2x64x64 input, then a 9x9 'same' Conv2d."""
+    return seq((2, 64, 64), nir.AvgPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)),
+               conv2d(rng, 4, 2, (9, 9), (32, 32), 300.0, padding="same"), if_((4, 32, 32)))
+
+
+def test_planning_a_large_pool_conv_stays_within_the_work_cap(monkeypatch):
+    """The OOM of `conformance --zoo` on the Lava targets: checking the pool -> conv fold of
+    the 2x64x64 nrf model pushed 4096 unit images through the folded 18x18 convolution at once
+    (10.9 GB). The fold is now checked on a few random images, and every convolution of the
+    planner runs in row blocks of at most WORK_CAP elements."""
+    from nrf_nir.targets.lava import conv as conv_module
+
+    work = _ConvWork()
+    monkeypatch.setattr(conv_module, "F", work)
+    plan = plan_of(nrf_shaped(np.random.default_rng(0)))
+    assert plan.layers[0].inputs[0].kind == "conv"
+    assert plan.layers[0].inputs[0].weight.shape[2:] == (18, 18)
+    assert work.calls and all(rows == 1 or held <= WORK_CAP for rows, held in work.calls)
+    # the dense unrolling of a convolution (unit vectors through it) is blocked the same way
+    pool = pool_as_conv((2, 64, 64), (2, 2), (2, 2), (0, 0), average=True)
+    work.calls.clear()
+    got = conv_apply(np.eye(2 * 64 * 64)[:1500], *pool)
+    assert got.shape == (1500, 2 * 32 * 32) and len(work.calls) > 1
+    assert all(held <= WORK_CAP for _, held in work.calls)
+
+
+def test_emulator_convolves_in_bounded_blocks(monkeypatch):
+    """The loihi emulator's convolution of a batch runs in row blocks of at most WORK_CAP
+    elements, with the same integers as one call."""
+    from nrf_nir.targets.lava import emulator as emulator_module
+
+    g = nrf_shaped(np.random.default_rng(1))
+    fixed = quantize(plan_of(g))
+    x = torch.as_tensor(spikes((3, 8, 2, 64, 64), rate=0.2)).reshape(3, 8, -1)
+    whole = LoihiEmulator(fixed).run(x)[0]
+    work = _ConvWork()
+    monkeypatch.setattr(emulator_module, "F", work)
+    monkeypatch.setattr(emulator_module, "WORK_CAP", 2 * work_per_row(fixed))
+    got = LoihiEmulator(fixed).run(x)[0]
+    assert torch.equal(got, whole) and int(whole.sum()) > 0
+    assert len(work.calls) >= 3 * 8 // 2 and all(rows <= 2 for rows, _ in work.calls)
+
+
+def work_per_row(fixed) -> int:
+    syn = fixed.layers[0].inputs[0]
+    return conv_work(syn.geometry, syn.weight.shape[2:])
 
 
 def test_same_padding_with_an_even_kernel_is_dense():

@@ -1,8 +1,11 @@
 """Exported Norse models on the Lava targets and in the lava-dl netx artifact
-(docs/targets/lava.md, "Artifact"): a biased Linear, Linear -> LIFRecurrentCell and an LI
-read-out deploy with ``nrf-nir deploy --target lava-fixed`` and run in
-``lava.lib.dl.netx.hdf5.Network`` to ``lava-fixed``'s outputs exactly; README journey 1's model
-runs on all three Lava targets, and its deploy, which netx cannot express, writes nothing."""
+(docs/targets/lava.md, "Artifact"): a biased Linear, Linear -> LIFRecurrentCell, an LI
+read-out, README journey 1's model (its ``LICell`` is a CubaLI fed by a biased Linear: the bias
+as an always-on channel, one more neuron of the hidden layer) and a biased Linear -> LICell
+(the always-on channel as one more input channel) deploy with ``nrf-nir deploy --target
+lava-fixed`` and run in ``lava.lib.dl.netx.hdf5.Network`` to ``lava-fixed``'s outputs
+exactly; journey 1's model runs on all three Lava targets; a deploy that netx cannot express
+writes nothing."""
 
 from __future__ import annotations
 
@@ -35,12 +38,18 @@ def models() -> dict:
                                                      snn.LIFRecurrentCell(20, 20)),
         "li-readout": snn.SequentialState(torch.nn.Linear(10, 20), snn.LIFBoxCell(),
                                           torch.nn.Linear(20, 4), snn.LIBoxCell()),
+        "journey1": journey1_model(),
+        "cuba-readout-first": snn.SequentialState(torch.nn.Linear(10, 4), snn.LICell()),
     }
 
 
+def journey1_model() -> torch.nn.Module:
+    return snn.SequentialState(torch.nn.Linear(10, 20), snn.LIFBoxCell(),
+                               torch.nn.Linear(20, 4), snn.LICell())
+
+
 def journey1():
-    return export(snn.SequentialState(torch.nn.Linear(10, 20), snn.LIFBoxCell(),
-                                      torch.nn.Linear(20, 4), snn.LICell()))
+    return export(journey1_model())
 
 
 @pytest.mark.slow
@@ -64,10 +73,16 @@ def test_deployed_netx_equals_lava_fixed(name, tmp_path):
     fixed = nrf_nir.lower(g, "lava-fixed", dtype="float64").run(x)["output"].numpy()
     assert np.abs(fixed).sum() > 0
     readout = meta.get("readout")
-    assert (readout is not None) == (name == "li-readout")
+    assert (readout is not None) == (name in ("li-readout", "journey1", "cuba-readout-first"))
+    always_on = meta["input"]["neurons"] == 11
+    assert always_on == (name == "cuba-readout-first")
+    if name == "journey1":  # the hidden layer's always-on neuron keeps its threshold low
+        layers = quant["layers"]
+        assert "vth_capped_for_always_on" in layers[0] and layers[0]["vth_mant"] <= 4094
+        assert "bias_as_weight" in layers[1]
     for b in range(2):
         got = run_netx(out / "network.net", x[:, b], meta["latency_steps"],
-                       readout=readout is not None)
+                       readout=readout is not None, always_on=always_on)
         if readout is not None:
             got = got / (64 * readout["scale"]) + np.asarray(readout["offset"])
         np.testing.assert_array_equal(got, fixed[:, b])
@@ -97,6 +112,10 @@ def test_journey1_runs_on_lava_and_refused_deploy_writes_nothing(tmp_path):
     fixed = nrf_nir.lower(g, "lava-fixed", dtype="float64").run(x)["output"]
     emu = nrf_nir.lower(g, "loihi", dtype="float64").run(x)["output"]
     assert torch.equal(fixed, emu)
+    # what netx cannot hold: a node split into populations of one time constant each
+    g = export(snn.SequentialState(torch.nn.Linear(10, 4), snn.LIFBoxCell(
+        snn.LIFBoxParameters(tau_mem_inv=torch.tensor([100.0, 200.0, 100.0, 200.0])))))
+    assert nrf_nir.check(g, "lava-fixed") == []
     nrf_nir.save(g, tmp_path / "model.nir")
     out = tmp_path / "deploy"
     assert main(["deploy", str(tmp_path / "model.nir"), "--target", "lava-fixed", "-o",

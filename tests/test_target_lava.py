@@ -318,14 +318,23 @@ def test_check_names_node_and_field():
         (("n1", "v_threshold"), chain(linear(rng, 3, 4, 1), lif(3, v_th=-1.0))),
         (("n0", "type"), chain(nir.Threshold(threshold=np.full(4, 0.5)))),
         (("n0", "edges"), chain(li, cuba(4))),  # a non-spiking neuron feeding a neuron
-        (("n1", "tau"), chain(linear(rng, 3, 4, 1), lif_taus)),
-        (("n1", "tau_syn"), chain(linear(rng, 3, 4, 1), cuba_taus)),
+        # per-neuron time constants with a loop joining neurons of different ones
+        (("lif", "tau"), graph({"input": nir.Input(input_type=np.array([4])),
+                                "w_in": linear(rng, 3, 4, 1), "lif": lif_taus,
+                                "w_rec": linear(rng, 3, 3, 1), "output": nir.Output(None)},
+                               [("input", "w_in"), ("w_in", "lif"), ("lif", "w_rec"),
+                                ("w_rec", "lif"), ("lif", "output")])),
         (("n0", "edges"), chain(linear(rng, 3, 4, 1))),  # a weight straight into the Output
+        # one to one without a weight, too wide for a diagonal Dense (3000 x 3000)
+        (("input", "edges"), chain(lif(3000), shape=(3000,))),
         (("n0", "edges"), chain(conv, shape=(1, 4))),  # a Conv straight into the Output
     ]
     for (node, fld), g in cases:
         found = _violations(g)
         assert (node, fld) in found, (node, fld, found)
+    # per-neuron time constants alone: split into populations (tests/test_lava_graph_passes.py)
+    assert _violations(chain(linear(rng, 3, 4, 1), lif_taus)) == set()
+    assert _violations(chain(linear(rng, 3, 4, 1), cuba_taus)) == set()
     # two inputs
     g2 = graph({"a": nir.Input(input_type=np.array([2])), "b": nir.Input(input_type=np.array([2])),
                 "l": lif(2), "output": nir.Output(output_type=None)},
@@ -430,12 +439,15 @@ def test_netx_artifact_reproduces_lava_fixed(tmp_path):
     assert fixed.sum() > 0
     for b in range(2):
         np.testing.assert_array_equal(run_netx(out / "network.net", x[:, b], 2), fixed[:, b])
-    # what netx cannot express is refused by name, and nothing is written
-    prog = nrf_nir.lower(chain(affine(rng, 4, 5, 25, bias=2.0), cuba(4), shape=(5,)),
+    # what netx cannot express is refused by name, and nothing is written: a node split into
+    # populations of one time constant each
+    two_taus = lif(4)
+    two_taus.tau = np.array([0.01, 0.02, 0.01, 0.02])
+    prog = nrf_nir.lower(chain(affine(rng, 4, 5, 25, bias=2.0), two_taus, shape=(5,)),
                          "lava-fixed")
-    with pytest.raises(nrf_nir.NIRError, match="constant input"):
-        get("lava-fixed").artifact(prog.backend, tmp_path / "cuba-bias")
-    assert not (tmp_path / "cuba-bias").exists()
+    with pytest.raises(nrf_nir.NIRError, match="split into populations"):
+        get("lava-fixed").artifact(prog.backend, tmp_path / "split")
+    assert not (tmp_path / "split").exists()
 
 
 def test_quantize_is_shared():
@@ -462,3 +474,27 @@ def test_loihi_time_chunks_do_not_change_results():
     finally:
         emu.chunk_elements = 1 << 23
     assert whole[0].sum() > 0 and torch.equal(whole[0], stepped[0])
+
+
+@needs_lava
+def test_constant_input_needs_no_matrix_of_the_population_size(monkeypatch):
+    """A biased population gets its constant input from a source wired into its ``a_in``:
+    the Dense processes built are the synapses only (the zoo's tts-encoder on lava-float,
+    16 samples side by side, once built a 32768x53248 identity-selection Dense: 13 GiB), and
+    the spikes equal the float64 reference."""
+    rng = np.random.default_rng(12)
+    g = chain(affine(rng, 40, 5, 20, bias=3.0), lif(40), affine(rng, 6, 40, 8, bias=1.0),
+              lif(6), shape=(5,))
+    built: list[tuple[int, ...]] = []
+    dense = runner.LAVA["Dense"]
+
+    def recording(**kw):
+        built.append(tuple(np.shape(kw["weights"])))
+        return dense(**kw)
+
+    monkeypatch.setitem(runner.LAVA, "Dense", recording)
+    x = spikes((30, 4, 5), seed=3)
+    got = nrf_nir.lower(g, "lava-float", dtype="float64", copies=4).run(x)["output"]
+    ref = nrf_nir.run(g, x, target="reference", dtype="float64")["output"]
+    assert float(ref.sum()) > 0 and torch.equal(got, ref)
+    assert sorted(built) == [(24, 160), (160, 20)]  # 4 copies of the two synapses

@@ -35,6 +35,7 @@ class LoihiTarget:
     name = LOIHI_NAME
     description = ("nrf-nir's batched PyTorch emulator of Lava's Loihi-2 fixed-point CUBA LIF, "
                    "Dense and Conv; bit-exact with lava-fixed")
+    progress = True  # takes the option progress (a progress bar over the neuron steps)
 
     def check(self, checked: Checked, semantics: Semantics,
               options: Options | None = None) -> list[Violation]:
@@ -43,7 +44,7 @@ class LoihiTarget:
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> LavaProgram:
         """strict=False: lower what the target can run; violations that make running impossible
         still raise: every one of this target's does (no plan exists with any)."""
-        extra = parse_options(options, ("vth",), self.name)
+        extra = parse_options(options, ("vth", "progress"), self.name)
         plan = plan_of(self, checked, semantics, options)
         device = torch.device(options.device) if options.device is not None else (
             torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
@@ -71,7 +72,8 @@ class LoihiTarget:
                            "payloads); got non-integer values", node=name, field="inputs")
         wanted = set(lowered.plan.record_layers(tuple(record)).values())
         emu: LoihiEmulator = lowered.options["emulator"]
-        spikes = emu.run(x, layers=wanted, checked=True)
+        spikes = emu.run(x, layers=wanted, checked=True,
+                         progress=bool(lowered.options.get("progress")))
         return outputs(lowered, {k: spikes[k].cpu() for k in wanted}, tuple(record), T, B)
 
 

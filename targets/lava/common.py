@@ -84,23 +84,40 @@ def input_array(prog: LavaProgram, inputs: Mapping[str, Tensor], *,
 def outputs(prog: LavaProgram, values: Mapping[int, Any], record: tuple[str, ...],
             T: int, B: int) -> dict[str, Tensor]:
     """Output nodes and recorded neurons as ``[T, B, *shape]`` tensors of ``prog.dtype``:
-    spikes, or a read-out's voltage in reference units (``values`` holds Lava's ``v``: float
-    ``v'`` for lava-float, integers for the fixed-point targets)."""
+    spikes, or a read-out's voltage in reference units (``values`` holds Lava's ``v`` per
+    layer: float ``v'`` for lava-float, integers for the fixed-point targets). A node split
+    into populations is put together from them (each ``part`` of its neurons)."""
     plan = prog.plan
     result: dict[str, Tensor] = {}
-    for name, k in plan.record_layers(record).items():
-        shape = plan.out_shapes.get(name, plan.layers[k].shape)
-        z = values[k]
-        if plan.layers[k].readout:
-            z = z.cpu().numpy() if isinstance(z, Tensor) else np.asarray(z)
-            if prog.fixed is not None:
-                z = prog.fixed.layers[k].voltage(z)
-            else:
-                offset = plan.layers[k].v_offset
-                z = z.astype(np.float64) + (0.0 if offset is None else offset)
+    for name, ks in plan.read(record).items():
+        first = plan.layers[ks[0]]
+        shape = plan.out_shapes.get(name) or plan.node_shapes.get(name, first.shape)
+        pieces = [_layer_values(prog, k, values[k]) for k in ks]
+        if len(ks) == 1 and first.part is None:
+            z = pieces[0]
+        else:
+            n = sum(plan.layers[k].n for k in ks)
+            whole = np.empty((T, B, n), dtype=np.float64 if first.readout else np.int8)
+            for k, piece in zip(ks, pieces, strict=True):
+                part = plan.layers[k].part
+                whole[:, :, slice(None) if part is None else part] = (
+                    piece.cpu().numpy() if isinstance(piece, Tensor) else piece
+                ).reshape(T, B, -1)
+            z = whole
         t = z if isinstance(z, Tensor) else torch.from_numpy(np.ascontiguousarray(z))
         result[name] = t.to(prog.dtype).reshape(T, B, *shape)
     return result
+
+
+def _layer_values(prog: LavaProgram, k: int, z: Any) -> Any:
+    """Layer ``k``'s values: spikes as given, a read-out's voltage in reference units."""
+    layer = prog.plan.layers[k]
+    if not layer.readout:
+        return z
+    z = z.cpu().numpy() if isinstance(z, Tensor) else np.asarray(z)
+    if prog.fixed is not None:
+        return prog.fixed.layers[k].voltage(z)
+    return z.astype(np.float64) + (0.0 if layer.v_offset is None else layer.v_offset)
 
 
 def default_dtype(options: Options) -> torch.dtype:

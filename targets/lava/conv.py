@@ -17,6 +17,7 @@ one: :func:`compose_pool_conv` builds it and keeps it only when it is exact.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,13 @@ Pad = tuple[tuple[int, int], tuple[int, int]]
 #: Largest dense matrix (elements) a path of convolutions/pooling is lowered to when it is not
 #: one Lava convolution (float64: 32 MiB).
 DENSE_CAP = 1 << 22
+#: Float64 elements of work (input, output, im2col buffer) per block of rows that
+#: :func:`conv_apply` / :func:`conv_adjoint` convolve at once (64 MiB): planning a large
+#: input (the zoo's 2x64x64 ``nrf``) stays within a bounded memory.
+WORK_CAP = 1 << 23
+#: Random inputs on which :func:`compose_pool_conv` compares the pool-then-conv map with the
+#: folded convolution (two different linear maps differ on a generic input).
+PROBES = 3
 
 
 @dataclass(frozen=True)
@@ -55,23 +63,42 @@ class ConvGeometry:
         return None
 
 
+def conv_work(geo: ConvGeometry, kernel_hw: tuple[int, ...]) -> int:
+    """Float64 elements one input row (one sample) costs :func:`conv_apply` or
+    :func:`conv_adjoint`: the padded input, the output and PyTorch's im2col buffer
+    (``C_in * kh * kw`` values per output position)."""
+    c_in, h, w = geo.in_shape
+    c_out, ho, wo = geo.out_shape
+    padded = c_in * (h + sum(geo.padding[0])) * (w + sum(geo.padding[1]))
+    columns = c_in * int(kernel_hw[0]) * int(kernel_hw[1]) * ho * wo
+    return padded + c_out * ho * wo + columns
+
+
+def _row_chunks(m: int, per_row: int) -> list[tuple[int, int]]:
+    """Row ranges of at most :data:`WORK_CAP` elements of work each (at least one row)."""
+    step = max(1, WORK_CAP // max(1, per_row))
+    return [(j, min(m, j + step)) for j in range(0, m, step)]
+
+
 def conv_apply(x: np.ndarray, kernel: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """``x`` ``[m, n_in]`` (flat ``in_shape``) through the convolution: ``[m, n_out]``,
-    float64."""
-    t = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64)
-    t = t.reshape(-1, *geo.in_shape)
-    (ph0, ph1), (pw0, pw1) = geo.padding
-    t = F.pad(t, (pw0, pw1, ph0, ph1))
+    float64; computed a block of rows at a time (:data:`WORK_CAP`)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty((x.shape[0], int(np.prod(geo.out_shape))))
     k = torch.as_tensor(np.ascontiguousarray(kernel), dtype=torch.float64)
-    out = F.conv2d(t, k, stride=geo.stride, dilation=geo.dilation, groups=geo.groups)
-    return out.reshape(out.shape[0], -1).numpy()
+    (ph0, ph1), (pw0, pw1) = geo.padding
+    for j0, j1 in _row_chunks(x.shape[0], conv_work(geo, kernel.shape[2:])):
+        t = torch.as_tensor(np.ascontiguousarray(x[j0:j1])).reshape(-1, *geo.in_shape)
+        t = F.pad(t, (pw0, pw1, ph0, ph1))
+        got = F.conv2d(t, k, stride=geo.stride, dilation=geo.dilation, groups=geo.groups)
+        out[j0:j1] = got.reshape(j1 - j0, -1).numpy()
+    return out
 
 
 def conv_adjoint(y: np.ndarray, kernel: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """The transposed map: ``y`` ``[m, n_out]`` -> ``[m, n_in]`` (``conv_adjoint(y) =
-    y @ M`` for the convolution's matrix ``M``), float64."""
-    t = torch.as_tensor(np.ascontiguousarray(y), dtype=torch.float64)
-    t = t.reshape(-1, *geo.out_shape)
+    y @ M`` for the convolution's matrix ``M``), float64; a block of rows at a time."""
+    y = np.asarray(y, dtype=np.float64)
     _, H, W = geo.in_shape
     extra = []
     for axis, size in enumerate((H, W)):
@@ -79,11 +106,47 @@ def conv_adjoint(y: np.ndarray, kernel: np.ndarray, geo: ConvGeometry) -> np.nda
         span = geo.dilation[axis] * (kernel.shape[2 + axis] - 1) + 1
         extra.append(padded - ((geo.out_shape[1 + axis] - 1) * geo.stride[axis] + span))
     k = torch.as_tensor(np.ascontiguousarray(kernel), dtype=torch.float64)
-    out = F.conv_transpose2d(t, k, stride=geo.stride, output_padding=tuple(extra),
-                             groups=geo.groups, dilation=geo.dilation)
     (ph0, _), (pw0, _) = geo.padding
-    out = out[:, :, ph0:ph0 + H, pw0:pw0 + W]
-    return out.reshape(out.shape[0], -1).numpy()
+    out = np.empty((y.shape[0], int(np.prod(geo.in_shape))))
+    for j0, j1 in _row_chunks(y.shape[0], conv_work(geo, kernel.shape[2:])):
+        t = torch.as_tensor(np.ascontiguousarray(y[j0:j1])).reshape(-1, *geo.out_shape)
+        got = F.conv_transpose2d(t, k, stride=geo.stride, output_padding=tuple(extra),
+                                 groups=geo.groups, dilation=geo.dilation)
+        out[j0:j1] = got[:, :, ph0:ph0 + H, pw0:pw0 + W].reshape(j1 - j0, -1).numpy()
+    return out
+
+
+def conv_block(kernel: np.ndarray, geo: ConvGeometry, out_channels: np.ndarray,
+               in_channels: np.ndarray) -> tuple[np.ndarray, ConvGeometry] | None:
+    """The part of a convolution from the input channels ``in_channels`` to the output
+    channels ``out_channels`` (ascending index arrays): a kernel ``[len(out), len(in)/g, kh,
+    kw]`` with the most groups ``g`` its block structure has, and its geometry; None where no
+    weight joins those channels. (Splitting a node by time constant splits its convolutions
+    so; the spatial geometry is unchanged.)"""
+    c_out, cin_g = kernel.shape[:2]
+    cout_g = c_out // geo.groups
+    full = np.zeros((c_out, cin_g * geo.groups, *kernel.shape[2:]))
+    for g in range(geo.groups):
+        full[g * cout_g:(g + 1) * cout_g, g * cin_g:(g + 1) * cin_g] = \
+            kernel[g * cout_g:(g + 1) * cout_g]
+    sub = full[np.ix_(out_channels, in_channels)]
+    if not np.any(sub):
+        return None
+    o, i = sub.shape[:2]
+    for groups in range(math.gcd(o, i), 0, -1):
+        if o % groups or i % groups:
+            continue
+        og, ig = o // groups, i // groups
+        outside = np.ones((o, i), dtype=bool)
+        for g in range(groups):
+            outside[g * og:(g + 1) * og, g * ig:(g + 1) * ig] = False
+        if np.any(sub[outside]):
+            continue  # a weight outside the diagonal blocks
+        blocks = [sub[g * og:(g + 1) * og, g * ig:(g + 1) * ig] for g in range(groups)]
+        return np.concatenate(blocks, axis=0), ConvGeometry(
+            in_shape=(i, *geo.in_shape[1:]), out_shape=(o, *geo.out_shape[1:]),
+            stride=geo.stride, padding=geo.padding, dilation=geo.dilation, groups=groups)
+    raise AssertionError("one group always holds every weight")
 
 
 def lava_kernel(kernel: np.ndarray) -> np.ndarray:
@@ -141,7 +204,7 @@ def compose_pool_conv(pool: tuple[np.ndarray, ConvGeometry],
                       ) -> tuple[np.ndarray, ConvGeometry] | None:
     """One convolution equal to ``conv(pool(x))`` (pool: a depthwise kernel of one value), or
     None when no single convolution with dilation 1 is exactly that map (checked on the real
-    spatial sizes with a generic kernel)."""
+    spatial sizes with a generic kernel and :data:`PROBES` random inputs)."""
     pk, pg = pool
     ck, cg = conv
     value = float(pk.reshape(-1)[0])
@@ -167,22 +230,23 @@ def compose_pool_conv(pool: tuple[np.ndarray, ConvGeometry],
         return None
     geo = ConvGeometry(in_shape=pg.in_shape, out_shape=cg.out_shape, stride=strides,
                        padding=(pads[0], pads[1]), dilation=(1, 1), groups=cg.groups)
-    # the spatial index structure, one channel, a generic kernel
+    # the spatial index structure, one channel, a generic kernel, on generic inputs (a few
+    # random images, not the h*w unit vectors: those cost h*w convolutions' memory)
     rng = np.random.default_rng(0)
     probe = rng.uniform(0.5, 1.5, (1, 1, Kh, Kw))
     one = (1, h, w)
-    eye = np.eye(h * w)
+    images = rng.uniform(0.5, 1.5, (PROBES, h * w))
     p1 = ConvGeometry(one, (1, *pg.out_shape[1:]), pg.stride, pg.padding, (1, 1), 1)
     c1 = ConvGeometry((1, *cg.in_shape[1:]), (1, *cg.out_shape[1:]), cg.stride, cg.padding,
                       cg.dilation, 1)
-    direct = conv_apply(conv_apply(eye, pk[:1, :1], p1), probe, c1)
+    direct = conv_apply(conv_apply(images, pk[:1, :1], p1), probe, c1)
     probe_k = np.zeros((1, 1, *size))
     for a in range(kh):
         for b in range(kw):
             probe_k[:, :, a:a + sh * dh * (Kh - 1) + 1:sh * dh,
                     b:b + sw * dw * (Kw - 1) + 1:sw * dw] += value * probe
-    folded = conv_apply(eye, probe_k, ConvGeometry(one, (1, *cg.out_shape[1:]), strides,
-                                                   geo.padding, (1, 1), 1))
+    folded = conv_apply(images, probe_k, ConvGeometry(one, (1, *cg.out_shape[1:]), strides,
+                                                      geo.padding, (1, 1), 1))
     if not np.allclose(direct, folded, rtol=1e-12, atol=1e-12):
         return None
     return kernel, geo

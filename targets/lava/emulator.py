@@ -33,11 +33,13 @@ inside the step loop.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .conv import ConvGeometry
+from .conv import WORK_CAP, ConvGeometry, conv_work
 from .plan import UV_MAX, FixedLayer, FixedPlan, Synapse, needed_layers
 
 _M = UV_MAX
@@ -102,6 +104,8 @@ class _Conv:
             if kernel.numel() else 0.0
         (ph0, ph1), (pw0, pw1) = geo.padding
         self.pad = (pw0, pw1, ph0, ph1)
+        #: elements of work per input row (padded input, output, PyTorch's im2col buffer)
+        self.work = conv_work(geo, tuple(kernel.shape[2:]))
 
     def bound(self, x_max: float) -> float:
         return min(self.row_bound * x_max, float(_M))
@@ -115,10 +119,14 @@ class _Conv:
         # float32 on CPU (direct convolution: every partial sum an integer below 2**24, exact);
         # float64 elsewhere (cuDNN may pick Winograd/FFT: rounding errors far below 0.5)
         dtype = torch.float32 if bound < 2**24 and x.device.type == "cpu" else torch.float64
-        xs = F.pad(x.to(dtype).reshape(-1, *self.geo.in_shape), self.pad)
-        out = F.conv2d(xs, self.kernel.to(dtype), stride=self.geo.stride,
-                       dilation=self.geo.dilation, groups=self.geo.groups)
-        got = torch.round(out).reshape(x.shape[0], self.n).to(torch.int64)
+        kernel = self.kernel.to(dtype)
+        got = torch.empty(x.shape[0], self.n, dtype=torch.int64, device=x.device)
+        rows = max(1, WORK_CAP // max(1, self.work))  # bounded memory per convolution call
+        for j in range(0, x.shape[0], rows):
+            xs = F.pad(x[j:j + rows].to(dtype).reshape(-1, *self.geo.in_shape), self.pad)
+            out = F.conv2d(xs, kernel, stride=self.geo.stride, dilation=self.geo.dilation,
+                           groups=self.geo.groups)
+            got[j:j + rows] = torch.round(out).reshape(xs.shape[0], self.n)
         if bound >= _M:  # signed_clamp(x, 24): (x + 2**23) mod 2**24 - 2**23
             got = ((got + _M) & (2 * _M - 1)) - _M
         return got
@@ -168,11 +176,12 @@ class LoihiEmulator:
         self.chunk_elements = 1 << 23
 
     def run(self, x: Tensor, layers: set[int] | None = None, record_state: bool = False,
-            checked: bool = False) -> dict:
+            checked: bool = False, progress: bool = False) -> dict:
         """Spikes (int8 0/1) ``[T, B, n]`` of every layer (or of ``layers`` and what they
         need), keyed by layer index; a read-out layer gives its voltage ``v`` instead (int64,
         Lava's units). ``record_state`` adds ``(k, "u")`` / ``(k, "v")`` entries. ``checked``:
-        the caller has checked that ``x`` is integer-valued."""
+        the caller has checked that ``x`` is integer-valued. ``progress``: a progress bar on
+        stderr over the neuron steps (``T`` per layer run, layer after layer)."""
         fixed = self.fixed
         x = x.to(self.device)
         T, B = int(x.shape[0]), int(x.shape[1])
@@ -183,6 +192,12 @@ class LoihiEmulator:
                              else set(layers))
         x_max = float(xin.abs().max()) if xin.numel() else 0.0
         out: dict = {}
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=T * len(need), unit="step", desc=f"loihi ({len(need)} layers)",
+                       leave=False)
         for k, fl in enumerate(fixed.layers):
             if k not in need:
                 continue
@@ -202,7 +217,8 @@ class LoihiEmulator:
                 v_rec = torch.empty(T, B, fl.n, dtype=torch.int64, device=self.device)
             state = None
             # time chunks: the feed-forward product of a chunk at once, bounded memory
-            widest = max([fl.n, *(s.shape[-1] for _, s, _ in feeds)])
+            widest = max([fl.n, *(s.shape[-1] for _, s, _ in feeds),
+                          *(w.work for w, _, _ in feeds if isinstance(w, _Conv))])
             tc = max(1, min(T, self.chunk_elements // max(1, B * widest)))
             for t0 in range(0, T, tc):
                 t1 = min(T, t0 + tc)
@@ -221,17 +237,21 @@ class LoihiEmulator:
                 with _OneThread(self.device.type == "cpu" and B * fl.n <= 1 << 20):
                     state = self._neuron(fl, a, rec, a_bound, state, spikes[t0:t1],
                                          None if u_rec is None else u_rec[t0:t1],
-                                         None if v_rec is None else v_rec[t0:t1])
+                                         None if v_rec is None else v_rec[t0:t1], bar)
             out[k] = v_rec if fl.readout else spikes
             if record_state:
                 out[(k, "u")], out[(k, "v")] = u_rec, v_rec
+        if bar is not None:
+            bar.close()
         return out
 
     def _neuron(self, fl: FixedLayer, a: Tensor, rec: _Weights | None, a_bound: float,
                 state: tuple[Tensor, Tensor, Tensor] | None, spikes: Tensor,
-                u_rec: Tensor | None, v_rec: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+                u_rec: Tensor | None, v_rec: Tensor | None, bar: Any = None
+                ) -> tuple[Tensor, Tensor, Tensor]:
         """Step the neurons through the chunk ``a`` ``[Tc, B, n]``; write ``spikes[t]``
-        (and the states); return the state ``(u, v, z)``."""
+        (and the states); return the state ``(u, v, z)``. ``bar``: a progress bar moved
+        one step per step."""
         T, B, n = a.shape
         dev = a.device
         if state is None:
@@ -288,4 +308,6 @@ class LoihiEmulator:
             if u_rec is not None and v_rec is not None:
                 u_rec[t] = u
                 v_rec[t] = v
+            if bar is not None:
+                bar.update(1)
         return u, v, z_prev

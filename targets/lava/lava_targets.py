@@ -34,6 +34,7 @@ class _LavaTarget:
     name = ""
     description = ""
     fixed_point = False
+    progress = True  # takes the option progress (a progress bar over the Lava steps)
 
     def check(self, checked: Checked, semantics: Semantics,
               options: Options | None = None) -> list[Violation]:
@@ -42,7 +43,7 @@ class _LavaTarget:
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> LavaProgram:
         """strict=False: lower what the target can run; violations that make running impossible
         still raise: every one of this target's does (no plan exists with any)."""
-        known = ("copies", "vth") if self.fixed_point else ("copies",)
+        known = ("copies", "vth", "progress") if self.fixed_point else ("copies", "progress")
         extra = parse_options(options, known, self.name)
         plan = plan_of(self, checked, semantics, options)
         fixed = quantize(plan, vth=extra.get("vth")) if self.fixed_point else None
@@ -61,7 +62,8 @@ class _LavaTarget:
         T, B = x.shape[0], x.shape[1]
         wanted = set(lowered.plan.record_layers(tuple(record)).values())
         values = runner.run_network(self.spec(lowered), x, wanted,
-                                    max_copies=lowered.options.get("copies"))
+                                    max_copies=lowered.options.get("copies"),
+                                    progress=bool(lowered.options.get("progress")))
         return outputs(lowered, values, tuple(record), T, B)
 
 

@@ -36,10 +36,17 @@ the run length) and ``reset_offset=1`` so that netx's ``LIFReset`` zeroes layer 
 (one step per layer). A read-out last layer (``vThMant = 2**17``: never fires) is read by a
 ``Monitor`` on its ``v`` (``lava.json["readout"]``).
 
+A CubaLIF/CubaLI layer's constant input (an Affine bias: it enters the synaptic current, and
+netx's neuron bias enters v) is the weight of an always-on channel, quantized so by
+``plan.quantize`` for every target: one more column of the layer's weight, fed by one more
+neuron of the previous layer (zero weights in, neuron bias ``vth + 1``: it fires every step;
+``plan.quantize`` keeps that layer's ``vth <= 4094``) or, for the first layer, by one more
+input channel that is 1 at every step (``lava.json["input"]``).
+
 Not representable (``write_artifact`` refuses, naming the layer): a layer with several inputs
-or not fed by the previous one, outputs other than the last layer, a read-out before the last
-layer, and a CubaLIF/CubaLI layer with a constant input (netx's bias adds to v, lava-fixed's to
-the synaptic current).
+or not fed by the previous one (also a node split into populations of one time constant each),
+outputs other than the last layer, a read-out before the last layer, a CubaLIF/CubaLI
+constant input whose always-on neuron would sit in a convolution layer.
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ from nrf_nir.atomic import atomic_folder, write_atomic
 from nrf_nir.errors import NIRError
 
 from .common import LavaProgram
-from .plan import BIAS_MAX, FixedPlan
+from .plan import ALWAYS_ON_VTH_MAX, BIAS_MAX, FixedLayer, FixedPlan, bias_as_weight
 
 #: ``reset_interval`` to pass to netx: larger than any run (each layer resets once).
 RESET_INTERVAL = 2**30
@@ -74,9 +81,21 @@ def netx_problems(fixed: FixedPlan) -> list[str]:
         if fl.w_rec is not None and fl.w_rec.shape != (fl.n, fl.n):
             problems.append(f"layer {fl.name!r}: recurrent weights of shape {fl.w_rec.shape}")
         if kind in ("CubaLIF", "CubaLI") and np.any(fl.bias != 0):
-            problems.append(f"layer {fl.name!r}: {kind} with a constant input (Affine bias): "
-                            "it enters the synaptic current, and netx's only constant, the "
-                            "neuron bias, enters v (no exact netx form)")
+            if not bias_as_weight(plan.layers[k]):
+                problems.append(f"layer {fl.name!r}: {kind} with a constant input (Affine "
+                                "bias) and not one dense input: it enters the synaptic current, "
+                                "and netx's only constant, the neuron bias, enters v (no exact "
+                                "netx form)")
+            elif k > 0 and fixed.layers[k - 1].inputs[0].kind == "conv":
+                problems.append(f"layer {fl.name!r}: its constant input needs an always-on "
+                                f"neuron in {fixed.layers[k - 1].name!r}, a convolution layer "
+                                "(netx cannot add a neuron to its grid)")
+            elif k > 0 and fixed.layers[k - 1].vth > ALWAYS_ON_VTH_MAX:
+                problems.append(f"layer {fl.name!r}: its constant input needs an always-on "
+                                f"neuron in {fixed.layers[k - 1].name!r}, whose threshold "
+                                f"mantissa {fixed.layers[k - 1].vth} (forced by the option vth) "
+                                f"exceeds {ALWAYS_ON_VTH_MAX}: a 13-bit neuron bias cannot "
+                                "fire it every step")
         if fl.readout and k != len(fixed.layers) - 1:
             problems.append(f"layer {fl.name!r}: a read-out (non-spiking) layer sends no spikes "
                             "to the next netx layer")
@@ -93,10 +112,15 @@ def netx_problems(fixed: FixedPlan) -> list[str]:
                                 "feeds a convolution only from the input or a convolution)")
             if fl.w_rec is not None:
                 problems.append(f"layer {fl.name!r}: a convolution layer with a recurrent loop")
+    split = [name for name, ks in plan.nodes.items() if len(ks) > 1]
+    if split:
+        problems.append(f"{', '.join(repr(n) for n in split)}: split into populations of one "
+                        "time constant each, which netx's chain of layers cannot hold")
     last = len(fixed.layers) - 1
-    for name, k in plan.outputs.items():
-        if k != last:
-            problems.append(f"output {name!r} reads layer {fixed.layers[k].name!r}; netx's "
+    for name, ks in plan.outputs.items():
+        if ks != [last]:
+            problems.append(f"output {name!r} reads layer(s) "
+                            f"{', '.join(repr(fixed.layers[k].name) for k in ks)}; netx's "
                             "output is its last layer")
     return problems
 
@@ -106,6 +130,39 @@ def _refuse_problems(fixed: FixedPlan) -> None:
     if problems:
         raise NIRError("the network cannot be written as a lava-dl netx HDF5 file: "
                        + "; ".join(problems), field="target")
+
+
+def always_on_input(fixed: FixedPlan) -> bool:
+    """Whether the netx network takes one more input channel, 1 at every step: the constant
+    input of its first layer (a CubaLIF/CubaLI fed by the input) as an always-on channel."""
+    return bias_as_weight(fixed.plan.layers[0])
+
+
+def _dense_arrays(fixed: FixedPlan, k: int
+                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Dense layer ``k``'s netx ``weight``, ``weight_rec`` and neuron ``bias``, with the
+    always-on channels: a CubaLIF/CubaLI constant input becomes the weight column of an
+    always-on channel (the extra input channel, or one more neuron of the previous layer, which
+    a neuron bias of ``vth + 1`` fires every step); such a neuron is one more row here."""
+    plan = fixed.plan
+    fl: FixedLayer = fixed.layers[k]
+    weight = fl.w_ff.astype(np.int64)
+    w_rec = None if fl.w_rec is None else fl.w_rec.astype(np.int64)
+    bias = fl.bias.astype(np.int64)
+    if bias_as_weight(plan.layers[k]):  # one more input column, the always-on channel's
+        weight = np.concatenate([weight, bias[:, None]], axis=1)
+        bias = np.zeros(fl.n, dtype=np.int64)
+    if _feeds_always_on(fixed, k):  # one more neuron: fires every step
+        weight = np.concatenate([weight, np.zeros((1, weight.shape[1]), np.int64)])
+        bias = np.concatenate([bias, [fl.vth + 1]])
+        if w_rec is not None:
+            w_rec = np.pad(w_rec, ((0, 1), (0, 1)))
+    return weight, w_rec, bias
+
+
+def _feeds_always_on(fixed: FixedPlan, k: int) -> bool:
+    """Whether layer ``k`` holds the always-on neuron of the next layer's constant input."""
+    return k + 1 < len(fixed.layers) and bias_as_weight(fixed.plan.layers[k + 1])
 
 
 def write_netx(fixed: FixedPlan, path: Path) -> None:
@@ -143,13 +200,14 @@ def write_netx(fixed: FixedPlan, path: Path) -> None:
                         g.create_dataset("bias", data=fl.bias.reshape(geo.out_shape)
                                          .transpose(2, 1, 0).astype(np.int64))
                 else:
-                    g = group(b"dense" if fl.w_rec is None else b"dense_rec")
-                    g.create_dataset("shape", data=np.array([fl.n]))
-                    g.create_dataset("weight", data=fl.w_ff.astype(np.int64))
-                    if fl.w_rec is not None:
-                        g.create_dataset("weight_rec", data=fl.w_rec.astype(np.int64))
-                    if np.any(fl.bias != 0):
-                        g.create_dataset("bias", data=fl.bias.astype(np.int64))
+                    weight, w_rec, bias = _dense_arrays(fixed, k)
+                    g = group(b"dense" if w_rec is None else b"dense_rec")
+                    g.create_dataset("shape", data=np.array([weight.shape[0]]))
+                    g.create_dataset("weight", data=weight)
+                    if w_rec is not None:
+                        g.create_dataset("weight_rec", data=w_rec)
+                    if np.any(bias != 0):
+                        g.create_dataset("bias", data=bias)
                 g.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
                 g.create_dataset("neuron/iDecay", data=fl.du + 1)
                 g.create_dataset("neuron/vDecay", data=fl.dv)
@@ -177,7 +235,11 @@ def write_artifact(prog: LavaProgram, directory: Path) -> list[Path]:
                  f"reset_interval={RESET_INTERVAL}, reset_offset=1)"),
         "run_config": "Loihi2SimCfg(select_tag='fixed_pt')",
         "input": {"node": plan.input_name, "shape": list(plan.input_shape),
-                  "neurons": plan.n_in, "values": "binary spikes (input_message_bits=0)",
+                  "neurons": plan.n_in + int(always_on_input(fixed)),
+                  "values": "binary spikes (input_message_bits=0)"
+                  + ("; one more channel, last, that is 1 at every step (the always-on "
+                     "channel of the first layer's constant input)"
+                     if always_on_input(fixed) else ""),
                   "order": ("netx's (W, H, C): the [C, H, W] input transposed"
                             if fixed.layers[0].inputs[0].geometry is not None
                             else "the input flattened")},
@@ -207,11 +269,15 @@ def write_artifact(prog: LavaProgram, directory: Path) -> list[Path]:
     return [directory / NETX_FILE, directory / "lava.json", directory / "quantization.json"]
 
 
-def run_netx(path: Path, x: np.ndarray, latency: int, readout: bool = False) -> np.ndarray:
+def run_netx(path: Path, x: np.ndarray, latency: int, readout: bool = False,
+             always_on: bool = False) -> np.ndarray:
     """Load a netx network with Lava and run ``x`` ``[T, n_in]`` (one sample, flat ``[C, H,
     W]`` where netx's input is a ``(W, H, C)`` grid); spikes ``[T, n_out]`` aligned like
     lava-fixed's (``readout``: the last layer's integer voltage ``v``, read by a Monitor,
-    instead). Processes are stopped whatever happens."""
+    instead). ``always_on``: append the input channel that is 1 at every step (``lava.json``
+    says so). Processes are stopped whatever happens."""
+    if always_on:
+        x = np.concatenate([x, np.ones((x.shape[0], 1), dtype=x.dtype)], axis=1)
     from lava.lib.dl.netx.hdf5 import Network
 
     from .runner import LAVA, _stop, children
@@ -220,6 +286,8 @@ def run_netx(path: Path, x: np.ndarray, latency: int, readout: bool = False) -> 
     steps = T + latency
     data = np.zeros((x.shape[1], steps), dtype=np.int32)
     data[:, :T] = x.T
+    if always_on:
+        data[-1] = 1
     before = children()
     root = None
     try:

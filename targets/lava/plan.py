@@ -40,7 +40,10 @@ never fire; their voltage is the output. Conv1d/Conv2d become ``conv`` synapses 
 ``Conv``; a Conv1d is a 2-D convolution of height 1), a pool before a convolution folds into it
 where the composition is exact, a pool alone is a depthwise convolution, and any other path
 through convolutions or pools is one dense matrix within :data:`~.conv.DENSE_CAP` weights
-(``conv.py``).
+(``conv.py``). A node whose neurons have different time constants is split into one population
+(layer) per distinct decay, ``node/0``, ``node/1``... (``Layer.node``, ``Layer.part``); its
+synapses are split with it (Dense blocks, convolutions by channel blocks) and its outputs put
+back together (``Plan.read``).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from .conv import (
     compose_pool_conv,
     conv_adjoint,
     conv_apply,
+    conv_block,
     geometry,
     pool_as_conv,
 )
@@ -158,6 +162,8 @@ class Layer(_Chain):
     rec_nodes: tuple[str, ...] = ()
     readout: bool = False
     v_offset: np.ndarray | None = None
+    node: str = ""                    # the graph node (several layers: its split populations)
+    part: np.ndarray | None = None    # this population's flat indices in the node (None: all)
 
     @property
     def vth(self) -> float:
@@ -177,32 +183,46 @@ class Plan:
     input_shape: Shape
     n_in: int
     layers: list[Layer]
-    outputs: dict[str, int]          # Output node -> layer index
+    outputs: dict[str, list[int]]    # Output node -> the layers (populations) of its neuron
     out_shapes: dict[str, Shape]
     dt: float
     passes: list[str] = field(default_factory=list)
+    node_shapes: dict[str, Shape] = field(default_factory=dict)   # neuron node -> its shape
 
     @property
     def index(self) -> dict[str, int]:
+        """Layer name -> index (a node split into populations: ``node/0``, ``node/1``...)."""
         return {layer.name: k for k, layer in enumerate(self.layers)}
+
+    @property
+    def nodes(self) -> dict[str, list[int]]:
+        """Neuron node -> its layers (one, or its populations of one decay each)."""
+        got: dict[str, list[int]] = {}
+        for k, layer in enumerate(self.layers):
+            got.setdefault(layer.node or layer.name, []).append(k)
+        return got
 
     @property
     def max_depth(self) -> int:
         return max((layer.depth for layer in self.layers), default=0)
 
-    def record_layers(self, record: tuple[str, ...]) -> dict[str, int]:
-        """Output node and recorded neuron names -> layer index."""
+    def read(self, record: tuple[str, ...]) -> dict[str, list[int]]:
+        """Output node and recorded neuron names -> the layers whose values make it up."""
         wanted = dict(self.outputs)
-        index = self.index
+        nodes = self.nodes
         for key in record:
             if key in wanted:
                 continue
-            if key not in index:
+            if key not in nodes:
                 raise NIRError(
                     f"cannot record {key!r}: the Lava targets record the outputs of neuron "
-                    f"nodes only ({', '.join(index)})", node=key, field="record")
-            wanted[key] = index[key]
+                    f"nodes only ({', '.join(nodes)})", node=key, field="record")
+            wanted[key] = nodes[key]
         return wanted
+
+    def record_layers(self, record: tuple[str, ...]) -> dict[str, int]:
+        """Layer name -> index of every layer read for the outputs and ``record``."""
+        return {self.layers[k].name: k for ks in self.read(record).values() for k in ks}
 
 
 def needed_layers(layers: list[Any], wanted: set[int]) -> set[int]:
@@ -223,6 +243,28 @@ def _flat(arr: np.ndarray, shape: Shape) -> np.ndarray:
 
 def _uniform(values: np.ndarray) -> bool:
     return values.size == 0 or bool(np.all(values == values.reshape(-1)[0]))
+
+
+def _channels(part: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The channels (first axis of ``shape``, C order) that the ascending flat indices
+    ``part`` are exactly; None when they are not whole channels (or ``shape`` is 1-D)."""
+    if len(shape) < 2:
+        return None
+    per = int(np.prod(shape[1:]))
+    channels = np.unique(part // per)
+    whole = (channels[:, None] * per + np.arange(per)).reshape(-1)
+    return channels if np.array_equal(part, whole) else None
+
+
+def _ranges(values: np.ndarray) -> str:
+    """Ascending integers as ``0-7, 9``."""
+    runs: list[list[int]] = []
+    for v in (int(x) for x in values):
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _coefficient(tau: np.ndarray, dt: float, sem: Semantics) -> np.ndarray:
@@ -383,32 +425,36 @@ class _Analysis:
         if self.out:
             return None
         ordered = sorted(paths, key=lambda n: (depth[n], list(flat.nodes).index(n)))
-        index = {name: k for k, name in enumerate(ordered)}
-        plan_layers = []
+        layout: dict[str, list[tuple[int, np.ndarray | None]]] = {}
         for name in ordered:
-            layer = self._layer(name, flat.nodes[name], *paths[name], index, depth)
-            if layer is not None:
-                plan_layers.append(layer)
+            start = sum(len(v) for v in layout.values())
+            layout[name] = [(start + j, part) for j, part in enumerate(self._partition(name))]
+        plan_layers: list[Layer] = []
+        for name in ordered:
+            populations = self._layers(name, flat.nodes[name], *paths[name], layout, depth)
+            if populations is not None:
+                plan_layers.extend(populations)
         if self.out:
             return None
-        outputs: dict[str, int] = {}
+        outputs: dict[str, list[int]] = {}
         for name in flat.outputs:
             preds = flat.preds[name]
             fed_by = self.resolve(preds[0]) if len(preds) == 1 else None
-            if fed_by is None or fed_by not in index:
+            if fed_by is None or fed_by not in layout:
                 what = (f"{len(preds)} incoming edges" if fed_by is None
                         else f"{type(flat.nodes[fed_by]).__name__} {fed_by!r}")
                 self.add(name, "edges", f"an Output must be fed by one neuron node (LIF, "
                          f"CubaLIF, IF: spikes; LI, CubaLI, I: voltage); this one gets {what}")
                 continue
-            outputs[name] = index[fed_by]
+            outputs[name] = [k for k, _ in layout[fed_by]]
         if self.out:
             return None
         in_shape = self.c.out_shapes[inp]
         return Plan(input_name=inp, input_shape=in_shape, n_in=int(np.prod(in_shape)),
                     layers=plan_layers, outputs=outputs,
                     out_shapes={n: self.c.out_shapes[n] for n in flat.outputs},
-                    dt=self.sem.require_dt(), passes=self.passes)
+                    dt=self.sem.require_dt(), passes=self.passes,
+                    node_shapes={n: self.c.out_shapes[n] for n in layout})
 
     # ---------------------------------------------------------------------------------------
     def _check_weight(self, name: str) -> None:
@@ -538,6 +584,11 @@ class _Analysis:
         """The dense matrix of ``path`` (identity when it has none; a convolution unrolled,
         within :data:`DENSE_CAP`)."""
         if path.conv is None:
+            if path.matrix is None and n * n > DENSE_CAP:
+                self.add(path.source, "edges", f"feeds {n} neurons one to one without a weight "
+                         f"node: as a Lava Dense that is an {n}x{n} matrix (at most "
+                         f"{DENSE_CAP} weights)")
+                return None
             return np.eye(n) if path.matrix is None else path.matrix
         kernel, geo = path.conv
         n_in, n_out = int(np.prod(geo.in_shape)), int(np.prod(geo.out_shape))
@@ -545,7 +596,7 @@ class _Analysis:
             self.add(path.nodes[0], "weight", f"this convolution would have to be a dense "
                      f"matrix here ({n_out}x{n_in} weights, at most {DENSE_CAP})")
             return None
-        return conv_apply(np.eye(n_in), kernel, geo).T
+        return _dense_of([_Op(path.nodes[0], n_in, n_out, conv=path.conv)])
 
     def _li_synapse(self, name: str, ends: list[str]) -> None:
         """An LI feeding (through weights without bias) one LIF/IF and nothing else: its
@@ -674,8 +725,45 @@ class _Analysis:
             visit(name, ())
         return depth
 
-    def _layer(self, name: str, node: nir.NIRNode, ff: list[_Path], rec: list[_Path],
-               index: dict[str, int], depth: dict[str, int]) -> Layer | None:
+    def _decays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per neuron of ``name``: ``(c_mem, c_syn)``, the voltage and current decays (IF, I:
+        0 and 1; LIF, LI: c and 1, u keeping one step's input)."""
+        node, params = self.flat.nodes[name], self.c.params[name]
+        shape = self.c.in_shapes[name]
+        n = int(np.prod(shape))
+        dt = self.sem.require_dt()
+        if isinstance(node, nir.LIF | nir.LI):
+            return _coefficient(_flat(params["tau"], shape), dt, self.sem), np.ones(n)
+        if isinstance(node, nir.CubaLIF | nir.CubaLI):
+            return (_coefficient(_flat(params["tau_mem"], shape), dt, self.sem),
+                    _coefficient(_flat(params["tau_syn"], shape), dt, self.sem))
+        return np.zeros(n), np.ones(n)
+
+    def _partition(self, name: str) -> list[np.ndarray | None]:
+        """The populations of the neuron node ``name``: ``[None]`` (one) when its neurons share
+        their decays, else the flat indices of each distinct ``(c_mem, c_syn)``, in order of
+        first appearance (a Lava LIF population has one ``du`` and one ``dv``)."""
+        c_m, c_s = self._decays(name)
+        if name in self.merged:  # u is the LI synapse's current: one du for all
+            c_s = np.ones_like(c_s)
+        keys = np.stack([c_m, c_s], axis=1)
+        if keys.shape[0] == 0 or bool(np.all(keys == keys[0])):
+            return [None]
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        return [np.flatnonzero(inverse == j) for j in np.argsort(first)]
+
+    def _once(self, text: str) -> None:
+        """List a pass once (the populations of a split node may each meet it)."""
+        if text not in self.passes:
+            self.passes.append(text)
+
+    def _layers(self, name: str, node: nir.NIRNode, ff: list[_Path], rec: list[_Path],
+                layout: dict[str, list[tuple[int, np.ndarray | None]]],
+                depth: dict[str, int]) -> list[Layer] | None:
+        """The Lava populations of neuron node ``name``: one, or (per-neuron time constants)
+        one per distinct decay, each with its synapses from every population of its sources
+        (a convolution: from whole channels to whole channels, else a dense block)."""
         c, sem = self.c, self.sem
         inp = self.flat.inputs[0]
         shape = c.in_shapes[name]
@@ -693,11 +781,9 @@ class _Analysis:
             v_reset = (f("v_leak") if sem.initial_state == "leak"
                        and not isinstance(node, nir.I) else np.zeros(n))
             theta = np.ones(n)
-            r = f("r")
         else:
             v_reset = f("v_reset")
             theta = f("v_threshold") - v_reset
-            r = f("r")
             if sem.reset == "subtract":
                 self.add(name, "reset", f"{kind}: 'subtract' reset: Lava 0.10's LIF, LIFReset "
                          "and LIFRefractory reset v to 0; ATRLIF subtracts 2*theta while firing "
@@ -713,127 +799,216 @@ class _Analysis:
             if np.any(theta <= 0):
                 self.add(name, "v_threshold", f"{kind}: v_threshold must exceed v_reset (Lava's "
                          "threshold is positive)")
+        r = f("r")
         cuba = isinstance(node, nir.CubaLIF | nir.CubaLI)
         if cuba and np.any(f("v_leak") != v_reset):
             self.add(name, "v_leak", f"{kind} with v_leak != its start value: the leak term is a "
                      "constant input to v that Lava can only give as a neuron bias, which would "
                      "act before the neuron's first step (Dense latency); use v_leak == v_reset "
                      "(a read-out: initial_state 'leak')")
-        if isinstance(node, nir.LIF | nir.LI):
-            c_m = _coefficient(f("tau"), dt, sem)
-            if not _uniform(c_m):
-                self.add(name, "tau", "per-neuron time constants: a Lava LIF population has one "
-                         "voltage decay dv")
-        elif cuba:
-            c_m = _coefficient(f("tau_mem"), dt, sem)
-            c_s = _coefficient(f("tau_syn"), dt, sem)
-            if not _uniform(c_m):
-                self.add(name, "tau_mem", "per-neuron time constants: a Lava LIF population has "
-                         "one voltage decay dv")
-            if not _uniform(c_s):
-                self.add(name, "tau_syn", "per-neuron time constants: a Lava LIF population has "
-                         "one current decay du")
-        else:
-            c_m = np.zeros(n)
         if name in self.merged and isinstance(node, nir.LIF) \
                 and np.any(f("v_leak") != v_reset):
             self.add(name, "v_leak", "LIF behind an LI synapse with v_leak != v_reset: the leak "
                      "is a constant on v, which Lava gives only as a neuron bias (acting before "
                      "the first step)")
-        if len(self.out) > before:
-            return None
-        # ------------------------------------------------------------------ translation
-        if _uniform(theta):
-            sigma = np.ones(n)
-            th = float(theta[0])
-        else:
-            sigma = 1.0 / theta
-            th = 1.0
-        if isinstance(node, nir.IF | nir.I):
-            gain = (dt * r) * sigma
-            du, dv = 1.0, 0.0
-            beta_v = np.zeros(n)
-        elif isinstance(node, nir.LIF | nir.LI):
-            gain = c_m * r * sigma
-            du, dv = 1.0, float(c_m[0])
-            beta_v = c_m * (f("v_leak") - v_reset) * sigma
-        else:
-            gain = c_m * r * f("w_in") * sigma
-            du, dv = float(c_s[0]), float(c_m[0])
-            beta_v = np.zeros(n)
+        c_m, c_s = self._decays(name)
+        # ------------------------------------------------------------------ node level
         b = np.zeros(n)
-        inputs = []
         for path in ff:
-            src_n = int(np.prod(c.out_shapes[path.source]))
-            delay = self.delays.get((name, path.source), 0)
-            source = -1 if path.source == inp else index[path.source]
-            nodes = tuple(reversed(path.nodes))
-            syn = self._conv_synapse(name, path, gain, source, delay, nodes) \
-                if path.conv is not None else None
-            if syn is None:
-                m = self._matrix(path, n)
-                if m is None:
-                    return None
-                if m.shape != (n, src_n):
-                    self.add(path.nodes[0] if path.nodes else name, "weight",
-                             f"maps {m.shape[1]} values to {m.shape[0]}; {path.source!r} gives "
-                             f"{src_n} and {name!r} has {n} neurons")
-                    return None
-                syn = Synapse(source=source, weight=gain[:, None] * m, delay=delay, nodes=nodes)
             if path.bias is not None:
                 b = b + path.bias
-            self._note(name, kind, nodes, path.biased)
+            self._note(name, kind, tuple(reversed(path.nodes)), path.biased)
+            delay = self.delays.get((name, path.source), 0)
             if delay:
                 self.passes.append(f"delay the input from {path.source!r} into {name!r} by "
                                    f"{delay} step(s) (DelayDense): branches of different depth "
                                    "meet in the same step")
-            inputs.append(syn)
         if len(ff) > 1:
             self.passes.append(f"sum {len(ff)} feed-forward inputs into {name!r}: one Dense per "
                                "source (" + ", ".join(repr(p.source) for p in ff) + ")")
-        w_rec = None
+        m_rec: np.ndarray | None = None
         rec_nodes: list[str] = []
         for path in rec:
-            m_rec = self._matrix(path, n)
-            if m_rec is None:
+            m = self._matrix(path, n)
+            if m is None:
                 return None
-            if m_rec.shape != (n, n):
+            if m.shape != (n, n):
                 self.add(path.nodes[0], "weight", f"recurrent weight of shape "
-                         f"{m_rec.shape}, expected {(n, n)}")
+                         f"{m.shape}, expected {(n, n)}")
                 return None
-            w_rec = (0 if w_rec is None else w_rec) + gain[:, None] * m_rec
+            m_rec = m if m_rec is None else m_rec + m
             if path.bias is not None:
                 b = b + path.bias
             nodes = tuple(reversed(path.nodes))
             self._note(name, kind, nodes, path.biased)
             rec_nodes.extend(nodes)
-        if name in self.merged:  # an LI synapse in front: u is its current, v gets no constant
-            du = self.merged[name]
-            beta_v = np.zeros(n)
-        beta = gain * b + beta_v
-        return Layer(name=name, kind=kind, n=n, shape=c.out_shapes[name], inputs=inputs,
-                     depth=depth[name], w_rec=w_rec, beta=beta, du=du, dv=dv, theta=th,
-                     ge=sem.threshold == "ge", sigma=sigma, rec_nodes=tuple(rec_nodes),
-                     readout=readout, v_offset=v_reset if readout else None)
+        parts = layout[name]
+        if m_rec is not None and len(parts) > 1:
+            for _, p in parts:
+                assert p is not None
+                outside = np.ones(n, dtype=bool)
+                outside[p] = False
+                if np.any(m_rec[np.ix_(p, np.flatnonzero(outside))]):
+                    self.add(name, "tau", "per-neuron time constants in a node whose recurrent "
+                             "loop joins neurons of different time constants: its populations "
+                             "(one decay each) would form a loop through several populations, "
+                             "which Lava's one-step Dense latency times differently")
+                    break
+        if len(self.out) > before:
+            return None
+        if len(parts) > 1:
+            self._split_pass(name, kind, shape, parts, c_m, c_s)
+        # ------------------------------------------------------------------ populations
+        dense_of: dict[int, np.ndarray] = {}   # a path's unrolled matrix, made once
+        layers = []
+        for j, (_, part) in enumerate(parts):
+            idx = np.arange(n) if part is None else part
+            th_p = theta[idx]
+            if _uniform(th_p):
+                sigma = np.ones(idx.size)
+                th = float(th_p[0])
+            else:
+                sigma = 1.0 / th_p
+                th = 1.0
+            cm, cs = c_m[idx], c_s[idx]
+            if isinstance(node, nir.IF | nir.I):
+                gain = (dt * r[idx]) * sigma
+                du, dv = 1.0, 0.0
+                beta_v = np.zeros(idx.size)
+            elif isinstance(node, nir.LIF | nir.LI):
+                gain = cm * r[idx] * sigma
+                du, dv = 1.0, float(cm[0])
+                beta_v = cm * (f("v_leak")[idx] - v_reset[idx]) * sigma
+            else:
+                gain = cm * r[idx] * f("w_in")[idx] * sigma
+                du, dv = float(cs[0]), float(cm[0])
+                beta_v = np.zeros(idx.size)
+            inputs: list[Synapse] = []
+            for path in ff:
+                src_parts: list[tuple[int, np.ndarray | None]] = (
+                    [(-1, None)] if path.source == inp else layout[path.source])
+                got = self._synapses(name, path, gain, part, src_parts, dense_of, n)
+                if got is None:
+                    return None
+                inputs.extend(got)
+            if not inputs:  # every block from the sources is zero: keep one (zero) synapse
+                path = ff[0]
+                src_k, src_part = ((-1, None) if path.source == inp
+                                   else layout[path.source][0])
+                src_n = self._size(path.source) if src_part is None else src_part.size
+                inputs.append(Synapse(source=src_k, weight=np.zeros((idx.size, src_n)),
+                                      delay=self.delays.get((name, path.source), 0),
+                                      nodes=tuple(reversed(path.nodes))))
+            w_rec = None if m_rec is None else gain[:, None] * m_rec[np.ix_(idx, idx)]
+            if name in self.merged:  # an LI synapse in front: u is its current, no constant
+                du = self.merged[name]
+                beta_v = np.zeros(idx.size)
+            channels = None if part is None else _channels(part, shape)
+            layers.append(Layer(
+                name=name if part is None else f"{name}/{j}", kind=kind, n=idx.size,
+                shape=shape if part is None else (
+                    (channels.size, *shape[1:]) if channels is not None else (idx.size,)),
+                inputs=inputs, depth=depth[name], w_rec=w_rec, beta=gain * b[idx] + beta_v,
+                du=du, dv=dv, theta=th, ge=sem.threshold == "ge", sigma=sigma,
+                rec_nodes=tuple(rec_nodes), readout=readout,
+                v_offset=v_reset[idx] if readout else None, node=name, part=part))
+        return layers
 
-    def _conv_synapse(self, name: str, path: _Path, gain: np.ndarray, source: int, delay: int,
-                      nodes: tuple[str, ...]) -> Synapse | None:
-        """A ``conv`` synapse for a convolution path, the gain folded into the kernel per
-        output channel; None (the caller unrolls it to a dense matrix) where the gain differs
-        within a channel or the input must be delayed (Lava has no delayed Conv)."""
+    def _size(self, name: str) -> int:
+        return int(np.prod(self.c.out_shapes[name]))
+
+    def _split_pass(self, name: str, kind: str, shape: Shape,
+                    parts: list[tuple[int, np.ndarray | None]], c_m: np.ndarray,
+                    c_s: np.ndarray) -> None:
+        """List the split of ``name`` into populations of one decay each."""
+        dt = self.sem.require_dt()
+        desc = []
+        for j, (_, p) in enumerate(parts):
+            assert p is not None
+            channels = _channels(p, shape)
+            where = (f"{p.size} neurons" if channels is None else
+                     f"channel{'s' if channels.size > 1 else ''} "
+                     + _ranges(channels) + f", {p.size} neurons")
+            decay = (f"du {c_s[p[0]]:.6g}, dv {c_m[p[0]]:.6g}"
+                     if kind in ("CubaLIF", "CubaLI") else f"dv {c_m[p[0]]:.6g}")
+            desc.append(f"{name + '/' + str(j)!r} ({where}; {decay} per step of {dt:g} s)")
+        self.passes.append(f"split {kind} {name!r} ({int(np.prod(shape))} neurons, "
+                           f"{len(parts)} different time constants) into {len(parts)} Lava "
+                           "populations with one decay each: " + ", ".join(desc))
+
+    def _synapses(self, name: str, path: _Path, gain: np.ndarray, part: np.ndarray | None,
+                  src_parts: list[tuple[int, np.ndarray | None]],
+                  dense_of: dict[int, np.ndarray], n: int) -> list[Synapse] | None:
+        """The synapses of ``path`` into the population ``part`` of ``name`` (flat indices;
+        None: all its neurons; ``gain`` per neuron of it), one per population of the source
+        (``src_parts``: layer index and flat indices); a block that is all zero is left out
+        when the source has several populations."""
+        delay = self.delays.get((name, path.source), 0)
+        nodes = tuple(reversed(path.nodes))
+        got: list[Synapse] = []
+        for source, src_part in src_parts:
+            if path.conv is not None:
+                conv = self._conv_block(name, path, gain, part, src_part, delay)
+                if conv == "zero":
+                    continue
+                if isinstance(conv, tuple):
+                    got.append(Synapse(source=source, weight=conv[0], kind="conv", delay=0,
+                                       nodes=nodes, geometry=conv[1]))
+                    continue
+            if id(path) not in dense_of:
+                m = self._matrix(path, n)
+                if m is None:
+                    return None
+                src_n = self._size(path.source)
+                if m.shape != (n, src_n):
+                    self.add(path.nodes[0] if path.nodes else name, "weight",
+                             f"maps {m.shape[1]} values to {m.shape[0]}; {path.source!r} gives "
+                             f"{src_n} and {name!r} has {n} neurons")
+                    return None
+                dense_of[id(path)] = m
+            m = dense_of[id(path)]
+            block = m if part is None and src_part is None else m[np.ix_(
+                np.arange(n) if part is None else part,
+                np.arange(m.shape[1]) if src_part is None else src_part)]
+            if len(src_parts) > 1 and not np.any(block):
+                continue
+            got.append(Synapse(source=source, weight=gain[:, None] * block, delay=delay,
+                               nodes=nodes))
+        return got
+
+    def _conv_block(self, name: str, path: _Path, gain: np.ndarray, part: np.ndarray | None,
+                    src_part: np.ndarray | None, delay: int
+                    ) -> tuple[np.ndarray, ConvGeometry] | str | None:
+        """The convolution of ``path`` from the source population ``src_part`` to the
+        population ``part`` (flat indices, None: all), the gain folded into the kernel per
+        output channel: ``(kernel, geometry)``, ``"zero"`` where those channels are not
+        connected, or None (the caller unrolls it to a dense block) where the gain differs
+        within an output channel, a population is not whole channels, or the input must be
+        delayed (Lava has no delayed Conv)."""
         assert path.conv is not None
         kernel, geo = path.conv
-        per_channel = gain.reshape(geo.out_shape[0], -1)
+        out_ch = None if part is None else _channels(part, geo.out_shape)
+        in_ch = None if src_part is None else _channels(src_part, geo.in_shape)
+        per_channel = gain.reshape(geo.out_shape[0] if out_ch is None else out_ch.size, -1) \
+            if part is None or out_ch is not None else gain[:, None]
         why = None
         if delay:
             why = f"its input must wait {delay} step(s) (Lava has no delayed Conv)"
+        elif (part is not None and out_ch is None) or (src_part is not None and in_ch is None):
+            why = "a population of the split node is not whole channels"
         elif not np.all(per_channel == per_channel[:, :1]):
             why = "the neurons' gains differ within an output channel"
         if why is not None:
-            self.passes.append(f"convolution into {name!r} as a dense matrix: {why}")
+            self._once(f"convolution into {name!r} as a dense matrix: {why}")
             return None
-        return Synapse(source=source, weight=per_channel[:, 0, None, None, None] * kernel,
-                       kind="conv", delay=0, nodes=nodes, geometry=geo)
+        if out_ch is not None or in_ch is not None:
+            block = conv_block(kernel, geo,
+                               np.arange(geo.out_shape[0]) if out_ch is None else out_ch,
+                               np.arange(geo.in_shape[0]) if in_ch is None else in_ch)
+            if block is None:
+                return "zero"
+            kernel, geo = block
+        return per_channel[:, 0, None, None, None] * kernel, geo
 
     def _note(self, name: str, kind: str, nodes: tuple[str, ...], biased: list[str]) -> None:
         """Record the passes a path into ``name`` needed (the reports list them)."""
@@ -878,6 +1053,18 @@ def plan_or_raise(checked: Checked, semantics: Semantics, target: str) -> Plan:
 #: A read-out's threshold mantissa: ``READOUT_VTH << 6 = 2**23`` exceeds every v (clipped to
 #: ``2**23 - 1``), so it never fires.
 READOUT_VTH = 2**17
+#: The largest threshold mantissa of a dense layer that feeds a layer whose constant input is
+#: an always-on channel: a neuron bias of ``vth + 1 <= BIAS_MAX`` fires that channel's neuron
+#: every step (netx).
+ALWAYS_ON_VTH_MAX = BIAS_MAX - 1
+
+
+def bias_as_weight(layer: Layer) -> bool:
+    """Whether the layer's constant input enters its synaptic current (``CubaLIF``/``CubaLI``
+    with an Affine bias; Lava's only neuron constant, the bias, enters ``v``): then it is the
+    weight of an always-on channel (one more column of its single dense synapse in netx)."""
+    return layer.kind in ("CubaLIF", "CubaLI") and bool(np.any(layer.beta != 0)) \
+        and len(layer.inputs) == 1 and layer.inputs[0].kind == "dense"
 
 
 @dataclass
@@ -968,30 +1155,45 @@ def quantize(plan: Plan, *, vth: int | None = None) -> FixedPlan:
     ``du = round(4096 * c_syn) - 1`` (Loihi adds 1 to du; LIF/IF/LI/I: du = 4095, full decay)
     clipped to 12 bits. ``vth`` forces the threshold mantissa. A read-out (no threshold) takes
     the largest ``rho`` those limits allow and ``vth = 2**17`` (never fires).
+
+    A ``CubaLIF``/``CubaLI`` layer's constant input (it enters the synaptic current) is
+    quantized as the weight of an always-on channel (:func:`bias_as_weight`): 8 bits, in the
+    sign mode of its weights, so that netx can hold it as one more input column; the dense
+    layer feeding it keeps ``VTH <= ALWAYS_ON_VTH_MAX`` so that netx can hold that channel as
+    one more neuron of it (a neuron bias above its threshold fires it every step).
     """
+    always_on_feeders = {layer.inputs[0].source for layer in plan.layers
+                         if bias_as_weight(layer) and layer.inputs[0].source >= 0}
     layers = []
-    for layer in plan.layers:
+    for k, layer in enumerate(plan.layers):
+        as_weight = bias_as_weight(layer)
         # a recurrent layer: one sign mode for its feed-forward and recurrent weights (netx's
-        # dense_rec encodes them together)
-        joint = None if layer.w_rec is None else np.concatenate(
-            [layer.w_rec.reshape(-1), *(s.weight.reshape(-1) for s in layer.inputs)])
+        # dense_rec encodes them together); a constant input held as a weight joins them
+        joint = None if layer.w_rec is None and not as_weight else np.concatenate(
+            [*([] if layer.w_rec is None else [layer.w_rec.reshape(-1)]),
+             *(s.weight.reshape(-1) for s in layer.inputs),
+             *([layer.beta] if as_weight else [])])
         tops = [t for t in (_weight_top(a, joint) for a in
                             [*(s.weight for s in layer.inputs), layer.w_rec]) if t is not None]
         mb = _max_abs(layer.beta)
         if mb > 0:
-            tops.append((BIAS_MAX, mb))
+            top_b = _weight_top(layer.beta, joint) if as_weight else (BIAS_MAX, mb)
+            assert top_b is not None
+            tops.append(top_b)
         if layer.readout:
             rho = min((top / m for top, m in tops), default=1.0)
             v = READOUT_VTH
         else:
-            limits = [float(VTH_MAX)] + [top * layer.theta / m for top, m in tops]
+            cap = ALWAYS_ON_VTH_MAX if k in always_on_feeders else VTH_MAX
+            limits = [float(cap)] + [top * layer.theta / m for top, m in tops]
             v = int(vth) if vth is not None else max(1, int(math.floor(min(limits))))
             rho = v / layer.theta
         synapses = [Synapse(source=s.source, weight=quantize_weights(rho * s.weight, joint),
                             kind=s.kind, delay=s.delay, nodes=s.nodes, geometry=s.geometry)
                     for s in layer.inputs]
         w_rec = None if layer.w_rec is None else quantize_weights(rho * layer.w_rec, joint)
-        bias = np.round(rho * layer.beta).astype(np.int64)
+        bias = (quantize_weights(rho * layer.beta, joint) if as_weight
+                else np.round(rho * layer.beta).astype(np.int64))
         du = int(np.clip(round(4096 * layer.du) - 1, 0, DECAY_MAX))  # du = 1: 4095
         dv = int(np.clip(round(4096 * layer.dv), 0, DECAY_MAX))
 
@@ -1027,6 +1229,15 @@ def quantize(plan: Plan, *, vth: int | None = None) -> FixedPlan:
         if w_rec is not None:
             report.update(rec_weight_sign_mode=sign_range(w_rec)[0],
                           rec_weight_rel_error_max=err(w_rec, layer.w_rec))
+        if as_weight:
+            report["bias_as_weight"] = ("the constant synaptic input is quantized as the weight "
+                                        "of an always-on channel (8 bits, the weights' sign "
+                                        "mode): netx holds it as one more input column")
+        if k in always_on_feeders and vth is None:
+            report["vth_capped_for_always_on"] = (
+                f"vth_mant <= {ALWAYS_ON_VTH_MAX}: netx holds the always-on channel of the "
+                "next layer's constant input as one more neuron here, fired every step by a "
+                "neuron bias above the threshold (13-bit bias mantissa)")
         for s in synapses:
             s.weight = lava_dense_weights(s.weight)
         layers.append(FixedLayer(name=layer.name, n=layer.n, inputs=synapses,

@@ -86,9 +86,14 @@ except Exception:  # noqa: BLE001 - only for the description
 STOP_TIMEOUT = 20.0
 #: Weight elements per Lava network when samples run side by side (block-diagonal copies).
 COPY_BUDGET = 1_000_000
-#: A run's time limit: RUN_TIMEOUT + steps * STEP_TIMEOUT seconds.
+#: A run's time limit: RUN_TIMEOUT + steps * STEP_TIMEOUT seconds (a silent stall; a dead
+#: process is caught at once). The zoo's nrf on lava-float, 3 samples side by side, takes
+#: 0.54 s per step on a loaded 2-core machine: 0.05 s/step stopped it.
 RUN_TIMEOUT = 120.0
-STEP_TIMEOUT = 0.05
+STEP_TIMEOUT = 2.0
+#: With a progress bar, a run goes in this many calls of Lava's ``RunSteps`` at most (the
+#: bar moves after each; without one, a run is one call).
+PROGRESS_CHUNKS = 20
 
 
 def _tracker_pid() -> int | None:
@@ -240,11 +245,19 @@ def _quiet(fn: Any) -> None:
         pass
 
 
-def _run_lava(root: Any, steps: int, tag: str, while_running: Any = None) -> None:
+def _run_lava(root: Any, steps: int, tag: str, while_running: Any = None,
+              on_steps: Any = None) -> None:
     """Compile and start the processes, then run them in a worker thread, watched: a Lava
     process that dies mid-run makes Lava's runtime wait forever, so the watch raises
-    :class:`LavaRunError` instead (also after ``RUN_TIMEOUT + steps * STEP_TIMEOUT`` s)."""
+    :class:`LavaRunError` instead (also after ``RUN_TIMEOUT + steps * STEP_TIMEOUT`` s).
+
+    on_steps: called (in this thread) with the number of steps newly run; then the run goes
+    in up to :data:`PROGRESS_CHUNKS` calls of ``RunSteps`` (Lava's time continues across
+    them), else in one."""
     errors: list[BaseException] = []
+    chunk = max(1, -(-steps // PROGRESS_CHUNKS))
+    done = [0]  # steps run so far (written by the worker)
+    reported = 0
     # compile and start the processes here (an interrupt leaves nothing running behind us);
     # only the run itself goes to the worker thread
     root.create_runtime(run_cfg=LAVA["Loihi2SimCfg"](select_tag=tag))
@@ -252,7 +265,12 @@ def _run_lava(root: Any, steps: int, tag: str, while_running: Any = None) -> Non
 
     def work() -> None:
         try:
-            runtime.start(LAVA["RunSteps"](num_steps=steps))
+            if on_steps is None:
+                runtime.start(LAVA["RunSteps"](num_steps=steps))
+                return
+            for s0 in range(0, steps, chunk):
+                runtime.start(LAVA["RunSteps"](num_steps=min(chunk, steps - s0)))
+                done[0] = min(steps, s0 + chunk)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
 
@@ -261,6 +279,9 @@ def _run_lava(root: Any, steps: int, tag: str, while_running: Any = None) -> Non
     deadline = time.monotonic() + RUN_TIMEOUT + steps * STEP_TIMEOUT
     while th.is_alive():
         th.join(0.05)
+        if on_steps is not None and done[0] > reported:
+            on_steps(done[0] - reported)
+            reported = done[0]
         if not th.is_alive():
             break
         if while_running is not None:  # tests: an interrupt during the run
@@ -281,6 +302,8 @@ def _run_lava(root: Any, steps: int, tag: str, while_running: Any = None) -> Non
                                f"{RUN_TIMEOUT + steps * STEP_TIMEOUT:.0f} s")
     if errors:
         raise errors[0]
+    if on_steps is not None and done[0] > reported:
+        on_steps(done[0] - reported)
 
 
 def _quiet_exception(actor: Any) -> str:
@@ -325,11 +348,12 @@ def _order(grid: Shape3 | None, n: int, copies: int) -> np.ndarray:
 
 def run_network(spec: NetSpec, x: np.ndarray, wanted: set[int],
                 max_copies: int | None = None, _after_run: Any = None,
-                _while_running: Any = None) -> dict[int, np.ndarray]:
+                _while_running: Any = None, progress: bool = False) -> dict[int, np.ndarray]:
     """Run ``x`` ``[T, B, n_in]`` and return the spikes ``[T, B, n]`` (int8) of the ``wanted``
     layers, or a read-out layer's voltage ``v`` (float64, Lava's units), aligned with the
     reference (Lava's latency removed). Samples run side by side as block-diagonal copies of the
-    network (``max_copies`` per Lava network at most)."""
+    network (``max_copies`` per Lava network at most). ``progress``: a progress bar on stderr
+    over the Lava steps of all the networks run (``T`` plus the latency, per network)."""
     T, B = int(x.shape[0]), int(x.shape[1])
     layers = sorted(needed_layers(spec.layers, set(wanted)))
     weights = sum(sum(s.weight.size for s in lay.inputs)
@@ -340,12 +364,29 @@ def run_network(spec: NetSpec, x: np.ndarray, wanted: set[int],
         copies = max(1, min(copies, int(max_copies)))
     out = {k: np.zeros((T, B, spec.layers[k].n),
                        dtype=np.float64 if spec.layers[k].readout else np.int8) for k in wanted}
-    for b0 in range(0, B, copies):
-        b1 = min(B, b0 + copies)
-        res = _run_once(spec, x[:, b0:b1], layers, wanted, _after_run, _while_running)
-        for k in wanted:
-            out[k][:, b0:b1] = res[k]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        runs = -(-B // copies)
+        bar = tqdm(total=runs * _steps(spec, T, wanted), unit="step",
+                   desc=f"lava ({runs} run{'s' if runs > 1 else ''})", leave=False)
+    try:
+        for b0 in range(0, B, copies):
+            b1 = min(B, b0 + copies)
+            res = _run_once(spec, x[:, b0:b1], layers, wanted, _after_run, _while_running,
+                            None if bar is None else bar.update)
+            for k in wanted:
+                out[k][:, b0:b1] = res[k]
+    finally:
+        if bar is not None:
+            bar.close()
     return out
+
+
+def _steps(spec: NetSpec, T: int, wanted: set[int]) -> int:
+    """Lava steps of one run: ``T`` plus the latency of the deepest wanted layer."""
+    return T + max(spec.layers[k].depth for k in wanted)
 
 
 def _conv(syn: Synapse, copies: int, dtype: type, bits: int) -> Any:
@@ -361,10 +402,11 @@ def _conv(syn: Synapse, copies: int, dtype: type, bits: int) -> Any:
 
 
 def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
-              after_run: Any = None, while_running: Any = None) -> dict[int, np.ndarray]:
+              after_run: Any = None, while_running: Any = None, on_steps: Any = None
+              ) -> dict[int, np.ndarray]:
     L = LAVA
     T, c = int(x.shape[0]), int(x.shape[1])
-    steps = T + max(spec.layers[k].depth for k in wanted)
+    steps = _steps(spec, T, wanted)
     fixed = spec.tag == "fixed_pt"
     dtype = np.int32 if fixed else np.float64
     grids = _grids(spec, layers)
@@ -381,22 +423,6 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
         src = L["Source"](data=data)
         root = src
         lifs: dict[int, Any] = {}
-        bias_layers = [k for k in layers if np.any(spec.layers[k].bias != 0)]
-        bias_src = None
-        offsets: dict[int, int] = {}
-        if bias_layers:
-            total = sum(c * spec.layers[k].n for k in bias_layers)
-            bdata = np.zeros((total, steps), dtype=dtype)
-            o = 0
-            for k in bias_layers:
-                ly = spec.layers[k]
-                offsets[k] = o
-                # sent at Lava step t >= depth, arrives (one Dense hop) from step depth + 1:
-                # the neuron's first real step
-                bias = np.tile(ly.bias, c)[order[k]].astype(dtype)
-                bdata[o:o + c * ly.n, ly.depth - 1:] = bias[:, None]
-                o += c * ly.n
-            bias_src = L["Source"](data=bdata)
         for k in layers:
             ly = spec.layers[k]
             lif = L["LIF"](shape=(c * ly.n,), du=ly.du, dv=ly.dv, vth=ly.vth,
@@ -425,12 +451,13 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
                 rec = L["Dense"](weights=_block(ly.w_rec.astype(dtype), c))
                 lif.s_out.connect(rec.s_in)
                 rec.a_out.connect(lif.a_in)
-            if k in offsets:
-                sel = np.zeros((c * ly.n, bdata.shape[0]), dtype=dtype)
-                sel[np.arange(c * ly.n), offsets[k] + np.arange(c * ly.n)] = 1
-                bdense = L["Dense"](weights=sel, num_message_bits=24)
-                bias_src.s_out.connect(bdense.s_in)  # type: ignore[union-attr]
-                bdense.a_out.connect(lif.a_in)
+            if np.any(ly.bias != 0):
+                # the constant input: a source wired straight into a_in (no Dense, whose
+                # identity matrix would hold (c*n)^2 elements), sending from Lava step
+                # depth + 1, the neuron's first real step
+                bdata = np.zeros((c * ly.n, steps), dtype=dtype)
+                bdata[:, ly.depth:] = np.tile(ly.bias, c)[order[k]].astype(dtype)[:, None]
+                L["Source"](data=bdata).s_out.connect(lif.a_in)
         sinks = {}
         monitors = {}
         for k in wanted:
@@ -442,7 +469,7 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
             sink = L["Sink"](shape=(c * spec.layers[k].n,), buffer=steps)
             lifs[k].s_out.connect(sink.a_in)
             sinks[k] = sink
-        _run_lava(root, steps, spec.tag, while_running)
+        _run_lava(root, steps, spec.tag, while_running, on_steps)
         finished = True
         if after_run is not None:  # tests: a failure after the run
             after_run()
