@@ -122,7 +122,7 @@ def _run_block(block: Block, work: Path, env: dict[str, str]) -> None:
     assert "Traceback" not in proc.stderr, f"{where}: {proc.stderr[-3000:]}"
 
 
-@pytest.mark.slow  # about 35 s: exports, runs, deploys to Xylo and runs conformance
+@pytest.mark.slow  # about 35 s: exports, runs, deploys to Xylo and Lava, runs conformance
 def test_readme_blocks_run_as_written_in_order(tmp_path: Path) -> None:
     blocks = _to_run(readme_blocks(README.read_text(encoding="utf8")))
     bin_dir = Path(sys.executable).parent
@@ -135,7 +135,8 @@ def test_readme_blocks_run_as_written_in_order(tmp_path: Path) -> None:
         _run_block(block, tmp_path, env)
     # what the blocks say they write is there
     for name in ("mypkg/models.py", "model.nir", "weights.pt", "run.ckpt", "model.json",
-                 "in.npz", "out.npz", "xylo-out/deploy.json", "nrf.nir", "report/report.html"):
+                 "in.npz", "out.npz", "xylo-out/deploy.json", "lava-out/deploy.json", "nrf.nir",
+                 "report/report.html"):
         assert (tmp_path / name).is_file(), f"the README's blocks did not write {name}"
     import numpy as np
 
