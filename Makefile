@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip uninstall --quiet -y torchvision || true
 	$(BIN)/python scripts/install_lava.py
 	$(BIN)/python -c "from nrf_nir.targets.xylo.kernel import warm; print(f'xylo kernel compiled and cached ({warm():.0f} s)')"
+	$(BIN)/python -c "from nrf_nir.fused import warm; print(f'reference neuron kernel compiled and cached ({warm():.0f} s)')"
 	$(BIN)/python -c "import torch, nir, norse, nrf_nir; print('installed: torch', torch.__version__, 'nir', nir.__version__, 'nrf_nir', nrf_nir.__version__)"
 	touch $(STAMP)
 

@@ -11,6 +11,10 @@ Measures, side by side in one run, on the same networks, weights and inputs:
 * ``norse_lift``    (conv net only) the same with Norse's ``Lift(conv)``, which loops the
                     conv layers over time in Python;
 * ``reference``     ``nrf_nir.run`` on the equivalent NIR graph (``metadata["dt"] = 1e-3``);
+                    its LIF loops run the fused CPU kernel (``nrf_nir.fused``) unless
+                    ``--fused off``;
+* ``reference_unfused`` (``--fused both``) the same with the kernel off
+                    (``NRF_NIR_FUSED=0``): the torch loops;
 * ``floor_step``    the physical floor: the same layers' matmuls / convolutions (and pooling),
                     no neurons, one call per time step;
 * ``floor_batched`` the same, batched over all time steps at once.
@@ -26,15 +30,19 @@ LIF = Norse ``LIFBoxCell`` (dt=1e-3, tau_mem_inv=100, v_leak=0, v_th=1, v_reset=
 Every approach runs in its own fresh subprocess (so its peak memory is measured in
 isolation); the runs are interleaved round-robin across the approaches (one warm-up round,
 then ``--repeats`` rounds, alternating the order) so that load from other processes hits
-all approaches alike; the best run counts. Everything under ``torch.no_grad``.
+all approaches alike; the best run counts, and the median over the rounds of each round's
+ratio (reference / other approach, adjacent runs) is reported too, which load from other
+processes distorts less. Everything under ``torch.no_grad``.
 Peak memory = (VmHWM after the runs) - (VmRSS before the first run, peak reset via
 /proc/self/clear_refs) on CPU, ``torch.cuda.max_memory_allocated`` delta on CUDA.
 A separate, untimed check run compares the spikes of the reference and of Norse
-(exact elementwise agreement, per LIF layer) and reports the spiking rates.
+(exact elementwise agreement, per LIF layer) and reports the spiking rates; with the fused
+kernel on, it also compares the reference's outputs with the kernel on and off bit for bit.
 
 Usage:  python benchmarks/bench_reference.py [--quick] [--T 1000] [--B 64]
         [--repeats 3] [--threads N] [--device cpu|cuda|auto]
-        [--nets mlp,conv] [--json benchmarks/results/reference.json] [--profile]
+        [--nets mlp,conv] [--fused on|off|both] [--json benchmarks/results/reference.json]
+        [--profile]
 """
 from __future__ import annotations
 
@@ -83,6 +91,8 @@ APPROACHES = {
              "floor_batched"),
 }
 NORSE_APPROACHES = ("norse_cells", "norse_module", "norse_lift")
+REFERENCES = ("reference", "reference_unfused")
+FUSED_ENV = "NRF_NIR_FUSED"  # nrf_nir.fused.ENV: "0" keeps the reference's torch loops
 TARGET_VS_NORSE = 1.0
 TARGET_VS_FLOOR = 2.0
 
@@ -451,7 +461,7 @@ def build_fn(net, approach, w, x, device):
     if approach in ("norse_module", "norse_lift"):
         m = norse_model(net, w, device, approach.split("_")[1])
         return lambda: run_norse_module(m, x)
-    if approach == "reference":
+    if approach in REFERENCES:
         return reference_fn(net, w, x, device)
     if approach in ("floor_step", "floor_batched"):
         ops = floor_ops(net, torch_layers(net, w, device))
@@ -476,9 +486,13 @@ def worker_serve(spec: dict) -> None:
         torch.set_num_threads(spec["threads"])
         device = resolve_device(spec["device"])
         net, approach = spec["net"], spec["approach"]
+        fused_on = approach == "reference" and spec.get("fused", "on") != "off"
+        os.environ[FUSED_ENV] = "1" if fused_on else "0"
         w = make_weights(net)
         x = make_inputs(net, spec["T"], spec["B"], device)
         fn = build_fn(net, approach, w, x, device)
+        if fused_on and device.type == "cpu":
+            warm_fused_kernel()
         mem = MemMeter(device)
     except Exception as e:
         _send({"ok": False, "error": f"{type(e).__name__}: {e}",
@@ -531,6 +545,20 @@ def worker_serve(spec: dict) -> None:
         res.update(best_s=times[ib], mean_s=sum(times) / len(times),
                    best_run_others_busy=others_log[ib + 1] if len(others_log) > ib + 1 else None)
     _send(res)
+
+
+def warm_fused_kernel() -> None:
+    """Load numba and the reference's compiled neuron kernel before the measured section, as
+    torch is: a one-time cost per process (about 130 MB of RSS: LLVM and the compiled code),
+    not the simulation's memory."""
+    try:
+        from nrf_nir import fused
+    except ImportError:  # an nrf_nir without the kernel
+        return
+    try:
+        fused.warm()
+    except RuntimeError:  # no numba: the reference runs its torch loops
+        pass
 
 
 def _agree(a: torch.Tensor, b: torch.Tensor) -> dict:
@@ -590,7 +618,16 @@ def worker_check(spec: dict) -> dict:
         ok, why = reference_available()
         if ok:
             try:
+                fused_on = spec.get("fused", "on") != "off"
+                if fused_on:  # the kernel changes no bit: outputs with it on and off
+                    os.environ[FUSED_ENV] = "0"
+                    torch_loops = reference_fn(net, w, x, device, record=names[:-1])()
+                os.environ[FUSED_ENV] = "1" if fused_on else "0"
                 out = reference_fn(net, w, x, device, record=names[:-1])()
+                if fused_on:
+                    res["reference_fused_equals_unfused"] = all(
+                        torch.equal(out[k], torch_loops[k]) for k in out)
+                    del torch_loops
                 ref = {n: out[n] for n in names[:-1]}
                 ref[names[-1]] = out["output"]
                 res["rates_reference"] = {n: float(v.float().mean()) for n in names
@@ -887,9 +924,26 @@ def fmt_mb(b):
     return "-" if b is None else f"{b / 2**20:9.1f}"
 
 
+def round_ratios(res: dict, num: str) -> dict:
+    """Per other approach, the median over the timed rounds of ``num``'s time / its time in
+    the same round (adjacent runs: load from other processes hits both alike)."""
+    mine = res.get(num, {}).get("times_s") if res.get(num, {}).get("ok") else None
+    out = {}
+    for a, r in res.items():
+        if a == num or not mine or not r.get("ok") or len(r.get("times_s", ())) != len(mine):
+            continue
+        ratios = sorted(m / t for m, t in zip(mine, r["times_s"], strict=True))
+        n = len(ratios)
+        out[a] = ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
+    return out
+
+
 def summarize(net: str, res: dict, T: int, B: int) -> dict:
     s = {}
     best = {a: r["best_s"] for a, r in res.items() if r.get("ok")}
+    for ref in REFERENCES:
+        if ref in best:
+            s[f"median_round_ratios_{ref}"] = round_ratios(res, ref)
     norse = {a: t for a, t in best.items() if a in NORSE_APPROACHES}
     if norse:
         s["norse_best"] = min(norse, key=norse.get)
@@ -933,6 +987,11 @@ def print_table(net: str, res: dict, summ: dict, T: int, B: int, check: dict | N
     if "floor_best" in summ:
         print(f"  (the lower floor on this machine is {summ['floor_best']}: reference / floor_best"
               f" = {summ['ref_over_floor_best']:.3f})")
+    for ref in REFERENCES:
+        ratios = summ.get(f"median_round_ratios_{ref}")
+        if ratios:
+            print(f"median over rounds of {ref} / other: "
+                  + ", ".join(f"{a}={v:.3f}" for a, v in ratios.items()))
     if check:
         if not check.get("ok"):
             print(f"check FAILED: {check.get('error')}")
@@ -950,6 +1009,10 @@ def print_table(net: str, res: dict, summ: dict, T: int, B: int, check: dict | N
                     for n, v in check[k].items()
                 ]
                 print(f"agreement {k.replace('_vs_', ' vs ')}: " + ", ".join(parts))
+        if "reference_fused_equals_unfused" in check:
+            same = check["reference_fused_equals_unfused"]
+            print(f"reference outputs, fused kernel on vs off: "
+                  f"{'bit-identical' if same else 'DIFFERENT'}")
         if "reference_error" in check:
             print(f"reference check: {check['reference_error']}")
 
@@ -966,6 +1029,9 @@ def main(argv=None) -> int:
                     help="torch intra-op threads (default: torch.get_num_threads())")
     ap.add_argument("--nets", default=",".join(NETS))
     ap.add_argument("--approaches", default=None, help="comma list to restrict approaches")
+    ap.add_argument("--fused", default="on", choices=("on", "off", "both"),
+                    help="the reference's fused LIF kernel: on (default), off (torch loops), "
+                         "or both (adds the approach reference_unfused, kernel off)")
     ap.add_argument("--idle-wait", type=float, default=30.0,
                     help="before each timed run wait up to this many seconds for the machine "
                          "to be idle (< 15%% of CPUs busy); 0 disables (default 30)")
@@ -991,7 +1057,8 @@ def main(argv=None) -> int:
     info = machine_info(device, threads)
     print(f"bench_reference: T={T} B={B} repeats={repeats} device={device} threads={threads} "
           f"cpu={info['cpu_model']} torch={info['torch']} nrf_nir={info['nrf_nir']}")
-    base = {"T": T, "B": B, "repeats": repeats, "device": str(device), "threads": threads}
+    base = {"T": T, "B": B, "repeats": repeats, "device": str(device), "threads": threads,
+            "fused": args.fused}
     report = {"config": {**base, "dt": DT, "tau": TAU, "v_th": V_TH, "input_rate": INPUT_RATE,
                          "weight_seed": WEIGHT_SEED, "input_seed": INPUT_SEED, "quick": args.quick,
                          "idle_wait_s": args.idle_wait,
@@ -999,9 +1066,13 @@ def main(argv=None) -> int:
                                      "reference/floor": TARGET_VS_FLOOR}},
               "machine": info, "nets": {}}
     for net in nets:
-        todo = [a for a in APPROACHES[net] if not only or a in only]
-        if "reference" in todo and not ref_ok:
-            todo.remove("reference")
+        listed = list(APPROACHES[net])
+        if args.fused == "both":
+            listed.insert(listed.index("reference") + 1, "reference_unfused")
+        todo = [a for a in listed if not only or a in only]
+        for ref in REFERENCES:
+            if ref in todo and not ref_ok:
+                todo.remove(ref)
         res = time_approaches(base, net, todo, args.idle_wait)
         if "reference" in APPROACHES[net] and (not only or "reference" in only) and not ref_ok:
             res["reference"] = {"ok": False, "error": f"nrf_nir.run unavailable: {ref_why}"}

@@ -10,6 +10,7 @@ of a recurrent cycle are stepped together. ``stepwise=True`` runs one step at a 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import nir
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as fn
+from . import fused
 from .errors import NIRError
 from .layers import common_layer, param, param_unless
 from .runner import (  # noqa: F401 - the executor's names, re-exported
@@ -40,11 +42,15 @@ class Neuron(StatefulLayer):
 
     def __init__(self, *, shape: Shape, dtype: torch.dtype, device: torch.device,
                  v0: Tensor, membrane: str, coeffs: dict[str, Tensor | None],
-                 firing: fn.Firing | None, synapse: bool) -> None:
+                 firing: fn.Firing | None, synapse: bool, fused: bool = True) -> None:
         super().__init__()
         self.shape, self.dtype, self.device = shape, dtype, device
         self.v0, self.membrane, self.k, self.firing = v0, membrane, coeffs, firing
         self.synapse = synapse
+        # the fused CPU kernel (nrf_nir.fused): allowed, what it computes, its [8, P] parameters
+        self.fused_allowed = fused
+        self.fused_kind = self._fused_kind()
+        self._fused_params: np.ndarray | None = None
         self.state_names = ("v", "i") if synapse else ("v",)
         # delayed firing keeps the last step's spikes as a last, unnamed state
         self.delayed = firing is not None and firing.delayed
@@ -74,8 +80,60 @@ class Neuron(StatefulLayer):
             return fn.lif_euler(x, v, k["c"], k["r"], k["v_leak"])  # type: ignore[arg-type]
         return fn.li_euler(x, v, k["c"], k["r"], k["v_leak"])  # type: ignore[arg-type]
 
+    def _fused_kind(self) -> fused.NeuronKind | None:
+        """What the fused kernel computes for this layer, mirroring the torch path that
+        :meth:`run` takes; None where it does not apply (IF, I, exact integration, non-plain
+        firing)."""
+        k, firing = self.k, self.firing
+        if self.membrane not in ("lif", "li") or (self.synapse and k["a_syn"] is not None):
+            return None
+        kind = fused.NeuronKind(li=self.membrane == "li", synapse=self.synapse,
+                                spiking=firing is not None, has_leak=k["v_leak"] is not None)
+        if firing is None:
+            return kind  # LI, CubaLI: the output is v
+        if not firing.plain:
+            return None
+        if self.synapse:
+            mode = fused.FIRE  # step(): Firing.fire(v)
+        elif self.membrane == "lif" and k["r"] is None and not firing.subtract:
+            mode = fused.IN_PLACE  # _run_lif_in_place
+        else:
+            mode = fused.FIRE_OUT  # run(): Firing.fire(v, out=out[t])
+        return replace(kind, ge=firing.ge, mode=mode, subtract=firing.subtract,
+                       reset_zero=firing.reset_is_zero)
+
+    def _run_fused(self, x: Any, state: tuple[Tensor, ...], out: Tensor
+                   ) -> tuple[Tensor, ...] | None:
+        """The chunk through the fused kernel, the state updated in place; None (nothing
+        touched) where the kernel does not apply."""
+        kind = self.fused_kind
+        if kind is None or self.device.type != "cpu":
+            return None
+        if isinstance(x, list):  # the current's incoming edges, one by one: fused for one
+            if len(x) != 1:
+                return None
+            x = x[0]
+        if self._fused_params is None:
+            k, firing = self.k, self.firing
+            rows = {fused.ROW_C: k["c"], fused.ROW_R: k["r"], fused.ROW_LEAK: k["v_leak"]}
+            if firing is not None:
+                rows.update({fused.ROW_TH: firing.v_th, fused.ROW_RESET: firing.v_reset,
+                             fused.ROW_THETA: firing.theta})
+            if self.synapse:
+                rows.update({fused.ROW_W_IN: k["w_in"], fused.ROW_NEG_C_SYN: k["neg_c_syn"]})
+            self._fused_params = fused.parameters(rows, self.shape, self.dtype)
+        cur = state[1] if self.synapse else None
+        if not fused.run_chunk(kind, self._fused_params, x, state[0], cur, out):
+            return None
+        return state  # (v,) or (v, i), updated in place
+
     def run(self, x: Any, state: tuple[Tensor, ...], out: Tensor,
             record: dict[str, Tensor] | None) -> tuple[Tensor, ...]:
+        if (not record and self.fused_kind is not None and out.shape[0] >= fused.MIN_STEPS
+                and fused.enabled(self.fused_allowed)):
+            done = self._run_fused(x, state, out)
+            if done is not None:
+                return done
         # The same arithmetic as step(), writing spikes straight into ``out``.
         firing = self.firing
         if firing is None or self.synapse or record or firing.delayed or firing.guarded:
@@ -148,9 +206,11 @@ def _euler_c(tau: np.ndarray, dt: float, dtype: torch.dtype, device: torch.devic
 
 
 def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape: Shape,
-               sem: Semantics, dtype: torch.dtype, device: torch.device) -> nn.Module:
+               sem: Semantics, dtype: torch.dtype, device: torch.device, *,
+               fused: bool = True) -> nn.Module:
     """The reference's layer of one validated node (its own metadata may override
-    ``reset_delay``: :func:`nrf_nir.semantics.node_semantics`)."""
+    ``reset_delay``: :func:`nrf_nir.semantics.node_semantics`). fused: its neurons may run
+    the fused CPU kernel (:mod:`nrf_nir.fused`)."""
     dt = sem.require_dt()
 
     def t(arr: np.ndarray) -> Tensor:
@@ -174,7 +234,7 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
         v0 = torch.zeros((), dtype=dtype, device=device)
         coeffs["dt_r"] = t(dt * p["r"])  # dt*r in float64, then rounded once
         return Neuron(shape=in_shape, dtype=dtype, device=device, v0=v0, membrane="integrate",
-                      coeffs=coeffs, firing=firing, synapse=False)
+                      coeffs=coeffs, firing=firing, synapse=False, fused=fused)
     synapse = isinstance(node, (nir.CubaLI, nir.CubaLIF))
     tau = p["tau_mem"] if synapse else p["tau"]
     coeffs["v_leak"] = param_unless(p["v_leak"], 0.0, dtype, device)
@@ -195,7 +255,7 @@ def make_layer(node: nir.NIRNode, p: dict[str, Any], in_shape: Shape, out_shape:
             coeffs["a_syn"] = None
             coeffs["neg_c_syn"] = -_euler_c(p["tau_syn"], dt, dtype, device)
     return Neuron(shape=in_shape, dtype=dtype, device=device, v0=v0, membrane=membrane,
-                  coeffs=coeffs, firing=firing, synapse=synapse)
+                  coeffs=coeffs, firing=firing, synapse=synapse, fused=fused)
 
 
 def check_multi_spikes(checked: Any, semantics: Semantics) -> None:
@@ -213,15 +273,18 @@ def check_multi_spikes(checked: Any, semantics: Semantics) -> None:
 
 class Program(GraphRunner):
     """A graph lowered to the reference's layers; ``run(inputs, record)`` simulates it on
-    ``[T, B, *shape]`` inputs (:class:`nrf_nir.runner.GraphRunner`)."""
+    ``[T, B, *shape]`` inputs (:class:`nrf_nir.runner.GraphRunner`). ``fused=False`` keeps
+    every neuron on its torch loop (else Euler LIF / CubaLIF / LI chunks on the CPU run the
+    bit-identical fused kernel of :mod:`nrf_nir.fused` when numba is installed)."""
 
     def __init__(self, checked: Any, semantics: Semantics, *, dtype: Any = None,
                  device: Any = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-                 stepwise: bool = False, progress: bool = False) -> None:
+                 stepwise: bool = False, progress: bool = False, fused: bool = True) -> None:
         dtype, device = resolve(dtype, device)
         check_multi_spikes(checked, semantics)
         layers = {name: make_layer(node, checked.params[name], checked.in_shapes[name],
-                                   checked.out_shapes[name], semantics, dtype, device)
+                                   checked.out_shapes[name], semantics, dtype, device,
+                                   fused=fused)
                   for name, node in checked.flat.nodes.items()}
         super().__init__(checked, semantics, layers, dtype=dtype, device=device,
                          chunk_bytes=chunk_bytes, stepwise=stepwise, progress=progress)

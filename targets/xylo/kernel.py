@@ -18,7 +18,6 @@ is module-level, :mod:`._kernel_numba`, so that its cache entries match again). 
 
 from __future__ import annotations
 
-import os
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -40,16 +39,9 @@ def available() -> bool:
 def _cache_ready(numba: Any) -> bool:
     """Whether the compiled kernel can be cached on disk: beside this file when the package
     directory is writable, else in ``$NUMBA_CACHE_DIR`` or ``~/.cache/nrf-nir/numba``."""
-    if numba.config.CACHE_DIR or os.access(os.path.dirname(os.path.abspath(__file__)),
-                                           os.W_OK):
-        return True
-    path = os.path.join(os.path.expanduser("~"), ".cache", "nrf-nir", "numba")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:
-        return False
-    numba.config.CACHE_DIR = path
-    return os.access(path, os.W_OK)
+    from nrf_nir.fused import numba_cache_ready
+
+    return numba_cache_ready(numba, beside=__file__)
 
 
 def _build() -> Any:
