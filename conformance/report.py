@@ -100,7 +100,7 @@ PLOT_MIN_RELATIVE_RMSE = 1e-3
 #: 1400 px wide browser) and the colours of the PNG's palette (keeps the report small).
 FIGSIZE = (11.0, 4.2)
 DPI = 100
-PNG_COLOURS = 64
+PNG_COLOURS = 32
 
 
 def differs(r: Result) -> bool:

@@ -32,7 +32,7 @@ from nrf_nir.atomic import (
 )
 from nrf_nir.errors import NIRError
 from tests import hostile
-from tests.helpers import chain, cuba, mlp
+from tests.helpers import chain, lif, mlp
 from tests.hostile import CANARY_NAME, Case, check_case, register
 
 # --------------------------------------------------------------------------------------------
@@ -310,7 +310,7 @@ CASES = [
                                 "-o", "out"]),
          expect="cannot run this graph", absent=("out",)),
     Case("outputs: a network netx cannot hold writes no folder",
-         _build(argv=lambda w: ["deploy", model(w, graph=_cuba_with_bias()), "--target",
+         _build(argv=lambda w: ["deploy", model(w, graph=_two_time_constants()), "--target",
                                 "lava-fixed", "-o", "out"]),
          expect="cannot be written as a lava-dl netx", absent=("out",)),
 ]
@@ -330,10 +330,14 @@ def _checkpoint() -> Path:
     return path
 
 
-def _cuba_with_bias():
+def _two_time_constants():
+    """A LIF node of two time constants: Lava runs it as two populations, netx cannot hold
+    a layer split that way."""
     import nir
 
-    return chain(nir.Affine(weight=np.ones((3, 4)), bias=np.full(3, 0.1)), cuba(3), shape=(4,))
+    node = lif(4)
+    node.tau = np.array([0.01, 0.005, 0.01, 0.005])
+    return chain(nir.Linear(weight=np.ones((4, 4))), node, shape=(4,))
 
 
 for _case in CASES:
