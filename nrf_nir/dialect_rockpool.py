@@ -14,6 +14,7 @@ import nir
 import numpy as np
 
 from .errors import NIRError
+from .graph import walk
 from .semantics import Semantics, write_semantics
 
 NAME = "rockpool"
@@ -35,15 +36,6 @@ def _shape_of(types: Any) -> tuple[int, ...] | None:
         if arr.dtype.kind in "iuf" and arr.ndim <= 1:
             return tuple(int(v) for v in arr.reshape(-1))
     return None
-
-
-def _walk(graph: nir.NIRGraph, prefix: str = ""):  # type: ignore[no-untyped-def]
-    for name, node in graph.nodes.items():
-        full = f"{prefix}{name}"
-        if isinstance(node, nir.NIRGraph):
-            yield from _walk(node, full + ".")
-        else:
-            yield full, node
 
 
 def recover_dt(tau: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -112,7 +104,9 @@ class RockpoolDialect:
 
     def _neurons(self, graph: nir.NIRGraph) -> list[tuple[str, nir.NIRNode, np.ndarray]] | str:
         found = []
-        for name, node in _walk(graph):
+        for name, node in walk(graph):
+            if isinstance(node, nir.NIRGraph):
+                continue
             if not isinstance(node, _ROCKPOOL_TYPES):
                 return f"node {name!r} is a {type(node).__name__}"
             if not isinstance(node, (nir.CubaLIF, nir.LIF, nir.LI)):

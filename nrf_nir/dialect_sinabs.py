@@ -29,6 +29,7 @@ from typing import Any
 import nir
 import numpy as np
 
+from .graph import walk
 from .semantics import Semantics, write_semantics
 
 NAME = "sinabs"
@@ -46,15 +47,6 @@ _NORSE_TYPES = (nir.Input, nir.Output, nir.Affine, nir.Conv2d, nir.IF, nir.LIF, 
                 nir.LI)
 #: The input rank (without batch) each layer type that an Input may feed takes.
 _TAKES_RANK = {nir.Affine: 1, nir.Conv1d: 2, nir.Conv2d: 3, nir.SumPool2d: 3}
-
-
-def _walk(graph: nir.NIRGraph, prefix: str = "") -> list[tuple[str, nir.NIRNode]]:
-    found: list[tuple[str, nir.NIRNode]] = []
-    for name, node in graph.nodes.items():
-        found.append((prefix + str(name), node))
-        if isinstance(node, nir.NIRGraph):
-            found.extend(_walk(node, f"{prefix}{name}."))
-    return found
 
 
 def _raw(value: Any) -> np.ndarray:
@@ -192,7 +184,7 @@ def fingerprint(graph: nir.NIRGraph) -> Fingerprint | None:
     writes: metadata, another node type, or a neuron Sinabs does not write so)."""
     if graph.metadata:
         return None
-    nodes = _walk(graph)
+    nodes = walk(graph)
     neurons = 0
     spelled_out_if = False
     other_layer: str | None = None  # a layer type only Sinabs writes
@@ -287,7 +279,7 @@ class SinabsDialect:
     def normalize(self, graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
         g = copy.deepcopy(graph)
         dt = STEP_DT if self.dt is None else float(self.dt)
-        nodes = _walk(g)
+        nodes = walk(g)
         has_if = any(isinstance(n, nir.IF) for _, n in nodes)
         has_lif = any(isinstance(n, nir.LIF) for _, n in nodes)
         floor = self.floor or ("threshold" if has_if else "none")

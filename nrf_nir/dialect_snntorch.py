@@ -18,6 +18,7 @@ import numpy as np
 
 from .dialects import MADE_BY, MADE_FROM
 from .errors import NIRError
+from .graph import walk
 from .semantics import CHOICES, Semantics, write_semantics
 
 NAME = "snntorch"
@@ -29,15 +30,6 @@ EXPORT_DT = 1e-4
 _EXPORTED_TYPES = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d,
                    nir.Flatten, nir.LIF, nir.CubaLIF, nir.NIRGraph)
 _META_KEYS = ("dt", "semantics_version", *CHOICES)
-
-
-def _walk(graph: nir.NIRGraph, prefix: str = "") -> list[tuple[str, nir.NIRNode]]:
-    found: list[tuple[str, nir.NIRNode]] = []
-    for name, node in graph.nodes.items():
-        found.append((prefix + str(name), node))
-        if isinstance(node, nir.NIRGraph):
-            found.extend(_walk(node, f"{prefix}{name}."))
-    return found
 
 
 def _arr(value: Any) -> np.ndarray:
@@ -145,7 +137,7 @@ class SnnTorchDialect:
         if any(k in meta for k in _META_KEYS):
             return None
         neurons = 0
-        for _, node in _walk(graph):
+        for _, node in walk(graph):
             if not isinstance(node, _EXPORTED_TYPES):
                 return None
             if isinstance(node, (nir.LIF, nir.CubaLIF)):
@@ -171,7 +163,7 @@ class SnnTorchDialect:
                  "mem > threshold"]
         subtract = self.reset == "subtract"
         loops = set(_loop_neurons(g))
-        wants = {name: self.delay_of(node, name in loops) for name, node in _walk(g)
+        wants = {name: self.delay_of(node, name in loops) for name, node in walk(g)
                  if isinstance(node, (nir.LIF, nir.CubaLIF))}
         # the graph holds the value most neurons need (the first one on a tie); the others
         # hold theirs in their own metadata
@@ -180,7 +172,7 @@ class SnnTorchDialect:
         own = {name: want for name, want in wants.items() if want != delay}
         replaced: dict[str, nir.NIRNode] = {}
         w_in_fixed = False
-        for name, node in _walk(g):
+        for name, node in walk(g):
             if not isinstance(node, (nir.LIF, nir.CubaLIF)):
                 continue
             tau = _arr(node.tau if isinstance(node, nir.LIF) else node.tau_mem)
@@ -197,9 +189,9 @@ class SnnTorchDialect:
                                         v_threshold=np.asarray(node.v_threshold),
                                         v_reset=np.zeros(np.shape(node.v_threshold)),
                                         metadata=dict(node.metadata or {}))
-        infinite = [name for name, node in _walk(g) if isinstance(node, nir.CubaLIF) and not (
+        infinite = [name for name, node in walk(g) if isinstance(node, nir.CubaLIF) and not (
             np.all(np.isfinite(_arr(node.tau_syn))) and np.all(np.isfinite(_arr(node.tau_mem))))]
-        infinite += [name for name, node in _walk(g) if isinstance(node, nir.LIF)
+        infinite += [name for name, node in walk(g) if isinstance(node, nir.LIF)
                      and name not in replaced and not np.all(np.isfinite(_arr(node.tau)))]
         if infinite:
             notes.append("cannot express alpha = 1 or beta = 1 (tau = inf) here: NIR time "
@@ -218,7 +210,7 @@ class SnnTorchDialect:
             notes.append("node metadata reset_delay where a neuron's reset differs from the "
                          f"graph's '{delay}' (what snnTorch's module does with these options): "
                          + ", ".join(f"{name} '{want}'" for name, want in own.items()))
-        negative = [name for name, node in _walk(g) if isinstance(node, (nir.LIF, nir.CubaLIF))
+        negative = [name for name, node in walk(g) if isinstance(node, (nir.LIF, nir.CubaLIF))
                     and np.any(_arr(node.v_threshold) < 0)]
         if negative:
             notes.append("snnTorch resets a membrane of 0 that lies above a negative threshold "
@@ -317,7 +309,7 @@ def _strip_batch_dims(graph: nir.NIRGraph) -> list[str]:
         pass
     trial = copy.deepcopy(graph)
     changed: list[str] = []
-    for name, node in _walk(trial):
+    for name, node in walk(trial):
         for attr in ("input_type", "output_type"):
             types = getattr(node, attr, None)
             if not isinstance(node, (nir.Input, nir.Output)) or not isinstance(types, dict):

@@ -27,6 +27,7 @@ import nir
 import numpy as np
 
 from .errors import NIRError, ValidationError, shown
+from .graph import walk
 
 #: Node metadata keys a dialect writes on a node it created: the dotted name of the node of
 #: the file it was made from, and what made it (e.g. "snntorch dialect").
@@ -320,16 +321,6 @@ def _rewrite(dialect: Dialect, graph: nir.NIRGraph, reason: str
 
 # ---------------------------------------------------------------- what a dialect changed
 
-def _walk(graph: nir.NIRGraph, prefix: str = "") -> dict[str, nir.NIRNode]:
-    found: dict[str, nir.NIRNode] = {}
-    for key, node in graph.nodes.items():
-        name = f"{prefix}{key}"
-        found[name] = node
-        if isinstance(node, nir.NIRGraph):
-            found.update(_walk(node, f"{name}."))
-    return found
-
-
 def _show(value: Any) -> str:
     """A field's value for a change line: one number, or shape and range."""
     if value is None:
@@ -390,7 +381,7 @@ def diff(before: nir.NIRGraph, after: nir.NIRGraph, made_by: str) -> list[Change
     node types, nodes added (with the node they were made from) or removed, edges and graph
     metadata."""
     changes: list[Change] = []
-    old, new = _walk(before), _walk(after)
+    old, new = dict(walk(before)), dict(walk(after))
     for name, node in old.items():
         if name not in new:
             changes.append(Change(name, "node", type(node).__name__, "removed"))

@@ -44,6 +44,17 @@ class FlatGraph:
         return isinstance(self.nodes[name], STATEFUL_TYPES)
 
 
+def walk(graph: nir.NIRGraph, prefix: str = "") -> list[tuple[str, nir.NIRNode]]:
+    """Every node of ``graph`` and of its nested graphs (a nested graph itself first, then its
+    nodes), named by its dotted path."""
+    found: list[tuple[str, nir.NIRNode]] = []
+    for name, node in graph.nodes.items():
+        found.append((prefix + str(name), node))
+        if isinstance(node, nir.NIRGraph):
+            found.extend(walk(node, f"{prefix}{name}."))
+    return found
+
+
 def _edge_name(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("utf8", errors="replace")
