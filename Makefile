@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# the inner loop: the suite without the tests marked slow (conftest.py), under a minute
+# the inner loop: the suite without the tests marked slow (conftest.py)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 

@@ -37,6 +37,8 @@ SLOW_MODULES = (
 SLOW_TESTS = (
     "tests/test_cli.py::test_user_errors_exit_2_with_one_line[args3-npz]",
     "tests/test_cli_imports.py::test_the_check_sees_torch_when_it_is_imported",
+    "tests/test_progress.py::test_the_xylo_and_lava_targets_show_a_progress_bar[lava",
+    "tests/test_progress.py::test_an_interrupted_lava_run_with_a_bar_leaves_no_process",
 )
 
 
