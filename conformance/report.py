@@ -96,11 +96,11 @@ def cell_numbers(r: Result) -> str:
 
 #: A value output whose relative RMSE is at most this gets no plot (no trace would show it).
 PLOT_MIN_RELATIVE_RMSE = 1e-3
-#: Raster figure: inches, PNG dots per inch (1100 x 420 px: markers and legend legible in a
+#: Raster figure: inches, PNG dots per inch (1100 x 380 px: markers and legend legible in a
 #: 1400 px wide browser) and the colours of the PNG's palette (keeps the report small).
-FIGSIZE = (11.0, 4.2)
+FIGSIZE = (11.0, 3.8)
 DPI = 100
-PNG_COLOURS = 32
+PNG_COLOURS = 64
 
 
 def differs(r: Result) -> bool:
@@ -182,7 +182,7 @@ def raster_figure(r: Result) -> Any:
 
 
 def raster_png(r: Result) -> bytes | None:
-    """``raster_figure`` as a palette PNG at ``DPI`` (1100 x 420 px), or None."""
+    """``raster_figure`` as a palette PNG at ``DPI`` (1100 x 380 px), or None."""
     fig = raster_figure(r)
     if fig is None:
         return None

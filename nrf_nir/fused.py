@@ -38,6 +38,8 @@ ENV = "NRF_NIR_FUSED"
 #: fall asleep while the kernel runs and waking them for the next convolution costs more than
 #: the kernel saves. From two steps on the kernel is faster at every size.
 MIN_STEPS = 2
+#: Bytes of address space (RLIMIT_AS) below which the kernel is not loaded.
+MIN_ADDRESS_SPACE = 4 << 30
 #: Neurons per block of the parallel loop: at least MIN_BLOCK (the per-step loop overhead),
 #: at most MAX_BLOCK (the block's state and parameters stay in the core's caches).
 MIN_BLOCK, MAX_BLOCK = 256, 4096
@@ -134,6 +136,14 @@ def kernel() -> Any:
     if _BROKEN is not None:
         return None
     if _KERNEL is None:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY and limit < MIN_ADDRESS_SPACE:
+            # numba's LLVM and its thread pools need more address space than such a limit
+            # leaves (measured: thread creation fails under 1 GiB)
+            _BROKEN = f"address space limited to {limit >> 20} MiB"
+            return None
         try:
             import numba
 
