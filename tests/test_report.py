@@ -129,7 +129,7 @@ def test_raster_is_large_and_both_panels_span_the_same_steps():
     png = raster_png(r)
     assert png is not None
     image = Image.open(io.BytesIO(png))
-    assert image.size == (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI)) == (1100, 420)
+    assert image.size == (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI)) == (1100, 380)
     assert image.mode == "P"  # a palette PNG: small
     # all 60 steps in both panels, although the target is silent and the reference spikes
     # only in the first 10 steps
