@@ -21,6 +21,10 @@ A manifest is ``conformance/manifests/<target>.toml``::
     reason = "..."
     upstream = "https://github.com/.../issues/123"
 
+    [cases."model/tts-encoder"]
+    level = "within"
+    options = {input_scale = 255}        # target options for this case's run
+
     [files]                              # user files (cases "file/..."): default exact,
     level = "within"                     # and a refusal by check() is accepted
     relative_rmse_max = 0.01
@@ -38,6 +42,11 @@ naming the file, the entry and the key. A bound of an output kind the case has n
 spike bound on a case with only membrane read-outs, as globs and ``[files]`` entries cover
 both) does not apply; a bound an output of its kind cannot be measured by (e.g.
 ``decision_agreement`` on a case that decodes no decisions) is an error in the verdict.
+
+``options``: target options the case runs with (``nrf_nir.run(..., **options)``), a table of
+numbers, strings and booleans. ``load_manifest`` checks their form; ``check_options`` checks
+names and values with the target's own ``check_options`` (a target without one takes none
+from a manifest). Either refusal names the file, the entry and the option.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +127,8 @@ class Expectation:
     allow_unsupported: bool = False
     #: The manifest file this expectation comes from ("" for the built-in default).
     source: str = ""
+    #: Target options the case runs with (``nrf_nir.run(..., **options)``).
+    options: dict[str, Any] = field(default_factory=dict)
 
     def bounds(self) -> dict[str, float]:
         """Every bound that applies at this level: the level's defaults, tightened by the
@@ -159,6 +171,25 @@ def _not_looser(level: str, thresholds: dict[str, float], pattern: str, where: s
                            field=key)
 
 
+def _options(value: Any, pattern: str, where: str) -> dict[str, Any]:
+    """An entry's ``options``: a table of option names to numbers (finite), strings or
+    booleans; ``NIRError`` naming file, entry and option otherwise."""
+    if not isinstance(value, dict):
+        raise NIRError(f"must be a table of target options (options = {{name = value}}), got "
+                       f"{type(value).__name__}", file=where, node=pattern, field="options")
+    for name, option in value.items():
+        key = f"options.{name}"
+        if not name.isidentifier():
+            raise NIRError("an option name must be an identifier", file=where, node=pattern,
+                           field=key)
+        if not isinstance(option, (bool, int, float, str)):
+            raise NIRError(f"must be a number, string or boolean, got {type(option).__name__}",
+                           file=where, node=pattern, field=key)
+        if isinstance(option, float) and not math.isfinite(option):
+            raise NIRError(f"must be finite, got {option}", file=where, node=pattern, field=key)
+    return dict(value)
+
+
 def _expectation(pattern: str, entry: Any, where: str) -> Expectation:
     """The expectation of one manifest entry; ``NIRError`` naming file, entry and key."""
     if not isinstance(entry, dict):
@@ -168,7 +199,7 @@ def _expectation(pattern: str, entry: Any, where: str) -> Expectation:
     if not isinstance(level, str) or level not in LEVELS:
         raise NIRError(f"level must be one of {', '.join(LEVELS)}, got {shown(str(level), 40)}",
                        file=where, node=pattern, field="level")
-    unknown = set(entry) - {"level", "reason", "upstream", *BOUNDS}
+    unknown = set(entry) - {"level", "reason", "upstream", "options", *BOUNDS}
     if unknown:
         raise NIRError(f"unknown key(s) {', '.join(shown(k, 40) for k in sorted(unknown))}",
                        file=where, node=pattern)
@@ -180,8 +211,10 @@ def _expectation(pattern: str, entry: Any, where: str) -> Expectation:
     if level in ("xfail", "unsupported") and not entry.get("reason"):
         raise NIRError(f"an {level!r} expectation needs a reason", file=where, node=pattern)
     _not_looser(level, thresholds, pattern, where)
+    options = _options(entry["options"], pattern, where) if "options" in entry else {}
     return Expectation(level, thresholds, entry.get("reason", ""), entry.get("upstream", ""),
-                       pattern, allow_unsupported=pattern == "files", source=where)
+                       pattern, allow_unsupported=pattern == "files", source=where,
+                       options=options)
 
 
 @dataclass
@@ -202,6 +235,26 @@ class Manifest:
         if case.startswith("file/"):
             return self.files
         return self.default
+
+
+def check_options(manifest: Manifest,
+                  checker: Callable[[Mapping[str, Any]], Any] | None) -> None:
+    """Every entry's ``options`` as the target takes them: ``checker`` is the target's
+    ``check_options`` (raising ``NIRError`` naming the option as field), None for a target
+    that has none (then no entry may set options). ``NIRError`` naming file and entry."""
+    for exp in [manifest.default, manifest.files, *manifest.entries.values()]:
+        if not exp.options:
+            continue
+        if checker is None:
+            raise NIRError(f"the {manifest.target} target takes no options from a manifest "
+                           "(it has no check_options)", file=exp.source, node=exp.pattern,
+                           field="options")
+        try:
+            checker(exp.options)
+        except NIRError as exc:
+            raise NIRError(exc.message, file=exp.source, node=exp.pattern,
+                           field=f"options.{exc.field}" if exc.field not in (None, "options")
+                           else "options") from None
 
 
 def load_manifest(target: str, directory: Path = MANIFEST_DIR) -> Manifest:

@@ -525,6 +525,12 @@ def write_html(results: Sequence[Result], meta: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def options_text(options: dict[str, Any]) -> str:
+    """``input_scale=255, vth=100``: the target options a case ran with."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in options.items())
+
+
 def _html_case(case: str, targets: Sequence[str], cell: dict[tuple[str, str], Result],
                same: dict[tuple[str, str], str]) -> list[str]:
     """One case's section: a row per target that ran it (or whose status is not as
@@ -548,7 +554,8 @@ def _html_case(case: str, targets: Sequence[str], cell: dict[tuple[str, str], Re
             metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in _headline(r).items())
             note = r.message + (f" (manifest: {r.reason})" if r.status == "xfail" else "")
             note += f" ({r.upstream})" if r.upstream else ""
-        out.append(f"<tr><td>{esc(t)}</td><td>{esc(r.status)}</td><td>{esc(r.level)}</td>"
+        expected = r.level + (f" (options: {options_text(r.options)})" if r.options else "")
+        out.append(f"<tr><td>{esc(t)}</td><td>{esc(r.status)}</td><td>{esc(expected)}</td>"
                    f"<td>{esc(metrics)}</td><td>{esc(note)}</td></tr>")
         if not twin and differs(r) and (png := raster_png(r)):
             twins = [x for x in targets if same.get((case, x)) == t]

@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -28,6 +28,7 @@ from nrf_nir.conformance.manifest import (
     SPIKES,
     VALUES,
     Expectation,
+    check_options,
     load_manifest,
 )
 from nrf_nir.metrics import compare, compare_values
@@ -57,6 +58,8 @@ class Result:
     violations: list[str] = field(default_factory=list)
     seconds: float = 0.0
     raster: dict[str, Any] | None = None
+    #: The target options the case ran with (the manifest's ``options``).
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -93,8 +96,11 @@ def _raster(ref: Any, got: Any) -> dict[str, Any]:
             "target": b[:, :RASTER_NEURONS].astype(np.float32)}
 
 
-def run_case(case: Case, targets: Sequence[str], threads: int = 1) -> list[dict[str, Any]]:
-    """Run ``case`` on the reference and each target; raw measurements, no verdict."""
+def run_case(case: Case, targets: Sequence[str], threads: int = 1,
+             options: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Run ``case`` on the reference and each target; raw measurements, no verdict.
+    options: target -> the options it runs the case with (None: each target's manifest's,
+    ``Expectation.options``)."""
     import torch
 
     import nrf_nir
@@ -105,6 +111,8 @@ def run_case(case: Case, targets: Sequence[str], threads: int = 1) -> list[dict[
     start = time.perf_counter()
     reference = nrf_nir.run(case.graph, case.inputs)
     ref_seconds = time.perf_counter() - start
+    if options is None:
+        options = {t: load_manifest(t).expect(case.name).options for t in targets}
     raws = []
     for target in targets:
         raw: dict[str, Any] = {"case": case.name, "target": target, "violations": [],
@@ -122,7 +130,8 @@ def run_case(case: Case, targets: Sequence[str], threads: int = 1) -> list[dict[
             continue
         start = time.perf_counter()
         try:
-            got = nrf_nir.run(case.graph, case.inputs, target=target)
+            got = nrf_nir.run(case.graph, case.inputs, target=target,
+                              **options.get(target, {}))
         except Exception as exc:  # noqa: BLE001 - a target crash is a result, not a stop
             raw["error"] = f"{type(exc).__name__}: {exc}"
             raw["traceback"] = traceback.format_exc(limit=4)
@@ -212,7 +221,7 @@ def judge(raw: dict[str, Any], exp: Expectation) -> Result:
     base = {"case": raw["case"], "target": raw["target"], "level": exp.level,
             "reason": exp.reason, "upstream": exp.upstream, "metrics": raw["metrics"],
             "violations": raw["violations"], "seconds": raw["seconds"],
-            "raster": raw.get("raster")}
+            "raster": raw.get("raster"), "options": dict(exp.options)}
     if raw["error"]:
         ok = exp.level == "xfail"
         return Result(status="xfail" if ok else "error", ok=ok, message=raw["error"], **base)
@@ -247,26 +256,48 @@ def run_suite(cases: Sequence[Case], targets: Sequence[str], *, workers: int | N
     from tqdm.auto import tqdm
 
     manifests = {t: load_manifest(t, manifest_dir or MANIFEST_DIR) for t in targets}
+    for t, manifest in manifests.items():
+        _check_manifest_options(t, manifest)
+    options = {c.name: {t: manifests[t].expect(c.name).options for t in targets}
+               for c in cases}
     raws: list[dict[str, Any]] = []
     bar = tqdm(total=len(cases), unit="case", desc="conformance", disable=not progress)
     if ray_address is not None:
-        raws = _run_ray(cases, targets, ray_address, bar)
+        raws = _run_ray(cases, targets, ray_address, bar, options)
     else:
         n = workers or os.cpu_count() or 1
         if n <= 1 or len(cases) <= 1:
             for case in cases:
-                raws += run_case(case, targets, threads=os.cpu_count() or 1)
+                raws += run_case(case, targets, threads=os.cpu_count() or 1,
+                                 options=options[case.name])
                 bar.update()
         else:
-            raws = _run_pool(cases, targets, n, bar)
+            raws = _run_pool(cases, targets, n, bar, options)
     bar.close()
     order = {c.name: i for i, c in enumerate(cases)}
     raws.sort(key=lambda r: (order[r["case"]], list(targets).index(r["target"])))
     return [judge(raw, manifests[raw["target"]].expect(raw["case"])) for raw in raws]
 
 
+def _check_manifest_options(target: str, manifest: Any) -> None:
+    """The manifest's ``options`` checked by the target (``manifest.check_options``); a
+    target that is not available is not asked (its cases fail on their own)."""
+    from nrf_nir.errors import NIRError
+    from nrf_nir.targets import get
+
+    if not any(e.options for e in [manifest.default, manifest.files,
+                                   *manifest.entries.values()]):
+        return
+    try:
+        backend = get(target)
+    except NIRError:
+        return
+    check_options(manifest, getattr(backend, "check_options", None))
+
+
 def _run_pool(cases: Sequence[Case], targets: Sequence[str], workers: int,
-              bar: Any) -> list[dict[str, Any]]:
+              bar: Any, options: Mapping[str, Mapping[str, Mapping[str, Any]]]
+              ) -> list[dict[str, Any]]:
     """The cases in ``workers`` spawned processes. A worker that dies (killed for memory, a
     crash in a native library) breaks the pool: the cases it left unfinished then run once
     more, each target alone in a process of its own, so that the one that dies again becomes
@@ -277,7 +308,8 @@ def _run_pool(cases: Sequence[Case], targets: Sequence[str], workers: int,
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                  initializer=_worker_init) as pool:
-            futures = {pool.submit(run_case, case, tuple(targets), 1): case for case in cases}
+            futures = {pool.submit(run_case, case, tuple(targets), 1, options[case.name]): case
+                       for case in cases}
             for future in as_completed(futures):
                 raws += future.result()
                 done.add(futures[future].name)
@@ -287,15 +319,17 @@ def _run_pool(cases: Sequence[Case], targets: Sequence[str], workers: int,
             if case.name in done:
                 continue
             for target in targets:
-                raws += _run_alone(ctx, case, target)
+                raws += _run_alone(ctx, case, target, options[case.name])
             bar.update()
     return raws
 
 
-def _run_alone(ctx: Any, case: Case, target: str) -> list[dict[str, Any]]:
+def _run_alone(ctx: Any, case: Case, target: str,
+               options: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """``run_case(case, [target])`` in a process of its own; its death is an error result."""
     receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_run_and_send, args=(send, case, target), daemon=True)
+    process = ctx.Process(target=_run_and_send, args=(send, case, target, options),
+                          daemon=True)
     process.start()
     send.close()
     try:
@@ -313,9 +347,10 @@ def _run_alone(ctx: Any, case: Case, target: str) -> list[dict[str, Any]]:
     return result
 
 
-def _run_and_send(send: Any, case: Case, target: str) -> None:
+def _run_and_send(send: Any, case: Case, target: str,
+                  options: Mapping[str, Mapping[str, Any]]) -> None:
     _worker_init()
-    send.send(run_case(case, (target,), 1))
+    send.send(run_case(case, (target,), 1, options))
     send.close()
 
 
@@ -372,7 +407,8 @@ def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> N
 
 
 def _run_ray(cases: Sequence[Case], targets: Sequence[str], address: str,
-             bar: Any) -> list[dict[str, Any]]:
+             bar: Any, options: Mapping[str, Mapping[str, Mapping[str, Any]]]
+             ) -> list[dict[str, Any]]:
     check_ray_address(address)
     try:
         import ray
@@ -396,7 +432,7 @@ def _run_ray(cases: Sequence[Case], targets: Sequence[str], address: str,
         started = True
     try:
         remote = ray.remote(run_case)
-        refs = [remote.remote(case, tuple(targets), 1) for case in cases]
+        refs = [remote.remote(case, tuple(targets), 1, options[case.name]) for case in cases]
         raws: list[dict[str, Any]] = []
         pending = list(refs)
         while pending:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
+import re
 import signal
 import sys
 import threading
@@ -128,6 +130,12 @@ def _progress_option(target: str) -> dict[str, Any]:
         getattr(get(target), "progress", False) else {}
 
 
+def _target_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options ``lower`` passes to the target: the automatic ``progress``
+    (:func:`_progress_option`), then ``--option``'s (which win)."""
+    return {**_progress_option(args.target), **args.options}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .api import lower
     from .io import load
@@ -137,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         graph = load(args.file, dialect=args.dialect, dt=args.dt)
 
     lowered = lower(graph, args.target, dt=args.dt, dtype=args.dtype, device=args.device,
-                    strict_numerics=args.strict_numerics, **_progress_option(args.target))
+                    strict_numerics=args.strict_numerics, **_target_options(args))
     arrays = _load_npz(args.input, lowered.checked.flat.inputs)
     start = time.monotonic()
     try:
@@ -236,8 +244,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     with _one_line_warnings(*_file_warnings()):
         graph = load(args.file, dialect=args.dialect, dt=args.dt)
     target = get(args.target)
-    lowered = lower(graph, args.target, dt=args.dt, strict=True,
-                    **_progress_option(args.target))
+    lowered = lower(graph, args.target, dt=args.dt, strict=True, **_target_options(args))
     writer = getattr(target, "artifact", None)
     if writer is None:
         raise NIRError(f"target {args.target!r} has no deployable artifact; it runs in-process "
@@ -401,6 +408,67 @@ class _NamesAction(argparse.Action):
         setattr(namespace, self.dest, [*getattr(namespace, self.dest), *names])
 
 
+#: ``nrf_nir.lower``'s own parameters: the command's arguments set them, ``--option`` not.
+LOWER_PARAMETERS = ("graph", "target", "dt", "dtype", "device", "strict", "strict_numerics",
+                    "dialect")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def option_value(text: str) -> bool | int | float | str:
+    """``--option``'s VALUE: ``true``/``false`` (any case) a bool, an integer literal an int,
+    a decimal literal (``0.5``, ``1e-3``) a float, anything else the text itself. ValueError
+    for a number that is not finite (``nan``, ``inf``, ``1e999``) or an integer too long."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if _INTEGER.fullmatch(text):
+        try:
+            return int(text)
+        except ValueError:  # beyond Python's limit on the digits of an int
+            raise ValueError(f"must be an integer of at most {sys.get_int_max_str_digits()} "
+                             "digits") from None
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return number if _DECIMAL.fullmatch(text) else text
+
+
+class _OptionsAction(argparse.Action):
+    """``--option KEY=VALUE``, repeatable: a dict of target options (values:
+    :func:`option_value`). A malformed pair, a KEY given twice or one of
+    :data:`LOWER_PARAMETERS` is an error naming it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        pair = str(values)
+        key, equals, text = pair.partition("=")
+        given: dict[str, Any] = getattr(namespace, self.dest)
+        if not equals:
+            raise argparse.ArgumentError(self, f"expected KEY=VALUE, got {shown(pair)}")
+        if not key.isidentifier():
+            raise argparse.ArgumentError(
+                self, f"KEY must be a name (letters, digits, _), got {shown(key)} in "
+                      f"{shown(pair)}")
+        if key in LOWER_PARAMETERS:
+            raise argparse.ArgumentError(self, f"{key} is not a target option: the command's "
+                                               "own arguments set it")
+        if key in given:
+            raise argparse.ArgumentError(self, f"{key} given twice")
+        try:
+            value = option_value(text)
+        except ValueError as exc:
+            raise argparse.ArgumentError(self, f"{key}: {exc}, got {shown(text)}") from None
+        setattr(namespace, self.dest, {**given, key: value})
+
+
+OPTION_HELP = ("a target option (repeat for more), e.g. input_scale=255 for lava-fixed or "
+               "stepwise=true for reference; VALUE: true/false, an integer, a decimal "
+               "number or text (docs/targets/)")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         """One line, like every user error: ``nrf-nir: error: COMMAND: MESSAGE``."""
@@ -453,6 +521,8 @@ def build_parser(zoo: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--strict-numerics", action="store_true",
                    help="a run that produces NaN or inf is an error (exit 2) naming the node, "
                         "instead of a warning")
+    p.add_argument("--option", dest="options", action=_OptionsAction, default={},
+                   metavar="KEY=VALUE", help=OPTION_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("export", help="export a Norse / PyTorch model to a .nir file")
@@ -474,6 +544,8 @@ def build_parser(zoo: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--target", required=True)
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     _file_options(p, "time step in seconds (overrides the file's)")
+    p.add_argument("--option", dest="options", action=_OptionsAction, default={},
+                   metavar="KEY=VALUE", help=OPTION_HELP)
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("conformance", help="run cases on targets, compare with the reference, "

@@ -27,12 +27,16 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import math
+import numbers
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nrf_nir.errors import NIRError, listed
+import numpy as np
+
+from nrf_nir.errors import NIRError, listed, shown
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import Tensor
@@ -154,15 +158,77 @@ def findings(target: Target, checked: Checked, semantics: Semantics,
     return found if isinstance(found, Findings) else Findings(found)
 
 
-def parse_options(options: Options, known: tuple[str, ...], target: str) -> dict[str, Any]:
+#: The check of one option's value: ``check(name, value)`` returns the value as the target
+#: uses it, or raises NIRError (field = the option's name) when it does not fit.
+OptionCheck = Callable[[str, Any], Any]
+
+
+def parse_options(options: Options, known: tuple[str, ...] | Mapping[str, OptionCheck],
+                  target: str) -> dict[str, Any]:
     """``options.extra`` as a dict, refused (NIRError, field ``options``) when it names an
-    option ``target`` does not know."""
+    option ``target`` does not know. ``known``: the option names, or name -> check
+    (:func:`option_bool`, :func:`option_int`, ...), whose results replace the values given."""
     extra = dict(options.extra or {})
     unknown = sorted(set(extra) - set(known))
     if unknown:
-        raise NIRError(f"unknown option(s) for the {target} target: {', '.join(unknown)} "
+        raise NIRError(f"unknown option(s) for the {target} target: {listed(unknown)} "
                        f"(known: {', '.join(known) or 'none'})", field="options")
+    if isinstance(known, Mapping):
+        extra = {name: known[name](name, value) for name, value in extra.items()}
     return extra
+
+
+def bad_option(name: str, expected: str, value: Any) -> NIRError:
+    """The error of option ``name`` given ``value`` where it takes ``expected`` (field: the
+    option's name, as the conformance manifests show it: ``options.<name>``)."""
+    given = shown(value, 40) if isinstance(value, str) else shown(repr(value), 40, quote=False)
+    return NIRError(f"the option {name} must be {expected}, got {given}", field=name)
+
+
+def option_bool(name: str, value: Any) -> bool:
+    """An :data:`OptionCheck`: ``True`` or ``False`` (no other value stands for one)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise bad_option(name, "true or false", value)
+    return bool(value)
+
+
+def option_int(low: int = 1, high: int | None = None) -> OptionCheck:
+    """An :data:`OptionCheck`: an integer (not a bool, not a float) in ``[low, high]``."""
+    span = f">= {low}" if high is None else f"in [{low}, {high}]"
+
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or \
+                not (low <= int(value) and (high is None or int(value) <= high)):
+            raise bad_option(name, f"an integer {span}", value)
+        return int(value)
+
+    return check
+
+
+def option_float(low: float) -> OptionCheck:
+    """An :data:`OptionCheck`: a finite number (int or float, not a bool) ``>= low``, as a
+    float."""
+    def check(name: str, value: Any) -> float:
+        try:
+            number = float(value) if isinstance(value, numbers.Real) and \
+                not isinstance(value, bool) else math.nan
+        except OverflowError:  # an int beyond float's range
+            number = math.inf
+        if not (math.isfinite(number) and number >= low):
+            raise bad_option(name, f"a finite number >= {low:g}", value)
+        return number
+
+    return check
+
+
+def option_choice(*choices: str) -> OptionCheck:
+    """An :data:`OptionCheck`: one of the strings ``choices``."""
+    def check(name: str, value: Any) -> str:
+        if not (isinstance(value, str) and value in choices):
+            raise bad_option(name, f"one of {', '.join(choices)}", value)
+        return value
+
+    return check
 
 
 def refuse(target: str, found: list[Violation]) -> None:

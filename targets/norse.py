@@ -66,7 +66,16 @@ from nrf_nir.runner import (  # noqa: F401
     resolve,
 )
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Options, Violation, findings, parse_options, refuse
+from nrf_nir.targets import (
+    Options,
+    Violation,
+    findings,
+    option_bool,
+    option_choice,
+    option_int,
+    parse_options,
+    refuse,
+)
 from nrf_nir.validate import Checked, Shape
 
 NAME = "norse"
@@ -310,6 +319,11 @@ class NorseNetwork(GraphRunner):
 # the target
 # --------------------------------------------------------------------------------------------
 
+#: The options of ``lower`` (``NorseNetwork``'s), each with the check of its value.
+_OPTIONS = {"chunk_bytes": option_int(low=1), "stepwise": option_bool,
+            "surrogate": option_choice(*SURROGATES), "progress": option_bool}
+
+
 class NorseTarget:
     name = NAME
     progress = True  # takes the option progress (a progress bar over time steps)
@@ -323,7 +337,7 @@ class NorseTarget:
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> NorseNetwork:
         """strict=False: lower what the target can run; violations that make running impossible
         still raise: every one of this target's does (its check lists what it cannot compute)."""
-        extra = parse_options(options, ("chunk_bytes", "stepwise", "surrogate", "progress"), NAME)
+        extra = parse_options(options, _OPTIONS, NAME)
         refuse(NAME, findings(self, checked, semantics, options))
         return NorseNetwork(checked, semantics, dtype=options.dtype, device=options.device,
                             **extra)

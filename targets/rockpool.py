@@ -58,7 +58,16 @@ from nrf_nir.errors import NIRError
 from nrf_nir.layers import common_layer
 from nrf_nir.runner import DEFAULT_CHUNK_BYTES, Fusion, GraphRunner, StatefulLayer
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Findings, Options, Violation, findings, parse_options, refuse
+from nrf_nir.targets import (
+    Findings,
+    Options,
+    Violation,
+    findings,
+    option_choice,
+    option_int,
+    parse_options,
+    refuse,
+)
 from nrf_nir.validate import Checked, Shape
 
 with warnings.catch_warnings():
@@ -670,7 +679,8 @@ class RockpoolTarget:
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> RockpoolNetwork:
         """strict=False: lower what the target can run; violations that make running impossible
         still raise: every one of this target's does (its check lists what it cannot compute)."""
-        extra = parse_options(options, ("leak", "chunk_bytes"), NAME)
+        extra = parse_options(options, {"leak": option_choice(*_LEAKS),
+                                        "chunk_bytes": option_int(low=1)}, NAME)
         if options.dtype not in (None, torch.float32):
             raise NIRError("the rockpool target runs float32 only: Rockpool 3.1's LIFTorch and "
                            "LIFNeuronTorch cast their parameters and records to float32",

@@ -56,7 +56,15 @@ from nrf_nir.runner import (  # noqa: F401
     resolve,
 )
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Options, Violation, findings, parse_options, refuse
+from nrf_nir.targets import (
+    Options,
+    Violation,
+    findings,
+    option_bool,
+    option_int,
+    parse_options,
+    refuse,
+)
 from nrf_nir.validate import Checked, Shape
 
 NAME = "sinabs"
@@ -258,7 +266,7 @@ class SinabsNetwork(GraphRunner):
 # the target
 # --------------------------------------------------------------------------------------------
 
-_OPTIONS = ("chunk_bytes", "stepwise", "progress")
+_OPTIONS = {"chunk_bytes": option_int(low=1), "stepwise": option_bool, "progress": option_bool}
 
 
 class SinabsTarget:

@@ -77,7 +77,15 @@ from nrf_nir.runner import (  # noqa: F401
     resolve,
 )
 from nrf_nir.semantics import Semantics, node_semantics
-from nrf_nir.targets import Options, Violation, findings, parse_options, refuse
+from nrf_nir.targets import (
+    Options,
+    Violation,
+    findings,
+    option_bool,
+    option_int,
+    parse_options,
+    refuse,
+)
 from nrf_nir.validate import Checked, Shape
 
 NAME = "snntorch"
@@ -514,7 +522,8 @@ class SnnTorchNetwork(GraphRunner):
 # the target
 # --------------------------------------------------------------------------------------------
 
-_OPTIONS = ("chunk_bytes", "stepwise", "fuse", "progress")
+_OPTIONS = {"chunk_bytes": option_int(low=1), "stepwise": option_bool, "fuse": option_bool,
+            "progress": option_bool}
 
 
 class SnnTorchTarget:

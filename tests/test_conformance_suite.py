@@ -56,6 +56,58 @@ def test_bad_manifests_are_refused(tmp_path):
         load_manifest("x", tmp_path)
 
 
+def _analog_case():
+    """A tiny Linear -> LIF case whose inputs are analog, in [0, 1): the fixed-point targets
+    run it only with the option input_scale."""
+    import nir
+    import numpy as np
+
+    from nrf_nir.cases import Case
+    from tests import helpers
+
+    rng = np.random.default_rng(0)
+    graph = helpers.chain(nir.Linear(weight=rng.normal(0, 3, (6, 5))),
+                          helpers.lif(6, tau=0.005), shape=(5,))
+    x = np.random.default_rng(1).random((30, 2, 5)).astype(np.float32)
+    return Case("model/analog", graph, {"input": x})
+
+
+def test_manifest_options_reach_the_target(tmp_path):
+    case = _analog_case()
+    entry = '[cases."model/analog"]\nlevel = "within"\n'
+    (tmp_path / "loihi.toml").write_text(entry + "options = {input_scale = 255}\n")
+    (result,) = run_suite([case], ["loihi"], workers=1, progress=False, manifest_dir=tmp_path)
+    assert (result.status, result.options) == ("pass", {"input_scale": 255}), result.message
+    page = write_report([result], tmp_path / "rep")["html"].read_text()
+    assert "within (options: input_scale=255)" in page
+    (tmp_path / "loihi.toml").write_text(entry)  # the same case without the option
+    (result,) = run_suite([case], ["loihi"], workers=1, progress=False, manifest_dir=tmp_path)
+    assert result.status == "error" and "input_scale" in result.message
+
+
+@pytest.mark.parametrize(("options", "field", "match"), [
+    ("3", "options", "must be a table"),
+    ("{input_scale = [1]}", "options.input_scale", "number, string or boolean"),
+    ("{input_scale = nan}", "options.input_scale", "finite"),
+    ("{speed = 2}", "options", "unknown option"),               # the target's own check
+    ("{input_scale = -1}", "options.input_scale", "positive finite"),
+])
+def test_bad_manifest_options_are_refused(tmp_path, options, field, match):
+    (tmp_path / "loihi.toml").write_text(f'[cases."model/analog"]\noptions = {options}\n')
+    with pytest.raises(NIRError, match=match) as err:
+        run_suite([_analog_case()], ["loihi"], workers=1, progress=False,
+                  manifest_dir=tmp_path)
+    assert (err.value.node, err.value.field) == ("model/analog", field)
+    assert err.value.file == str(tmp_path / "loihi.toml")
+
+
+def test_a_target_without_an_option_check_takes_no_manifest_options(tmp_path):
+    (tmp_path / "norse.toml").write_text('[cases."node/*"]\noptions = {stepwise = true}\n')
+    with pytest.raises(NIRError, match="takes no options") as err:
+        run_suite(SOME[:1], ["norse"], workers=1, progress=False, manifest_dir=tmp_path)
+    assert (err.value.node, err.value.field) == ("node/*", "options")
+
+
 class _Collect(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

@@ -352,6 +352,13 @@ OPTION_CASES = [
                   "argument --workers", absent=("rep",))),
     register(Case("conformance T x B x size over memory", _opt_conformance("--T", "10000000"),
                   "NRF_NIR_MAX_INPUT_BYTES", absent=("rep",))),
+    register(Case("run --option without =", _opt_run("--option", "stepwise"),
+                  "argument --option: expected KEY=VALUE", absent=("out.npz",))),
+    register(Case("run --option unknown to the target", _opt_run("--option", "colour=red"),
+                  "unknown option(s) for the reference target: colour", absent=("out.npz",))),
+    register(Case("run --option key with escapes", _opt_run("--option", "x\x1b[2J=1"),
+                  "KEY must be a name (letters, digits, _), got 'x\\x1b[2J'",
+                  absent=("out.npz",))),
 ]
 if not torch.cuda.is_available():
     OPTION_CASES.append(register(Case("run --device cuda without CUDA", _opt_run(
@@ -413,7 +420,7 @@ def test_a_ray_connection_error_becomes_one_error(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", refuse)
     with pytest.raises(NIRError, match="cannot connect to a Ray cluster at 'auto'") as err:
-        runner._run_ray([], ["reference"], "auto", None)
+        runner._run_ray([], ["reference"], "auto", None, {})
     assert err.value.field == "ray_address" and "\n" not in str(err.value)
 
 

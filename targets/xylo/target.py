@@ -37,7 +37,18 @@ from nrf_nir.chips import XYLO_AUDIO2, XYLO_DEFAULT_HEADROOM, XYLO_SPECS, XyloSp
 from nrf_nir.errors import NIRError
 from nrf_nir.reference import default_device, resolve_dtype
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Findings, Options, Violation, findings, parse_options, refuse
+from nrf_nir.targets import (
+    Findings,
+    Options,
+    Violation,
+    bad_option,
+    findings,
+    option_bool,
+    option_float,
+    option_int,
+    parse_options,
+    refuse,
+)
 from nrf_nir.validate import Checked
 
 from .config import XyloConfig
@@ -45,8 +56,30 @@ from .emulator import XyloEmulator
 from .quantize import CALIBRATION_HEADROOMS, calibrate, quantize
 from .rules import Network, analyse
 
-OPTIONS = ("headroom", "calibration", "calibration_headrooms", "align_latency", "chunk",
-           "progress")
+
+def _calibration(name: str, value: Any) -> Any:
+    """The option ``calibration``: input arrays (one ``[T, B, ...]`` array, or a mapping from
+    Input node name to one; checked against the graph when used), or None."""
+    if isinstance(value, (str, bytes, bool, int, float)):
+        raise bad_option(name, "input arrays (one [T, B, ...] array or a mapping from Input "
+                         "node name to one, given from Python)", value)
+    return value
+
+
+def _headrooms(name: str, value: Any) -> tuple[float, ...]:
+    """The option ``calibration_headrooms``: a non-empty sequence of finite numbers >= 1."""
+    sequence = isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray)
+                                                     and value.ndim == 1)
+    if not sequence or len(value) == 0:
+        raise bad_option(name, "a non-empty sequence of finite numbers >= 1", value)
+    check = option_float(1.0)
+    return tuple(check(name, v) for v in value)
+
+
+#: The options of ``lower``, each with the check of its value.
+OPTIONS = {"headroom": option_float(1.0), "calibration": _calibration,
+           "calibration_headrooms": _headrooms, "align_latency": option_bool,
+           "chunk": option_int(low=1), "progress": option_bool}
 
 
 def rules(spec: XyloSpec = XYLO_AUDIO2) -> tuple[str, ...]:
