@@ -23,10 +23,20 @@ from torch import Tensor
 
 from nrf_nir.errors import NIRError
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Options, Violation, parse_options
+from nrf_nir.targets import Options, Violation
 from nrf_nir.validate import Checked
 
-from .common import LavaProgram, checked_plan, default_dtype, outputs, plan_of
+from .common import (
+    FIXED_OPTIONS,
+    LavaProgram,
+    checked_plan,
+    default_dtype,
+    input_node,
+    input_payloads,
+    lava_options,
+    outputs,
+    plan_of,
+)
 from .emulator import LoihiEmulator
 from .plan import LOIHI_NAME, quantize
 
@@ -44,15 +54,20 @@ class LoihiTarget:
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> LavaProgram:
         """strict=False: lower what the target can run; violations that make running impossible
         still raise: every one of this target's does (no plan exists with any)."""
-        extra = parse_options(options, ("vth", "progress"), self.name)
+        extra = lava_options(options, FIXED_OPTIONS, self.name, input_node(checked))
         plan = plan_of(self, checked, semantics, options)
         device = torch.device(options.device) if options.device is not None else (
             torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
-        fixed = quantize(plan, vth=extra.get("vth"))
+        fixed = quantize(plan, vth=extra.get("vth"), input_scale=extra.get("input_scale"))
         prog = LavaProgram(self.name, checked, semantics, plan, default_dtype(options),
                            fixed=fixed, options=extra, device=device)
         prog.options["emulator"] = LoihiEmulator(fixed, device=device)
         return prog
+
+    def check_options(self, extra: Mapping[str, Any]) -> dict[str, Any]:
+        """``extra`` as ``lower`` takes it: unknown names and a bad ``input_scale`` refused
+        (NIRError naming the option as field)."""
+        return lava_options(Options(extra=extra), FIXED_OPTIONS, self.name)
 
     def run(self, lowered: LavaProgram, inputs: Mapping[str, Tensor],
             record: tuple[str, ...]) -> dict[str, Tensor]:
@@ -67,9 +82,7 @@ class LoihiTarget:
         if x.shape[2] != lowered.plan.n_in:
             raise NIRError(f"expected {lowered.plan.n_in} values per sample, got {x.shape[2]}",
                            node=name, field="inputs")
-        if not bool(torch.all(x == torch.round(x))):
-            raise NIRError("the loihi target takes integer inputs (spikes, or graded spike "
-                           "payloads); got non-integer values", node=name, field="inputs")
+        x = input_payloads(lowered, x)
         wanted = set(lowered.plan.record_layers(tuple(record)).values())
         emu: LoihiEmulator = lowered.options["emulator"]
         spikes = emu.run(x, layers=wanted, checked=True,

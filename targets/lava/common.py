@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,13 +11,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nrf_nir.errors import NIRError
+from nrf_nir.errors import NIRError, shown
 from nrf_nir.reference import resolve_dtype
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Findings, Options, Target, Violation, findings, refuse
+from nrf_nir.targets import (
+    Findings,
+    Options,
+    Target,
+    Violation,
+    findings,
+    option_bool,
+    option_int,
+    parse_options,
+    refuse,
+)
 from nrf_nir.validate import Checked
 
-from .plan import FixedPlan, Plan, analyse
+from .plan import VTH_MAX, FixedPlan, Plan, analyse
 
 
 def checked_plan(checked: Checked, semantics: Semantics, target: str) -> list[Violation]:
@@ -44,7 +55,8 @@ class LavaProgram:
     """A graph lowered for ``lava-float``, ``lava-fixed`` or ``loihi``.
 
     plan: the float translation; fixed: the quantized network (fixed / loihi); options: target
-    options (``copies``: samples per Lava network; ``vth``: forced threshold mantissa).
+    options (``copies``: samples per Lava network; ``vth``: forced threshold mantissa;
+    ``input_scale``: inputs are sent as payloads ``round(x * input_scale)``, a float).
     """
 
     target: str
@@ -64,21 +76,99 @@ class LavaProgram:
 
 def input_array(prog: LavaProgram, inputs: Mapping[str, Tensor], *,
                 integers: bool) -> np.ndarray:
-    """The single input as ``[T, B, n_in]`` float64 numpy."""
+    """The single input as ``[T, B, n_in]`` float64 numpy; ``integers``: the fixed-point
+    payloads (:func:`input_payloads`)."""
     name = prog.plan.input_name
     if name not in inputs:
         raise NIRError(f"missing input {name!r}", node=name, field="inputs")
-    x = inputs[name].detach().to("cpu", torch.float64).numpy()
-    if x.ndim < 2:
+    t = inputs[name].detach()
+    if t.dim() < 2:
         raise NIRError("inputs are [T, B, *shape]", node=name, field="inputs")
-    x = x.reshape(x.shape[0], x.shape[1], -1)
-    if x.shape[2] != prog.plan.n_in:
-        raise NIRError(f"expected {prog.plan.n_in} values per sample, got {x.shape[2]}",
+    t = t.reshape(t.shape[0], t.shape[1], -1)
+    if t.shape[2] != prog.plan.n_in:
+        raise NIRError(f"expected {prog.plan.n_in} values per sample, got {t.shape[2]}",
                        node=name, field="inputs")
-    if integers and not np.all(x == np.round(x)):
-        raise NIRError(f"the {prog.target} target takes integer inputs (spikes, or graded "
-                       "spike payloads); got non-integer values", node=name, field="inputs")
-    return x
+    if integers:
+        t = input_payloads(prog, t)
+    return t.to("cpu", torch.float64).numpy()
+
+
+#: The largest magnitude of an input payload: Lava's Loihi-2 models take graded spikes of
+#: ``num_message_bits = 24`` (``lava/proc/conv/models.py``: ``s_in`` int32 of precision 24),
+#: i.e. 24-bit signed integers; symmetric here.
+PAYLOAD_MAX = 2**23 - 1
+#: The options of the fixed-point targets (``lava-fixed`` also takes ``copies``).
+FIXED_OPTIONS = ("vth", "progress", "input_scale")
+
+
+def input_scale_of(extra: Mapping[str, Any], node: str | None = None) -> float | None:
+    """The option ``input_scale`` (payload units per input unit) as a positive finite float;
+    None when not given. Refused (NIRError, field ``input_scale``, naming ``node``, the
+    Input) otherwise."""
+    if "input_scale" not in extra:
+        return None
+    value = extra["input_scale"]
+    try:
+        scale = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise NIRError(f"the option input_scale must be a positive finite number (payload "
+                       f"units per input unit), got {shown(str(value), 40)}", node=node,
+                       field="input_scale")
+    return scale
+
+
+def input_node(checked: Checked) -> str | None:
+    """The graph's (first) Input node, which input errors name."""
+    return next(iter(checked.flat.inputs), None)
+
+
+def lava_options(options: Options, known: tuple[str, ...], target: str,
+                 node: str | None = None) -> dict[str, Any]:
+    """``options.extra`` checked: names (``parse_options``) and ``input_scale``'s value,
+    replaced by its float."""
+    extra = parse_options(options, known, target)
+    checks = {"vth": option_int(1, VTH_MAX), "copies": option_int(1), "progress": option_bool}
+    for name in checks.keys() & extra.keys():
+        extra[name] = checks[name](name, extra[name])
+    scale = input_scale_of(extra, node)
+    if scale is not None:
+        extra["input_scale"] = scale
+    return extra
+
+
+def input_payloads(prog: LavaProgram, x: Tensor) -> Tensor:
+    """The integer payloads a fixed-point target sends for the input ``x`` (any shape, on its
+    device): ``round(x * input_scale)`` in float64, half to even (``torch.round``), with the
+    option ``input_scale``; ``x`` itself (which must then be integers) without it. Both
+    fixed-point targets call this, so their payloads are the same. Refused (NIRError on the
+    Input, field ``inputs``, or ``input_scale`` when the scale makes it too large): non-finite
+    values, non-integers without ``input_scale``, payloads beyond :data:`PAYLOAD_MAX` (checked
+    on the extremes of ``x`` before the scaled array is made)."""
+    name = prog.plan.input_name
+    scale: float | None = prog.options.get("input_scale")
+    if x.numel() == 0:
+        return x.to(torch.float64)
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise NIRError(f"the {prog.target} target sends inputs as integer payloads; got "
+                       "non-finite values (NaN or inf)", node=name, field="inputs")
+    if scale is None and not bool(torch.all(x == torch.round(x))):
+        raise NIRError(
+            f"the {prog.target} target takes integer inputs (spikes, or graded spike "
+            "payloads); got non-integer values. For analog inputs pass the target option "
+            "input_scale (e.g. input_scale=255 for images in [0, 1]): each x is then sent as "
+            "the payload round(x * input_scale)", node=name, field="inputs")
+    x_max = max(abs(lo), abs(hi))
+    top = x_max * (1.0 if scale is None else scale)
+    if round(top) > PAYLOAD_MAX:
+        how = (f"max |x| = {x_max:g} times input_scale {scale:g} is {top:.6g}"
+               if scale is not None else f"max |x| = {top:.6g}")
+        raise NIRError(f"input payloads exceed Lava's 24-bit graded spikes (|payload| <= "
+                       f"{PAYLOAD_MAX}): {how}", node=name,
+                       field="inputs" if scale is None else "input_scale")
+    return x if scale is None else torch.round(x.to(torch.float64) * scale)
 
 
 def outputs(prog: LavaProgram, values: Mapping[int, Any], record: tuple[str, ...],

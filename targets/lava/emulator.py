@@ -20,27 +20,44 @@ splits Lava's 9-bit weight range into int8 parts), else in float32 (float64) whe
 partial sum is an integer below 2**24 (2**53), else in int64.
 
 A ``conv`` synapse (Lava's ``PyConvModelFixed``) is a PyTorch convolution of the integer
-inputs with the integer kernel, rounded: in float32 on CPU when the kernel's bound on the sums
-is below 2**24 (PyTorch's CPU convolution is direct or im2col + GEMM: every partial sum an
-exact integer), else in float64 (below 2**52; on CUDA always, where cuDNN may pick Winograd or
+inputs with the integer kernel (a kernel constant on stride-sized blocks as that sum pool, then
+the block kernel: ``_Conv``): in float32 on CPU, cast to int32 without rounding, when the
+kernel's bound on the sums is below 2**24 (PyTorch's CPU convolution is direct or im2col +
+GEMM: every partial sum an exact integer), else in float64 (below 2**52; on CUDA always, where cuDNN may pick Winograd or
 FFT algorithms whose rounding stays far below 0.5), then Lava's 24-bit signed wrap of its
 output (``signed_clamp``), skipped where the kernel's bound proves it a no-op.
 
 Execution is layer by layer: a layer's feed-forward input for all ``T`` steps is one matrix
 product, then the neuron steps through time on ``[B, n]``; a recurrent loop adds its product
-inside the step loop.
+inside the step loop. A graph ``Delay`` on a synapse (``plan.node_delays``: steps per synapse)
+splits it into one part per delay ``d``, which multiplies the source ``d`` steps earlier (zeros
+before the first step): Lava's ``DelayDense`` sums the same integer products into the same
+step. Lava's alignment delays are left out (they undo its latency). The populations of a loop
+through several populations (``plan.layer_groups``) step together, one step at a time: each
+member adds the products of the members' outputs ``node_delay + back`` steps earlier (the
+connection back in the loop at least one step) to its inputs from outside the loop, summed
+(``_input_sum``) and stepped (``_neuron``) as on the one-layer path.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .conv import WORK_CAP, ConvGeometry, conv_work
-from .plan import UV_MAX, FixedLayer, FixedPlan, Synapse, needed_layers
+from .plan import (
+    UV_MAX,
+    FixedLayer,
+    FixedPlan,
+    Synapse,
+    layer_groups,
+    needed_layers,
+    node_delays,
+)
 
 _M = UV_MAX
 _2_31 = 2**31
@@ -48,6 +65,13 @@ _2_31 = 2**31
 
 def _wrap32(x: Tensor) -> Tensor:
     return ((x + _2_31) & (2**32 - 1)) - _2_31
+
+
+def _c_order(t: Tensor) -> Tensor:
+    """A copy of ``t`` with C-order strides also along dimensions of size 1 (``contiguous()``
+    keeps any stride there, e.g. ``(1, 1)`` for ``[1, 4]``, and ``torch._int_mm`` on CPU reads
+    such a matrix wrongly)."""
+    return t.new_empty(t.shape).copy_(t)
 
 
 class _Weights:
@@ -62,9 +86,9 @@ class _Weights:
         small = w.numel() > 0 and int(w.min()) >= -256 and int(w.max()) <= 255
         self.int8 = small and w.device.type == "cpu"
         if self.int8:
-            self.hi = torch.div(w, 2, rounding_mode="floor").to(torch.int8).T.contiguous()
+            self.hi = _c_order(torch.div(w, 2, rounding_mode="floor").to(torch.int8).T)
             lo = (w - 2 * torch.div(w, 2, rounding_mode="floor")).to(torch.int8)
-            self.lo = lo.T.contiguous() if bool(lo.any()) else None
+            self.lo = _c_order(lo.T) if bool(lo.any()) else None
         self.fallbacks = 0
 
     def bound(self, x_max: float) -> float:
@@ -95,7 +119,14 @@ class _Weights:
 
 class _Conv:
     """A ``conv`` synapse: integer kernel ``[C_out, C_in/g, kh, kw]`` and its geometry; Lava
-    wraps its output to 24 bits (signed)."""
+    wraps its output to 24 bits (signed).
+
+    A kernel constant on blocks of its stride ``s_h x s_w`` (what the planner's fold of a sum
+    pool of window and stride ``s`` into the next convolution gives: ``SumPool2d(2) ->
+    Conv2d(3x3)`` is one ``6x6`` convolution of stride 2) is applied as that sum pool of the
+    input (a depthwise convolution with a kernel of ones, the same padding) followed by the
+    block kernel ``[C_out, C_in/g, kh/s_h, kw/s_w]`` at stride 1: the same integer sums with
+    ``s_h * s_w`` times fewer products."""
 
     def __init__(self, kernel: Tensor, geo: ConvGeometry) -> None:
         self.kernel, self.geo = kernel, geo
@@ -106,27 +137,89 @@ class _Conv:
         self.pad = (pw0, pw1, ph0, ph1)
         #: elements of work per input row (padded input, output, PyTorch's im2col buffer)
         self.work = conv_work(geo, tuple(kernel.shape[2:]))
+        #: the block kernel of a kernel constant on stride-sized blocks, else None
+        self.block = self._block_kernel(kernel, geo)
+        self._cast: dict[torch.dtype, tuple[Tensor, Tensor | None]] = {}
+
+    @staticmethod
+    def _block_kernel(kernel: Tensor, geo: ConvGeometry) -> Tensor | None:
+        """``B`` with ``kernel[:, :, a, b] == B[:, :, a // s_h, b // s_w]`` (``s``: the
+        stride), or None where the kernel is not such a spread or the path does not apply
+        (dilation, stride 1, asymmetric padding)."""
+        sh, sw = geo.stride
+        kh, kw = int(kernel.shape[2]), int(kernel.shape[3])
+        if (tuple(geo.dilation) != (1, 1) or (sh, sw) == (1, 1) or kh % sh or kw % sw
+                or not geo.symmetric or kernel.numel() == 0):
+            return None
+        block = kernel[:, :, ::sh, ::sw]
+        spread = block.repeat_interleave(sh, dim=2).repeat_interleave(sw, dim=3)
+        return block.contiguous() if torch.equal(spread, kernel) else None
+
+    @staticmethod
+    def _float32_exact() -> bool:
+        """Whether PyTorch runs float32 convolutions in float32 (not set to oneDNN's
+        reduced-precision bf16/tf32 modes: ``torch.backends.mkldnn.conv.fp32_precision``)."""
+        conv = getattr(torch.backends.mkldnn, "conv", None)  # absent from older PyTorch
+        return getattr(conv, "fp32_precision", "none") in ("none", "ieee")
+
+    def _kernels(self, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
+        """The kernel (the block kernel where it applies) and the depthwise kernel of ones of
+        the sum pool (None: no pool) in ``dtype``, cached."""
+        if dtype not in self._cast:
+            if self.block is None:
+                self._cast[dtype] = (self.kernel.to(dtype), None)
+            else:
+                c_in, sh, sw = self.geo.in_shape[0], *self.geo.stride
+                ones = torch.ones(c_in, 1, sh, sw, dtype=dtype, device=self.kernel.device)
+                self._cast[dtype] = (self.block.to(dtype), ones)
+        return self._cast[dtype]
+
+    def _apply(self, xs: Tensor, kernel: Tensor, ones: Tensor | None) -> Tensor:
+        """The convolution of ``xs`` ``[m, C_in, H, W]`` (float): ``[m, C_out, Ho, Wo]``."""
+        geo = self.geo
+        if ones is not None:  # sum pool (padded like the convolution), then the block kernel
+            pad = (geo.padding[0][0], geo.padding[1][0])
+            pooled = F.conv2d(xs, ones, stride=geo.stride, padding=pad, groups=xs.shape[1])
+            return F.conv2d(pooled, kernel, groups=geo.groups)
+        if geo.symmetric:
+            return F.conv2d(xs, kernel, stride=geo.stride, dilation=geo.dilation,
+                            padding=(geo.padding[0][0], geo.padding[1][0]), groups=geo.groups)
+        return F.conv2d(F.pad(xs, self.pad), kernel, stride=geo.stride, dilation=geo.dilation,
+                        groups=geo.groups)
 
     def bound(self, x_max: float) -> float:
         return min(self.row_bound * x_max, float(_M))
 
     def matmul(self, x: Tensor, x_max: float) -> Tensor:
-        """The convolution of ``x`` ``[m, n_in]`` (flat ``[C, H, W]``): ``[m, n]`` int64,
-        exact, wrapped to 24 bits like Lava."""
+        """The convolution of ``x`` ``[m, n_in]`` (flat ``[C, H, W]``): ``[m, n]``, exact,
+        wrapped to 24 bits like Lava; int32 where the kernel's bound rules out the wrap, else
+        int64."""
         bound = self.row_bound * x_max
         if bound >= 2**52:
             raise ValueError("a convolution whose sums may exceed 2**52 is not emulated")
-        # float32 on CPU (direct convolution: every partial sum an integer below 2**24, exact);
-        # float64 elsewhere (cuDNN may pick Winograd/FFT: rounding errors far below 0.5)
-        dtype = torch.float32 if bound < 2**24 and x.device.type == "cpu" else torch.float64
-        kernel = self.kernel.to(dtype)
-        got = torch.empty(x.shape[0], self.n, dtype=torch.int64, device=x.device)
+        cpu = x.device.type == "cpu"
+        # float32 on CPU (direct convolution: every partial sum an integer below 2**24, exact;
+        # a sum pool's sums are partial sums of the same products); else float64 (on CPU exact
+        # the same way below 2**52; on CUDA cuDNN may pick Winograd/FFT: rounding errors far
+        # below 0.5, removed by rounding)
+        dtype = torch.float32 if cpu and bound < 2**24 and self._float32_exact() \
+            else torch.float64
+        kernel, ones = self._kernels(dtype)
+        int_dtype = torch.int32 if bound < _M else torch.int64
+        m = int(x.shape[0])
         rows = max(1, WORK_CAP // max(1, self.work))  # bounded memory per convolution call
-        for j in range(0, x.shape[0], rows):
-            xs = F.pad(x[j:j + rows].to(dtype).reshape(-1, *self.geo.in_shape), self.pad)
-            out = F.conv2d(xs, kernel, stride=self.geo.stride, dilation=self.geo.dilation,
-                           groups=self.geo.groups)
-            got[j:j + rows] = torch.round(out).reshape(xs.shape[0], self.n)
+        got = torch.empty(m, self.n, dtype=int_dtype, device=x.device) if m > rows else None
+        for j in range(0, m, rows):
+            out = self._apply(x[j:j + rows].to(dtype).reshape(-1, *self.geo.in_shape),
+                              kernel, ones).reshape(-1, self.n)
+            if not cpu:
+                out = torch.round(out)
+            if got is None:  # one block: its integer values are the result (exact casts)
+                got = out.to(int_dtype)
+            else:
+                got[j:j + rows] = out
+        if got is None:
+            got = torch.empty(0, self.n, dtype=int_dtype, device=x.device)
         if bound >= _M:  # signed_clamp(x, 24): (x + 2**23) mod 2**24 - 2**23
             got = ((got + _M) & (2 * _M - 1)) - _M
         return got
@@ -139,6 +232,74 @@ def _synapse(syn: Synapse, dev: torch.device) -> _Weights | _Conv:
     if syn.kind != "dense":
         raise ValueError(f"synapse kind {syn.kind!r} is not emulated")
     return _Weights(torch.as_tensor(syn.weight, dtype=torch.int64, device=dev))
+
+
+class _Part:
+    """The part of a synapse whose weights wait ``shift`` steps (the graph's ``Delay`` nodes;
+    Lava's alignment delays are latency, which this emulator does not have): ``w`` maps the
+    source elements ``cols`` (None: all) to the population's neurons ``rows`` (None: all)."""
+
+    def __init__(self, w: _Weights | _Conv, shift: int = 0, rows: Tensor | None = None,
+                 cols: Tensor | None = None) -> None:
+        self.w, self.shift, self.rows, self.cols = w, shift, rows, cols
+
+    def product(self, s: Tensor, t0: int, t1: int, n: int, s_max: float) -> Tensor:
+        """Its input to the steps ``t0 .. t1 - 1``, ``[(t1 - t0) * B, n]``: ``w`` times the
+        source ``s`` ``[T, B, n_src]`` ``shift`` steps earlier, zeros before the first step
+        (the reference's delay line starts empty)."""
+        lo, hi = t0 - self.shift, t1 - self.shift
+        x = s[max(lo, 0):max(hi, 0)]
+        if self.cols is not None:
+            x = x.index_select(2, self.cols)
+        if lo < 0:
+            x = torch.cat([x.new_zeros((min(-lo, t1 - t0), *x.shape[1:])), x])
+        got = self.w.matmul(x.reshape(-1, x.shape[-1]), s_max)
+        if self.rows is None:
+            return got
+        full = got.new_zeros((got.shape[0], n))
+        full[:, self.rows] = got
+        return full
+
+
+def _parts(syn: Synapse, steps: int | np.ndarray, dev: torch.device) -> list[_Part]:
+    """A synapse as parts of one delay each: ``steps`` (its graph ``Delay`` steps, an int or
+    per synapse ``[n, n_src]``) split by value, each part holding only the rows and columns
+    where it has nonzero weights."""
+    if isinstance(steps, int):
+        return [_Part(_synapse(syn, dev), steps)]
+    if syn.kind != "dense":
+        raise ValueError("per-synapse delays on a convolution are not emulated (the planner "
+                         "makes a delayed convolution a dense matrix)")
+    w = torch.as_tensor(syn.weight, dtype=torch.int64, device=dev)
+    d = torch.as_tensor(steps, dtype=torch.int64, device=dev)
+    parts = []
+    for shift in torch.unique(d).tolist():
+        mask = (d == shift) & (w != 0)
+        rows = torch.nonzero(mask.any(dim=1)).reshape(-1)
+        cols = torch.nonzero(mask.any(dim=0)).reshape(-1)
+        if rows.numel() == 0:
+            continue
+        sub = torch.where(mask, w, 0)[rows][:, cols]
+        parts.append(_Part(_Weights(sub), int(shift),
+                           None if rows.numel() == w.shape[0] else rows,
+                           None if cols.numel() == w.shape[1] else cols))
+    return parts or [_Part(_Weights(torch.zeros_like(w)))]
+
+
+def _input_sum(parts: list[Tensor], a_bound: float, bias: Tensor,
+               shape: tuple[int, int, int]) -> Tensor:
+    """A population's ``a_in`` ``shape`` (``[Tc, B, n]``) from its synapses' integer products
+    ``parts`` and its constant input ``bias``, as Lava sums int32 channels: int32 where
+    ``a_bound`` rules out an overflow, else summed in int64 and wrapped once (the same)."""
+    if a_bound < 2**31:  # no int32 overflow: stay in int32
+        a = parts[0].to(torch.int32)
+        for p in parts[1:]:
+            a = a + p.to(torch.int32)
+        return a.reshape(shape) + bias.to(torch.int32)
+    a = parts[0].to(torch.int64)
+    for p in parts[1:]:
+        a = a + p.to(torch.int64)
+    return _wrap32(a.reshape(shape)) + bias
 
 
 class _OneThread:
@@ -165,8 +326,11 @@ class LoihiEmulator:
         self.fixed = fixed
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         dev = self.device
-        #: per layer, one weight matrix or convolution per synapse (feed-forward input)
-        self.w_ff = [[_synapse(syn, dev) for syn in fl.inputs] for fl in fixed.layers]
+        #: per layer and synapse (feed-forward input), its weight matrix or convolution: one
+        #: part, or one per delay of the graph's Delay nodes on it
+        self.w_ff = [[_parts(syn, steps, dev)
+                      for syn, steps in zip(fl.inputs, node_delays(fixed, k), strict=True)]
+                     for k, fl in enumerate(fixed.layers)]
         self.w_rec = [None if fl.w_rec is None else
                       _Weights(torch.as_tensor(fl.w_rec, dtype=torch.int64, device=dev))
                       for fl in fixed.layers]
@@ -198,14 +362,16 @@ class LoihiEmulator:
 
             bar = tqdm(total=T * len(need), unit="step", desc=f"loihi ({len(need)} layers)",
                        leave=False)
-        for k, fl in enumerate(fixed.layers):
-            if k not in need:
+        for group in layer_groups(fixed.layers, need):
+            if len(group) > 1:  # a loop through several populations: stepped together
+                self._run_loop(group, xin, x_max, out, record_state, bar)
                 continue
-            # a synapse's delay only aligns Lava's per-hop latency; this emulator has none
-            feeds = [(w, xin if syn.source < 0 else out[syn.source],
-                      x_max if syn.source < 0 else 1.0)
-                     for w, syn in zip(self.w_ff[k], fl.inputs, strict=True)]
-            bound = sum(w.bound(s_max) for w, _, s_max in feeds)
+            k = group[0]
+            fl = fixed.layers[k]
+            # Lava's alignment delays only undo its per-hop latency, which this emulator has
+            # not; the graph's Delay nodes are the parts' shifts
+            feeds = [(part, s, s_max) for part, s, s_max, _ in self._feeds(k, xin, x_max, out)]
+            bound = sum(part.w.bound(s_max) for part, _, s_max in feeds)
             rec = self.w_rec[k]
             rec_bound = rec.row_bound if rec is not None else 0.0
             b_max = float(self.bias[k].abs().max()) if fl.n else 0.0
@@ -218,22 +384,12 @@ class LoihiEmulator:
             state = None
             # time chunks: the feed-forward product of a chunk at once, bounded memory
             widest = max([fl.n, *(s.shape[-1] for _, s, _ in feeds),
-                          *(w.work for w, _, _ in feeds if isinstance(w, _Conv))])
+                          *(part.w.work for part, _, _ in feeds if isinstance(part.w, _Conv))])
             tc = max(1, min(T, self.chunk_elements // max(1, B * widest)))
             for t0 in range(0, T, tc):
                 t1 = min(T, t0 + tc)
-                parts = [w.matmul(s[t0:t1].reshape((t1 - t0) * B, -1), s_max)
-                         for w, s, s_max in feeds]
-                if a_bound < 2**31:  # no int32 overflow: stay in int32
-                    a = parts[0].to(torch.int32)
-                    for p in parts[1:]:
-                        a = a + p.to(torch.int32)
-                    a = a.reshape(t1 - t0, B, fl.n) + self.bias[k].to(torch.int32)
-                else:  # Lava sums int32 channels: the sum wraps like one wrap of the total
-                    a = parts[0].to(torch.int64)
-                    for p in parts[1:]:
-                        a = a + p.to(torch.int64)
-                    a = _wrap32(a.reshape(t1 - t0, B, fl.n)) + self.bias[k]
+                parts = [part.product(s, t0, t1, fl.n, s_max) for part, s, s_max in feeds]
+                a = _input_sum(parts, a_bound, self.bias[k], (t1 - t0, B, fl.n))
                 with _OneThread(self.device.type == "cpu" and B * fl.n <= 1 << 20):
                     state = self._neuron(fl, a, rec, a_bound, state, spikes[t0:t1],
                                          None if u_rec is None else u_rec[t0:t1],
@@ -244,6 +400,77 @@ class LoihiEmulator:
         if bar is not None:
             bar.close()
         return out
+
+    def _feeds(self, k: int, xin: Tensor, x_max: float, out: dict
+               ) -> list[tuple[_Part, Tensor, float, int]]:
+        """Layer ``k``'s synapse parts with their source's values (``xin`` or ``out[source]``,
+        ``[T, B, n_src]``; a member of the same loop: filled step by step), the bound on the
+        source's values and the source layer (-1: the input)."""
+        return [(part, xin if syn.source < 0 else out[syn.source],
+                 x_max if syn.source < 0 else 1.0, syn.source)
+                for parts, syn in zip(self.w_ff[k], self.fixed.layers[k].inputs, strict=True)
+                for part in parts]
+
+    def _run_loop(self, group: list[int], xin: Tensor, x_max: float, out: dict,
+                  record_state: bool, bar: Any) -> None:
+        """Run the layers ``group`` (a loop through several populations, in layer order) step
+        by step together: each step, each member's input is the sum of its synapses' products
+        of the sources' outputs ``node_delay + back`` steps earlier (a member earlier in the
+        group: this step's when that is 0; the connection back in the loop is at least one
+        step late), from other layers precomputed per time chunk as in :meth:`run`; then
+        :meth:`_neuron` steps it, the arithmetic of the one-layer path. Fills ``out``."""
+        fixed, dev = self.fixed, self.device
+        T, B = int(xin.shape[0]), int(xin.shape[1])
+        inside = set(group)
+        for k in group:  # the members' outputs, filled step by step
+            out[k] = torch.empty(T, B, fixed.layers[k].n, dtype=torch.int8, device=dev)
+        feeds = {k: self._feeds(k, xin, x_max, out) for k in group}
+        a_bound: dict[int, float] = {}
+        for k in group:
+            if fixed.layers[k].readout:
+                raise ValueError("a read-out population in a loop is not emulated (the "
+                                 "planner refuses it)")
+            rec = self.w_rec[k]
+            a_bound[k] = (sum(part.w.bound(s_max) for part, _, s_max, _ in feeds[k])
+                          + (rec.row_bound if rec is not None else 0.0)
+                          + (float(self.bias[k].abs().max()) if fixed.layers[k].n else 0.0))
+        recs: dict[int, tuple[Tensor | None, Tensor | None]] = {}
+        for k in group:
+            if record_state:
+                recs[k] = (torch.empty(T, B, fixed.layers[k].n, dtype=torch.int64, device=dev),
+                           torch.empty(T, B, fixed.layers[k].n, dtype=torch.int64, device=dev))
+            else:
+                recs[k] = (None, None)
+        state: dict[int, tuple[Tensor, Tensor, Tensor] | None] = dict.fromkeys(group)
+        widest = max([fixed.layers[k].n for k in group]
+                     + [s.shape[-1] for k in group for _, s, _, _ in feeds[k]]
+                     + [part.w.work for k in group for part, _, _, _ in feeds[k]
+                        if isinstance(part.w, _Conv)])
+        tc = max(1, min(T, self.chunk_elements // max(1, B * widest)))
+        for t0 in range(0, T, tc):
+            t1 = min(T, t0 + tc)
+            # the products from layers outside the loop, for the chunk: [t1 - t0, B, n]
+            outer = {k: [part.product(s, t0, t1, fixed.layers[k].n, s_max)
+                         .reshape(t1 - t0, B, -1)
+                         for part, s, s_max, src in feeds[k] if src not in inside]
+                     for k in group}
+            with _OneThread(dev.type == "cpu"
+                            and B * max(fixed.layers[k].n for k in group) <= 1 << 20):
+                for t in range(t0, t1):
+                    for k in group:
+                        fl = fixed.layers[k]
+                        parts = [p[t - t0] for p in outer[k]] + [
+                            part.product(out[src], t, t + 1, fl.n, s_max)
+                            for part, _, s_max, src in feeds[k] if src in inside]
+                        a = _input_sum(parts, a_bound[k], self.bias[k], (1, B, fl.n))
+                        u_rec, v_rec = recs[k]
+                        state[k] = self._neuron(
+                            fl, a, self.w_rec[k], a_bound[k], state[k], out[k][t:t + 1],
+                            None if u_rec is None else u_rec[t:t + 1],
+                            None if v_rec is None else v_rec[t:t + 1], bar)
+        if record_state:
+            for k in group:
+                out[(k, "u")], out[(k, "v")] = recs[k]
 
     def _neuron(self, fl: FixedLayer, a: Tensor, rec: _Weights | None, a_bound: float,
                 state: tuple[Tensor, Tensor, Tensor] | None, spikes: Tensor,

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 
 from nrf_nir.semantics import Semantics
-from nrf_nir.targets import Options, Violation, parse_options
+from nrf_nir.targets import Options, Violation
 from nrf_nir.validate import Checked
 
 from . import runner
-from .common import LavaProgram, checked_plan, default_dtype, input_array, outputs, plan_of
+from .common import (
+    FIXED_OPTIONS,
+    LavaProgram,
+    checked_plan,
+    default_dtype,
+    input_array,
+    input_node,
+    lava_options,
+    outputs,
+    plan_of,
+)
 from .plan import FIXED_NAME, FLOAT_NAME, FixedPlan, Plan, quantize
 
 
@@ -43,12 +54,22 @@ class _LavaTarget:
     def lower(self, checked: Checked, semantics: Semantics, options: Options) -> LavaProgram:
         """strict=False: lower what the target can run; violations that make running impossible
         still raise: every one of this target's does (no plan exists with any)."""
-        known = ("copies", "vth", "progress") if self.fixed_point else ("copies", "progress")
-        extra = parse_options(options, known, self.name)
+        extra = lava_options(options, self.options, self.name, input_node(checked))
         plan = plan_of(self, checked, semantics, options)
-        fixed = quantize(plan, vth=extra.get("vth")) if self.fixed_point else None
+        fixed = quantize(plan, vth=extra.get("vth"), input_scale=extra.get("input_scale")) \
+            if self.fixed_point else None
         return LavaProgram(self.name, checked, semantics, plan, default_dtype(options),
                            fixed=fixed, options=extra)
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The target options ``lower`` takes."""
+        return ("copies", *FIXED_OPTIONS) if self.fixed_point else ("copies", "progress")
+
+    def check_options(self, extra: Mapping[str, Any]) -> dict[str, Any]:
+        """``extra`` as ``lower`` takes it: unknown names and a bad ``input_scale`` refused
+        (NIRError naming the option as field)."""
+        return lava_options(Options(extra=extra), self.options, self.name)
 
     def spec(self, prog: LavaProgram) -> runner.NetSpec:
         if self.fixed_point:

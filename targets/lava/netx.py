@@ -43,7 +43,19 @@ neuron of the previous layer (zero weights in, neuron bias ``vth + 1``: it fires
 ``plan.quantize`` keeps that layer's ``vth <= 4094``) or, for the first layer, by one more
 input channel that is 1 at every step (``lava.json["input"]``).
 
-Not representable (``write_artifact`` refuses, naming the layer): a layer with several inputs
+Inputs are binary spikes; with the option ``input_scale`` they are graded payloads
+``round(x * input_scale)`` (netx's ``input_message_bits = 24``, ``lava.json["load"]``), and the
+first layer's weights are those ``plan.quantize`` divided by ``input_scale``.
+
+Synaptic delays (the graph's ``Delay`` nodes; a chain has no alignment delays) are a dense
+layer's ``delay`` ``[n, n_src]`` (netx builds a ``DelayDense``, as ``lava-fixed`` does); refused
+beyond 62 steps (netx clamps), into a ``dense_rec`` layer (netx gives the recurrent synapse
+the same delays), and after a layer with a positive neuron bias (spikes it causes before its
+layer's reset would arrive after the delayed layer's reset: measured, with biases above the
+threshold).
+
+Not representable (``write_artifact`` refuses, naming the layer): a loop through several
+populations (netx's only loop is a layer's own ``dense_rec``), a layer with several inputs
 or not fed by the previous one (also a node split into populations of one time constant each),
 outputs other than the last layer, a read-out before the last layer, a CubaLIF/CubaLI
 constant input whose always-on neuron would sit in a convolution layer.
@@ -62,15 +74,31 @@ from nrf_nir.atomic import atomic_folder, write_atomic
 from nrf_nir.errors import NIRError
 
 from .common import LavaProgram
-from .plan import ALWAYS_ON_VTH_MAX, BIAS_MAX, FixedLayer, FixedPlan, bias_as_weight
+from .plan import (
+    ALWAYS_ON_VTH_MAX,
+    BIAS_MAX,
+    FixedLayer,
+    FixedPlan,
+    bias_as_weight,
+    layer_groups,
+)
 
 #: ``reset_interval`` to pass to netx: larger than any run (each layer resets once).
 RESET_INTERVAL = 2**30
+#: netx builds a delayed dense layer with ``max_delay = 62`` and clamps larger delays.
+NETX_MAX_DELAY = 62
 NETX_FILE = "network.net"
 
 
 def netx_problems(fixed: FixedPlan) -> list[str]:
-    """Why ``fixed`` cannot be written as a netx network (empty: it can)."""
+    """Why ``fixed`` cannot be written as a netx network (empty: it can). A loop through
+    several populations is the one reason given when there is one."""
+    loops = [g for g in layer_groups(fixed.layers, set(range(len(fixed.layers)))) if len(g) > 1]
+    if loops:
+        names = [fixed.layers[k].name for k in loops[0]]
+        return [f"a loop through several populations ({' -> '.join([*names, names[0]])}): netx "
+                "networks are feed-forward chains of layers (a loop only as one layer's own "
+                "dense_rec)"]
     problems = []
     plan = fixed.plan
     for k, fl in enumerate(fixed.layers):
@@ -103,6 +131,7 @@ def netx_problems(fixed: FixedPlan) -> list[str]:
             problems.append(f"layer {fl.name!r}: bias beyond 13 bits")
         if not np.any(fl.w_ff):
             problems.append(f"layer {fl.name!r}: all-zero weights (netx cannot encode them)")
+        problems.extend(_delay_problems(fixed, k))
         syn = fl.inputs[0]
         if syn.kind == "conv":
             assert syn.geometry is not None
@@ -125,6 +154,44 @@ def netx_problems(fixed: FixedPlan) -> list[str]:
     return problems
 
 
+def _delay_problems(fixed: FixedPlan, k: int) -> list[str]:
+    """Why layer ``k``'s synaptic delays (the graph's ``Delay`` nodes; a netx chain has no
+    alignment delays) have no netx form (empty: none, or they have one)."""
+    fl = fixed.layers[k]
+    if not fl.inputs or not np.any(fl.inputs[0].delay):
+        return []
+    steps = np.broadcast_to(np.asarray(fl.inputs[0].delay, dtype=np.int64), fl.w_ff.shape)
+    got = []
+    if fl.w_rec is not None:
+        got.append(f"layer {fl.name!r}: a delayed input into a population with its own loop "
+                   "(netx's dense_rec gives its recurrent synapse the input's delays)")
+    if int(steps.max()) > NETX_MAX_DELAY:
+        got.append(f"layer {fl.name!r}: a synaptic delay of {int(steps.max())} steps (netx "
+                   f"clamps delays to {NETX_MAX_DELAY})")
+    # a positive neuron bias (an always-on neuron's too) acts before its layer's first real
+    # step; the spikes it may cause then, and those they cause downstream, are cancelled by
+    # netx's reset of the next layer only when they arrive undelayed
+    biased = [fixed.layers[j].name for j in range(k)
+              if _feeds_always_on(fixed, j) or (not bias_as_weight(fixed.plan.layers[j])
+                                                and np.any(fixed.layers[j].bias > 0))]
+    if biased:
+        got.append(f"layer {fl.name!r}: a delayed input after a layer with a positive neuron "
+                   f"bias ({', '.join(repr(n) for n in biased)}): netx's bias acts before the "
+                   "layer's first real step, and spikes it causes then would arrive after this "
+                   "layer's reset")
+    return got
+
+
+def _delay_array(fl: FixedLayer, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A dense layer's netx ``delay`` ``shape`` (its ``weight``'s: the always-on channel's
+    column and neuron, when there, get delay 0), or None when it has no delay."""
+    syn = fl.inputs[0]
+    if not np.any(syn.delay):
+        return None
+    steps = np.broadcast_to(np.asarray(syn.delay, dtype=np.int64), syn.weight.shape)
+    return np.pad(steps, ((0, shape[0] - steps.shape[0]), (0, shape[1] - steps.shape[1])))
+
+
 def _refuse_problems(fixed: FixedPlan) -> None:
     problems = netx_problems(fixed)
     if problems:
@@ -136,6 +203,12 @@ def always_on_input(fixed: FixedPlan) -> bool:
     """Whether the netx network takes one more input channel, 1 at every step: the constant
     input of its first layer (a CubaLIF/CubaLI fed by the input) as an always-on channel."""
     return bias_as_weight(fixed.plan.layers[0])
+
+
+def input_message_bits(fixed: FixedPlan) -> int:
+    """netx's ``input_message_bits``: 24 (graded payloads) with an ``input_scale``, else 0
+    (binary spikes)."""
+    return 0 if fixed.input_scale is None else 24
 
 
 def _dense_arrays(fixed: FixedPlan, k: int
@@ -208,6 +281,9 @@ def write_netx(fixed: FixedPlan, path: Path) -> None:
                         g.create_dataset("weight_rec", data=w_rec)
                     if np.any(bias != 0):
                         g.create_dataset("bias", data=bias)
+                    delay = _delay_array(fl, weight.shape)
+                    if delay is not None:
+                        g.create_dataset("delay", data=delay)
                 g.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
                 g.create_dataset("neuron/iDecay", data=fl.du + 1)
                 g.create_dataset("neuron/vDecay", data=fl.dv)
@@ -228,15 +304,22 @@ def write_artifact(prog: LavaProgram, directory: Path) -> list[Path]:
         raise NIRError("the artifact needs a lava-fixed program", field="target")
     _refuse_problems(fixed)
     plan = fixed.plan
+    bits = input_message_bits(fixed)
+    values = ("binary spikes (input_message_bits=0)" if fixed.input_scale is None else
+              f"graded spike payloads round(x * input_scale), half to even, input_scale = "
+              f"{fixed.input_scale:g}, |payload| <= 2**23 - 1 (input_message_bits={bits}); "
+              "the first layer's weights hold the 1 / input_scale")
     info: dict[str, Any] = {
         "format": "lava-dl netx HDF5 (lava-dl 0.6.0, lava-nc 0.10.0)",
         "file": NETX_FILE,
         "load": (f"lava.lib.dl.netx.hdf5.Network(net_config='{NETX_FILE}', "
-                 f"reset_interval={RESET_INTERVAL}, reset_offset=1)"),
+                 f"reset_interval={RESET_INTERVAL}, reset_offset=1"
+                 + (f", input_message_bits={bits})" if bits else ")")),
         "run_config": "Loihi2SimCfg(select_tag='fixed_pt')",
         "input": {"node": plan.input_name, "shape": list(plan.input_shape),
                   "neurons": plan.n_in + int(always_on_input(fixed)),
-                  "values": "binary spikes (input_message_bits=0)"
+                  "input_scale": fixed.input_scale,
+                  "values": values
                   + ("; one more channel, last, that is 1 at every step (the always-on "
                      "channel of the first layer's constant input)"
                      if always_on_input(fixed) else ""),
@@ -270,12 +353,13 @@ def write_artifact(prog: LavaProgram, directory: Path) -> list[Path]:
 
 
 def run_netx(path: Path, x: np.ndarray, latency: int, readout: bool = False,
-             always_on: bool = False) -> np.ndarray:
+             always_on: bool = False, input_message_bits: int = 0) -> np.ndarray:
     """Load a netx network with Lava and run ``x`` ``[T, n_in]`` (one sample, flat ``[C, H,
     W]`` where netx's input is a ``(W, H, C)`` grid); spikes ``[T, n_out]`` aligned like
     lava-fixed's (``readout``: the last layer's integer voltage ``v``, read by a Monitor,
     instead). ``always_on``: append the input channel that is 1 at every step (``lava.json``
-    says so). Processes are stopped whatever happens."""
+    says so). ``input_message_bits``: netx's (24 for the payloads of an ``input_scale``;
+    ``x`` then holds the payloads). Processes are stopped whatever happens."""
     if always_on:
         x = np.concatenate([x, np.ones((x.shape[0], 1), dtype=x.dtype)], axis=1)
     from lava.lib.dl.netx.hdf5 import Network
@@ -291,7 +375,8 @@ def run_netx(path: Path, x: np.ndarray, latency: int, readout: bool = False,
     before = children()
     root = None
     try:
-        net = Network(net_config=str(path), reset_interval=RESET_INTERVAL, reset_offset=1)
+        net = Network(net_config=str(path), reset_interval=RESET_INTERVAL, reset_offset=1,
+                      input_message_bits=input_message_bits)
         grid = tuple(int(v) for v in net.inp.shape)
         if len(grid) == 3:  # (W, H, C): our [C, H, W] transposed
             W, H, C = grid

@@ -30,7 +30,10 @@ read outputs from step ``depth + 1`` on. Nothing may happen before a neuron's fi
 states start at 0 and the constant input ``beta`` comes through a Dense from a source whose
 channel for depth ``k`` is zero before Lava step ``k`` (so it arrives exactly at step ``k + 1``).
 A neuron's own recurrent ``Linear``/``Affine`` loop is one Dense hop: it delivers ``z[t-1]``,
-the reference's back-edge value.
+the reference's back-edge value. Depths are taken over the feed-forward paths; a connection
+that crosses a back edge of a loop through several neurons, from ``S`` into ``P``, gets the
+delay ``depth(P) - depth(S) - 1 + backs + Delay steps`` (``Synapse.back``), refused where
+negative (the reference closes that loop in fewer steps than Lava's one per Dense hop).
 
 Graph passes (listed in ``Plan.passes``): chains of Linear/Affine/Scale fold into one matrix and
 bias (float64 products); biases become the population's constant input; a neuron with several
@@ -43,19 +46,23 @@ through convolutions or pools is one dense matrix within :data:`~.conv.DENSE_CAP
 (``conv.py``). A node whose neurons have different time constants is split into one population
 (layer) per distinct decay, ``node/0``, ``node/1``... (``Layer.node``, ``Layer.part``); its
 synapses are split with it (Dense blocks, convolutions by channel blocks) and its outputs put
-back together (``Plan.read``).
+back together (``Plan.read``). A ``Delay`` on the path into a neuron is the synaptic delay of
+that connection (``Synapse.node_delay``, added to the alignment in ``Synapse.delay``): uniform,
+per source element (before the weight map), per target element (after it), or per synapse
+where the maps it sits between give each synapse one delay.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import nir
 import numpy as np
 
 from nrf_nir.errors import NIRError
+from nrf_nir.graph import strongly_connected, topological_order
 from nrf_nir.semantics import Semantics
 from nrf_nir.targets import Violation, refuse
 from nrf_nir.validate import Checked, Identity, Shape
@@ -107,17 +114,24 @@ class Synapse:
     gain folded in per output channel) and ``geometry`` its convolution (source values
     ``geometry.in_shape``, the population ``geometry.out_shape``, C order). source: layer
     index (-1: the graph input);
-    delay: Lava steps added to the one-step Dense hop (a ``DelayDense``) so that a source less
-    deep than the population's deepest arrives in the same step: latency alignment, not a
-    delay of the graph (the latency-free ``loihi`` emulator ignores it); nodes: the graph
-    nodes folded into it."""
+    delay: Lava steps added to the one-step Dense hop (a ``DelayDense``): the latency
+    alignment (a source less deep than the population's deepest arrives in the same step)
+    plus ``node_delay``; an int, or per synapse an int64 array of the weight's shape
+    ``[n, n_src]`` (dense only); node_delay: the part of ``delay`` that the graph's ``Delay``
+    nodes on the path ask for (steps; int or ``[n, n_src]``); back: the reference's back edges
+    on the path (each carries the previous step's value: one step each; nonzero on the
+    connection that closes a loop through several populations, whose source may be a later
+    layer). ``node_delay + back`` is what the latency-free ``loihi`` emulator applies
+    (:func:`node_delays`); nodes: the graph nodes folded into it."""
 
     source: int
     weight: np.ndarray
     kind: str = "dense"
-    delay: int = 0
+    delay: int | np.ndarray = 0
     nodes: tuple[str, ...] = ()
     geometry: ConvGeometry | None = None
+    node_delay: int | np.ndarray = 0
+    back: int = 0
 
 
 class _Chain:
@@ -237,6 +251,50 @@ def needed_layers(layers: list[Any], wanted: set[int]) -> set[int]:
     return need
 
 
+def node_delays(fixed: FixedPlan, k: int) -> list[int | np.ndarray]:
+    """The reference's delay (steps) of each synapse of layer ``k`` of ``fixed``, in their
+    order: its graph ``Delay`` steps (:attr:`Synapse.node_delay`) plus its back edges
+    (:attr:`Synapse.back`, one step each)."""
+    return [s.node_delay + s.back for s in fixed.layers[k].inputs]
+
+
+def layer_groups(layers: list[Any], wanted: set[int]) -> list[list[int]]:
+    """The layers ``wanted`` (indices into ``layers``: anything with ``inputs``) as strongly
+    connected groups (a loop through several populations is one group, in layer order; any
+    other layer a group of its own), ordered so that every group comes after the groups it
+    gets input from."""
+    names = [str(k) for k in sorted(wanted)]
+    edges = sorted({(str(syn.source), str(k)) for k in wanted for syn in layers[k].inputs
+                    if syn.source >= 0 and syn.source in wanted and syn.source != k})
+    comps = [sorted(int(m) for m in comp) for comp in strongly_connected(names, edges)]
+    comp_of = {m: ci for ci, comp in enumerate(comps) for m in comp}
+    order = sorted(range(len(comps)), key=lambda ci: comps[ci][0])
+    comp_edges = sorted({(str(comp_of[int(a)]), str(comp_of[int(b)])) for a, b in edges
+                         if comp_of[int(a)] != comp_of[int(b)]})
+    return [comps[int(ci)] for ci in topological_order([str(c) for c in order], comp_edges)]
+
+
+def _block_delay(steps: int | np.ndarray, block: np.ndarray, part: np.ndarray | None,
+                 src_part: np.ndarray | None) -> int | np.ndarray:
+    """The delay (steps) of the weight ``block`` ``[n, n_src]`` cut from a path's rows
+    ``part`` and columns ``src_part`` (flat indices, None: all) of ``steps`` (int, or per
+    synapse of the path): an int when every nonzero weight has the same delay, else an int64
+    array of the block's shape. A zero weight's delay is irrelevant: it gets the smallest
+    delay of the others (raising neither the largest delay nor the number of delays)."""
+    if isinstance(steps, int):
+        return steps
+    d = steps if part is None and src_part is None else steps[np.ix_(
+        np.arange(steps.shape[0]) if part is None else part,
+        np.arange(steps.shape[1]) if src_part is None else src_part)]
+    live = block != 0
+    if not np.any(live):
+        return 0
+    low = int(d[live].min())
+    if bool(np.all(d[live] == low)):
+        return low
+    return np.where(live, d, low).astype(np.int64)
+
+
 def _flat(arr: np.ndarray, shape: Shape) -> np.ndarray:
     return np.broadcast_to(np.asarray(arr, dtype=np.float64), shape).reshape(-1).copy()
 
@@ -276,7 +334,11 @@ def _coefficient(tau: np.ndarray, dt: float, sem: Semantics) -> np.ndarray:
 @dataclass
 class _Path:
     """A feed-forward or recurrent path into a neuron: ``x = M y + b`` with ``y`` the output of
-    ``source`` (M None: identity), through the weight nodes ``nodes`` (upstream last)."""
+    ``source`` (M None: identity), through the weight nodes ``nodes`` (upstream last); delay:
+    the graph ``Delay`` nodes ``delay_nodes`` on it as synaptic delays (steps: an int, or per
+    synapse ``[n_out, n_src]``); backs: the reference's back edges on it (one step each);
+    align: a path with back edges: the Lava delay added to its ``Delay`` steps
+    (``_Analysis._loops``; may be negative)."""
 
     source: str
     matrix: np.ndarray | None
@@ -284,6 +346,10 @@ class _Path:
     nodes: list[str]
     biased: list[str]
     conv: tuple[np.ndarray, ConvGeometry] | None = None   # instead of matrix: one convolution
+    delay: int | np.ndarray = 0
+    delay_nodes: tuple[str, ...] = ()
+    backs: int = 0
+    align: int = 0
 
 
 @dataclass
@@ -312,6 +378,43 @@ class _Op:
             return conv_adjoint(y, *self.conv)
         assert self.matrix is not None
         return y @ self.matrix
+
+
+def _live_delays(path: _Path) -> tuple[int, int]:
+    """The smallest and largest ``Delay`` steps of the synapses of ``path`` that carry a
+    weight (every element where ``path.delay`` is per synapse and the path's map is not
+    known dense: a convolution)."""
+    if isinstance(path.delay, int):
+        return path.delay, path.delay
+    d = path.delay
+    if path.conv is None:
+        live = (path.matrix if path.matrix is not None else np.eye(*d.shape)) != 0
+        if np.any(live):
+            d = d[live]
+    return int(d.min()), int(d.max())
+
+
+def _loop_path(ff: dict[str, list[tuple[str, Any]]], start: str, end: str) -> list[str] | None:
+    """The neurons of a shortest feed-forward path from ``start`` to ``end`` (both
+    included; ``ff``: source -> its (neuron, path) pairs), None when there is none."""
+    came: dict[str, str | None] = {start: None}
+    todo = [start]
+    while todo:
+        nxt: list[str] = []
+        for a in todo:
+            for b, _ in ff.get(a, []):
+                if b not in came:
+                    came[b] = a
+                    nxt.append(b)
+        todo = nxt
+    if end not in came:
+        return None
+    got: list[str] = []
+    at: str | None = end
+    while at is not None:
+        got.append(at)
+        at = came[at]
+    return got[::-1]
 
 
 def _dense_of(ops: list[_Op]) -> np.ndarray:
@@ -349,6 +452,7 @@ class _Analysis:
         self.delays: dict[tuple[str, str], int] = {}   # (neuron, source) -> extra steps
         self.li_synapses: dict[str, str] = {}           # LI -> the LIF/IF it is the current of
         self.merged: dict[str, float] = {}              # that LIF/IF -> c_syn (its du)
+        self.delay_steps: dict[str, np.ndarray | None] = {}  # Delay -> its steps (None: refused)
 
     def add(self, node: str | None, fld: str | None, message: str) -> None:
         self.out.append(Violation(self.target, node, fld, message))
@@ -388,13 +492,15 @@ class _Analysis:
             self.add(None, "inputs", f"the Lava targets run graphs with one Input node; this one "
                      f"has {len(flat.inputs)}")
         for name, node in flat.nodes.items():
-            if isinstance(node, NEURONS + LINEAR + PASS):
+            if isinstance(node, NEURONS + LINEAR + PASS + (nir.Delay,)):
                 continue
             self.add(name, "type", f"{type(node).__name__} has no Lava mapping here (supported: "
                      "LIF, CubaLIF, IF; LI, CubaLI, I as read-outs; Affine, Linear, Scale, "
-                     "Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten, Identity)")
+                     "Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten, Identity; Delay as "
+                     "synaptic delay)")
         for name, node in flat.nodes.items():
-            if isinstance(node, Identity | nir.Flatten) and len(flat.preds[name]) != 1:
+            if isinstance(node, Identity | nir.Flatten | nir.Delay) \
+                    and len(flat.preds[name]) != 1:
                 self.add(name, "edges", f"{type(node).__name__} with {len(flat.preds[name])} "
                          "incoming edges: the Lava targets need one")
             if isinstance(node, LINEAR):
@@ -467,7 +573,7 @@ class _Analysis:
         if len(flat.preds[name]) != 1:
             self.add(name, "edges", f"a weight node with {len(flat.preds[name])} incoming edges: "
                      "the Lava targets need exactly one")
-        for end in self.downstream(name):
+        for end in self.downstream(name, PASS + (nir.Delay,)):
             node = flat.nodes[end]
             if not isinstance(node, NEURONS + LINEAR):
                 self.add(name, "edges", f"feeds {type(node).__name__} {end!r}: in Lava a "
@@ -501,17 +607,45 @@ class _Analysis:
                    bias=None if b is None else np.asarray(b, dtype=np.float64))
 
     def _path(self, pred: str, neuron: str) -> _Path | None:
+        """:meth:`_fold_path`, with the reference's back edges on the path counted
+        (:attr:`_Path.backs`)."""
+        path = self._fold_path(pred, neuron)
+        if path is not None:
+            path.backs = self._backs(pred, neuron)
+        return path
+
+    def _backs(self, pred: str, neuron: str) -> int:
+        """The reference's back edges (``Checked.back``: each carries the previous step's
+        value) on the path from the nearest neuron or Input upstream of ``pred`` into
+        ``neuron``."""
+        flat, back = self.flat, self.c.back
+        count = int((pred, neuron) in back)
+        name, seen = pred, {neuron}
+        while (name not in flat.inputs and not isinstance(flat.nodes[name], NEURONS)
+               and name not in seen and len(flat.preds[name]) == 1):
+            seen.add(name)
+            count += int((flat.preds[name][0], name) in back)
+            name = flat.preds[name][0]
+        return count
+
+    def _fold_path(self, pred: str, neuron: str) -> _Path | None:
         """Fold the linear nodes between a neuron and its source into one ``x = M y + b``
         (float64 products: ``W2 (W1 y + b1) + b2 = (W2 W1) y + (W2 b1 + b2)``), or into one
-        convolution ``x = K * y + b`` (:meth:`_fold_conv`)."""
+        convolution ``x = K * y + b`` (:meth:`_fold_conv`); ``Delay`` nodes on the way become
+        the path's synaptic delay (:meth:`_path_delay`)."""
         flat, inp = self.flat, self.flat.inputs[0]
         ops: list[_Op] = []
+        found: list[tuple[int, str]] = []   # (linear maps downstream of it, Delay node)
         name = pred
         while True:
             name = self.resolve(name)
             node = flat.nodes[name]
             if isinstance(node, NEURONS) or name == inp:
                 break
+            if isinstance(node, nir.Delay) and name not in (d for _, d in found):
+                found.append((len(ops), name))
+                name = flat.preds[name][0]
+                continue
             if not isinstance(node, LINEAR) or name in (op.name for op in ops):
                 self.add(neuron, "edges", f"input through {type(node).__name__} {name!r}; the "
                          "Lava targets need weight nodes from a neuron or the Input")
@@ -521,12 +655,17 @@ class _Analysis:
         ops.reverse()  # upstream first
         nodes = [op.name for op in reversed(ops)]
         biased = [op.name for op in ops if op.bias is not None]
+        delayed = self._path_delay(ops, found, name, neuron) if found else (0, ())
+        if delayed is None:
+            return None
         if not ops:
-            return _Path(name, None, None, nodes, biased)
+            return _Path(name, None, None, nodes, biased, delay=delayed[0],
+                         delay_nodes=delayed[1])
         if any(op.conv is not None for op in ops):
             conv = self._fold_conv(ops, neuron)
             if conv is not None:
-                return _Path(name, None, ops[-1].bias, nodes, biased, conv=conv)
+                return _Path(name, None, ops[-1].bias, nodes, biased, conv=conv,
+                             delay=delayed[0], delay_nodes=delayed[1])
             if ops[0].n_in * ops[-1].n_out > DENSE_CAP:
                 self.add(ops[-1].name, "weight", "the linear maps "
                          + " -> ".join(f"{type(flat.nodes[op.name]).__name__} {op.name!r}"
@@ -550,7 +689,132 @@ class _Analysis:
                 bias = op.apply(bias[None, :])[0]
             if op.bias is not None:
                 bias = op.bias if bias is None else bias + op.bias
-        return _Path(name, matrix, bias, nodes, biased)
+        return _Path(name, matrix, bias, nodes, biased, delay=delayed[0], delay_nodes=delayed[1])
+
+    def _delay_steps(self, name: str) -> np.ndarray | None:
+        """The ``Delay`` node ``name``'s per-element delay in steps, flat int64: the
+        reference's ``round(delay / dt)``; None (a violation added) when a delay is not a whole
+        number of steps (within 1e-9) or beyond :data:`MAX_DELAY`."""
+        if name in self.delay_steps:
+            return self.delay_steps[name]
+        dt = self.sem.require_dt()
+        seconds = _flat(self.c.params[name]["delay"], self.c.in_shapes[name])
+        exact = seconds / dt
+        steps = np.round(exact)
+        off = np.abs(exact - steps)
+        got = None
+        if off.size and float(off.max()) > 1e-9:
+            worst = int(np.argmax(off))
+            self.add(name, "delay", f"a delay of {seconds[worst]:g} s is {exact[worst]:.9g} "
+                     f"steps of dt = {dt:g} s: a synaptic delay is a whole number of steps")
+        elif steps.size and int(steps.max()) > MAX_DELAY:
+            self.add(name, "delay", f"a delay of {int(steps.max())} steps: Loihi 2's synaptic "
+                     f"delays (DelayDense) hold at most {MAX_DELAY}")
+        else:
+            got = steps.astype(np.int64)
+        self.delay_steps[name] = got
+        return got
+
+    def _path_delay(self, ops: list[_Op], found: list[tuple[int, str]], source: str,
+                    neuron: str) -> tuple[int | np.ndarray, tuple[str, ...]] | None:
+        """The ``Delay`` nodes ``found`` (``(linear maps downstream of it, name)``) on the path
+        of the maps ``ops`` (upstream first) from ``source`` into ``neuron``, as the synaptic
+        delay of that connection: ``(steps, Delay nodes)``, steps an int when uniform, else
+        per synapse ``[n_out, n_src]`` (the sum of each node's part); None (violations added)
+        when that has no such form. A uniform delay commutes with the linear maps; a
+        per-element one before the maps is a delay per column (source element), after them
+        one per row (target element), and between two maps one per synapse only where every
+        element through which a source element reaches a neuron has the same delay."""
+        flat = self.flat
+        total = 0
+        per: np.ndarray | None = None
+        names: list[str] = []
+        ok = True
+        for downstream, name in reversed(found):  # upstream first
+            steps = self._delay_steps(name)
+            if steps is None:
+                ok = False
+                continue
+            if not np.any(steps):
+                continue
+            names.append(name)
+            p = len(ops) - downstream   # maps upstream of it
+            biased = [op.name for op in ops[:p] if op.bias is not None]
+            if biased:
+                self.add(name, "delay", f"the bias of {', '.join(repr(b) for b in biased)} "
+                         f"passes through this Delay into {neuron!r}: the reference's delay "
+                         "line starts with zeros, so that constant arrives late, and a Lava "
+                         "population's constant input starts at its first step")
+                ok = False
+                continue
+            n_in = ops[0].n_in if ops else steps.size
+            n_out = ops[-1].n_out if ops else steps.size
+            if any(op.conv is not None for op in ops) and n_in * n_out > DENSE_CAP:
+                self.add(name, "delay", f"Lava has no delayed Conv: the maps into {neuron!r} "
+                         f"would be one dense matrix of {n_out}x{n_in} weights (at most "
+                         f"{DENSE_CAP})")
+                ok = False
+                continue
+            uniform = _uniform(steps)
+            where = "uniform: commutes with the weight maps"
+            if uniform:
+                total += int(steps[0])
+                how = f"{int(steps[0])} step(s)"
+            else:
+                how = f"{int(steps.min())}-{int(steps.max())} steps per element"
+                if p == 0:
+                    part = np.broadcast_to(steps[None, :], (n_out, n_in))
+                    where = "before the weight map: per source element (column)"
+                elif p == len(ops):
+                    part = np.broadcast_to(steps[:, None], (n_out, n_in))
+                    where = "after the weight map: per target element (row)"
+                else:
+                    got = self._delay_between(ops, p, steps, name, neuron)
+                    if got is None:
+                        ok = False
+                        continue
+                    part = got
+                    where = (f"between {type(flat.nodes[ops[p - 1].name]).__name__} "
+                             f"{ops[p - 1].name!r} and {type(flat.nodes[ops[p].name]).__name__}"
+                             f" {ops[p].name!r}: one delay per synapse")
+                per = part.astype(np.int64) if per is None else per + part
+            self.passes.append(f"Delay {name!r} ({how}) -> synaptic delay (DelayDense) of the "
+                               f"connection from {source!r} into {neuron!r} ({where})")
+        if not ok:
+            return None
+        return (total if per is None else per + total), tuple(names)
+
+    def _delay_between(self, ops: list[_Op], p: int, steps: np.ndarray, name: str,
+                       neuron: str) -> np.ndarray | None:
+        """The per-synapse delay ``[n_out, n_in]`` of per-element ``steps`` between the maps
+        ``ops[:p]`` and ``ops[p:]``: a source element ``j`` reaches a neuron ``i`` through the
+        elements ``k`` where both maps are nonzero; one delay per synapse exists where those
+        ``k`` all have the same delay. None (a violation added) otherwise."""
+        n_in, n_out, n_mid = ops[0].n_in, ops[-1].n_out, steps.size
+        if max(n_in, n_out) * n_mid > DENSE_CAP:
+            self.add(name, "delay", f"per-element delays between two weight maps into "
+                     f"{neuron!r}: checking them needs {n_mid}x{max(n_in, n_out)} matrices "
+                     f"(at most {DENSE_CAP} elements)")
+            return None
+        before = (_dense_of(ops[:p]) != 0).astype(np.float64)   # [n_mid, n_in]
+        after = (_dense_of(ops[p:]) != 0).astype(np.float64)    # [n_out, n_mid]
+        got = np.zeros((n_out, n_in), dtype=np.int64)
+        routes = np.zeros((n_out, n_in), dtype=np.int64)   # distinct delays per synapse
+        for d in np.unique(steps):
+            sel = steps == d
+            hit = (after[:, sel] @ before[sel]) > 0
+            routes += hit
+            got[hit] = d
+        if np.any(routes > 1):
+            kinds = [f"{type(self.flat.nodes[op.name]).__name__} {op.name!r}"
+                     for op in (ops[p - 1], ops[p])]
+            self.add(name, "delay", f"per-element delays between {kinds[0]} and {kinds[1]}, "
+                     f"which fold into one weight matrix into {neuron!r}: some input element "
+                     "reaches some neuron through elements of different delays, and a synapse "
+                     "has one delay (a per-element Delay maps before the first or after the "
+                     "last weight map)")
+            return None
+        return got
 
     def _fold_conv(self, ops: list[_Op], neuron: str) -> tuple[np.ndarray, ConvGeometry] | None:
         """One Lava convolution for ``ops`` (upstream first): a Conv, a pool (a depthwise
@@ -647,13 +911,18 @@ class _Analysis:
             inner = self._path(pred, li)
             if inner is None:
                 return None
+            if inner.delay_nodes:
+                self.add(inner.delay_nodes[0], "delay", f"a Delay in front of the LI synapse "
+                         f"{li!r}: not mapped (the LI becomes {name!r}'s synaptic current)")
+                return None
             if inner.source == li:
                 self.add(li, "edges", "a loop on an LI synapse")
                 return None
             m = np.eye(n_li) if inner.matrix is None else inner.matrix
             bias = None if inner.bias is None else after @ (scale * inner.bias)
             got.append(_Path(inner.source, after @ (scale[:, None] * m), bias,
-                             path.nodes + [li] + inner.nodes, inner.biased))
+                             path.nodes + [li] + inner.nodes, inner.biased,
+                             backs=path.backs + inner.backs))
         return got
 
     def _paths(self, name: str) -> tuple[list[_Path], list[_Path]] | None:
@@ -666,6 +935,11 @@ class _Analysis:
             if path.source == name:
                 if path.matrix is None and path.conv is None:
                     self.add(name, "edges", "a neuron fed by its own spikes without a weight")
+                    return None
+                if path.delay_nodes:
+                    self.add(path.delay_nodes[0], "delay", f"a Delay in the own loop of {name!r}: "
+                             "not mapped (the loop is one recurrent Dense, whose one step "
+                             "of latency is the reference's back edge)")
                     return None
                 rec.append(path)
             else:
@@ -693,10 +967,11 @@ class _Analysis:
 
     def _depths(self, paths: dict[str, tuple[list[_Path], list[_Path]]],
                 inp: str) -> dict[str, int]:
-        """Dense hops from the input per neuron (1 + its deepest source's); a source less deep
-        gets a delay (``self.delays``) so that it arrives in the same step as the deepest (the
-        reference adds all feed-forward inputs in the same step). A loop through several
-        neurons cannot be timed."""
+        """Dense hops from the input per neuron (1 + its deepest source's) over the
+        feed-forward paths (those without a back edge); a source less deep gets a delay
+        (``self.delays``) so that it arrives in the same step as the deepest (the reference
+        adds all feed-forward inputs in the same step). The paths that cross a back edge (a
+        loop through several neurons) are timed afterwards (:meth:`_loops`)."""
         depth: dict[str, int] = {}
 
         def visit(name: str, stack: tuple[str, ...]) -> int:
@@ -709,7 +984,12 @@ class _Analysis:
                 depth[name] = 1
                 return 1
             got = {p.source: (0 if p.source == inp else visit(p.source, (*stack, name)))
-                   for p in paths[name][0]}
+                   for p in paths[name][0] if not p.backs}
+            if not got:
+                self.add(name, "edges", "no input from the Input or another neuron other than "
+                         "through a back edge of a loop")
+                depth[name] = 1
+                return 1
             d = max(got.values()) + 1
             depth[name] = d
             for src, k in got.items():
@@ -723,7 +1003,101 @@ class _Analysis:
 
         for name in paths:
             visit(name, ())
+        if not self.out:
+            self._loops(paths, depth, inp)
         return depth
+
+    def _loops(self, paths: dict[str, tuple[list[_Path], list[_Path]]], depth: dict[str, int],
+               inp: str) -> None:
+        """Time the paths that cross a back edge between two neurons (a loop through several
+        neurons). In the reference the path from ``S`` into ``P`` carries ``S``'s output
+        ``backs + d`` steps earlier (``backs``: its back edges, one step each; ``d``: its
+        ``Delay`` steps); Lava's population at depth ``k`` does its step ``t`` at Lava step
+        ``t + k`` and a Dense hop adds one step, so the connection needs the DelayDense delay
+        ``depth(P) - depth(S) - 1 + backs + d``, stored as the alignment
+        ``depth(P) - depth(S) - 1 + backs`` (:attr:`_Path.align`, may be negative) added to
+        ``d``.
+        Refused (``edges``, with the latencies of the loop) where that delay would be
+        negative for some synapse: the reference closes the loop sooner than Lava can."""
+        ff: dict[str, list[tuple[str, _Path]]] = {}   # source neuron -> (neuron, path)
+        for name, (ins, _) in paths.items():
+            for p in ins:
+                if not p.backs and p.source != inp:
+                    ff.setdefault(p.source, []).append((name, p))
+        for name, (ins, _) in paths.items():
+            for p in ins:
+                if not p.backs or p.source == inp:
+                    continue
+                src = p.source
+                if p.biased:
+                    self.add(name, "edges", f"the bias of {', '.join(repr(b) for b in p.biased)}"
+                             f" on the connection from {src!r} back into {name!r}: the "
+                             "reference's back edge and delay lines start with zeros (no "
+                             "constant at the first steps), a Lava population's constant input "
+                             "starts at its first step")
+                    continue
+                align = depth[name] - depth[src] - 1 + p.backs
+                low, high = _live_delays(p)
+                if align + low < 0:
+                    self._loop_refusal(name, src, p, ff, depth, align, low)
+                    continue
+                if align + high > MAX_DELAY:
+                    self.add(p.delay_nodes[0] if p.delay_nodes else name,
+                             "delay" if p.delay_nodes else "edges",
+                             f"the connection from {src!r} back into {name!r} needs a synaptic "
+                             f"delay of up to {align + high} steps; Loihi 2's DelayDense "
+                             f"delays at most {MAX_DELAY}")
+                    continue
+                p.align = align
+                loop = _loop_path(ff, name, src)
+                what = ("the loop " + " -> ".join([*loop, name]) if loop is not None
+                        else f"the connection from {src!r} into {name!r}")
+                given = ("a Dense" if align + high == 0 else "a DelayDense of "
+                         + (f"{align + low}" if low == high else f"{align + low}-{align + high}")
+                         + " step(s)")
+                self.passes.append(
+                    f"{what}: the reference delays the connection from {src!r} back into "
+                    f"{name!r} by {p.backs} back edge(s) (the previous step's value) and "
+                    f"{low if low == high else f'{low}-{high}'} step(s) of Delay; in Lava it is "
+                    f"{given} (depth {depth[src]} -> {depth[name]}), arriving in the same step")
+
+    def _loop_refusal(self, name: str, src: str, p: _Path,
+                      ff: dict[str, list[tuple[str, _Path]]], depth: dict[str, int],
+                      align: int, low: int) -> None:
+        """Refuse the connection ``p`` from ``src`` back into ``name`` whose Lava delay
+        ``align + low`` would be negative, stating the loop's latencies in steps."""
+        need = -align   # the Delay on the connection back that makes the loop exact
+        more = (f"a Delay of >= {need} step{'s' if need != 1 else ''} on the connection from "
+                f"{src!r} back into {name!r} would make it mappable")
+        loop = _loop_path(ff, name, src)
+        if loop is None:
+            self.add(name, "edges",
+                     f"its input from {src!r} crosses a back edge of the reference (the "
+                     f"previous step's value), {p.backs + low} step(s) late in the reference; "
+                     f"in Lava {src!r} runs {depth[src] - depth[name]} step(s) behind "
+                     f"{name!r} (depth {depth[src]} against {depth[name]}), so the connection "
+                     f"would need a negative delay; {more}")
+            return
+        hops = len(loop)
+        hops_delay = ref_delay = 0
+        for a, b in zip(loop, loop[1:], strict=False):
+            edge = next(q for dst, q in ff[a] if dst == b)
+            d_low = _live_delays(edge)[0]
+            hops_delay += depth[b] - depth[a] - 1 + d_low
+            ref_delay += d_low
+        ref = ref_delay + p.backs + low
+        lava = hops + hops_delay   # the connection back without delay: Lava's shortest
+        extra = f", plus {hops_delay} step(s) of synaptic delay" if hops_delay else ""
+        self.add(name, "edges",
+                 "the loop " + " -> ".join([*loop, name]) + f" closes in {ref} "
+                 f"step{'s' if ref != 1 else ''} in the reference and in {lava} Lava steps "
+                 f"(one per Dense hop{extra}); {more}")
+
+    def _align(self, name: str, path: _Path) -> int:
+        """The Lava delay of ``path`` into ``name`` before its ``Delay`` steps: the alignment
+        of a less deep source (:meth:`_depths`), or a loop's connection back's
+        (:meth:`_loops`)."""
+        return path.align if path.backs else self.delays.get((name, path.source), 0)
 
     def _decays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Per neuron of ``name``: ``(c_mem, c_syn)``, the voltage and current decays (IF, I:
@@ -818,11 +1192,19 @@ class _Analysis:
             if path.bias is not None:
                 b = b + path.bias
             self._note(name, kind, tuple(reversed(path.nodes)), path.biased)
+            if path.backs:  # a connection back in a loop: timed and listed by _loops
+                continue
             delay = self.delays.get((name, path.source), 0)
             if delay:
                 self.passes.append(f"delay the input from {path.source!r} into {name!r} by "
                                    f"{delay} step(s) (DelayDense): branches of different depth "
                                    "meet in the same step")
+            longest = int(np.max(path.delay))
+            if path.delay_nodes and delay + longest > MAX_DELAY:
+                self.add(path.delay_nodes[0], "delay", f"its delay into {name!r} (up to "
+                         f"{longest} steps) plus the {delay} step(s) that align it with deeper "
+                         f"inputs exceed Loihi 2's synaptic delays (DelayDense: at most "
+                         f"{MAX_DELAY} steps)")
         if len(ff) > 1:
             self.passes.append(f"sum {len(ff)} feed-forward inputs into {name!r}: one Dense per "
                                "source (" + ", ".join(repr(p.source) for p in ff) + ")")
@@ -851,8 +1233,9 @@ class _Analysis:
                 if np.any(m_rec[np.ix_(p, np.flatnonzero(outside))]):
                     self.add(name, "tau", "per-neuron time constants in a node whose recurrent "
                              "loop joins neurons of different time constants: its populations "
-                             "(one decay each) would form a loop through several populations, "
-                             "which Lava's one-step Dense latency times differently")
+                             "(one decay each) would form a loop through several populations "
+                             "(its blocks between populations: connections back of delay 0), "
+                             "which the planner does not build")
                     break
         if len(self.out) > before:
             return None
@@ -897,8 +1280,8 @@ class _Analysis:
                                    else layout[path.source][0])
                 src_n = self._size(path.source) if src_part is None else src_part.size
                 inputs.append(Synapse(source=src_k, weight=np.zeros((idx.size, src_n)),
-                                      delay=self.delays.get((name, path.source), 0),
-                                      nodes=tuple(reversed(path.nodes))))
+                                      delay=max(0, self._align(name, path)),
+                                      nodes=tuple(reversed(path.nodes)), back=path.backs))
             w_rec = None if m_rec is None else gain[:, None] * m_rec[np.ix_(idx, idx)]
             if name in self.merged:  # an LI synapse in front: u is its current, no constant
                 du = self.merged[name]
@@ -943,8 +1326,8 @@ class _Analysis:
         None: all its neurons; ``gain`` per neuron of it), one per population of the source
         (``src_parts``: layer index and flat indices); a block that is all zero is left out
         when the source has several populations."""
-        delay = self.delays.get((name, path.source), 0)
-        nodes = tuple(reversed(path.nodes))
+        delay = self._align(name, path)
+        nodes = tuple(reversed(path.nodes)) + path.delay_nodes
         got: list[Synapse] = []
         for source, src_part in src_parts:
             if path.conv is not None:
@@ -953,7 +1336,7 @@ class _Analysis:
                     continue
                 if isinstance(conv, tuple):
                     got.append(Synapse(source=source, weight=conv[0], kind="conv", delay=0,
-                                       nodes=nodes, geometry=conv[1]))
+                                       nodes=nodes, geometry=conv[1], back=path.backs))
                     continue
             if id(path) not in dense_of:
                 m = self._matrix(path, n)
@@ -972,8 +1355,9 @@ class _Analysis:
                 np.arange(m.shape[1]) if src_part is None else src_part)]
             if len(src_parts) > 1 and not np.any(block):
                 continue
-            got.append(Synapse(source=source, weight=gain[:, None] * block, delay=delay,
-                               nodes=nodes))
+            steps = _block_delay(path.delay, block, part, src_part)
+            got.append(Synapse(source=source, weight=gain[:, None] * block, delay=delay + steps,
+                               nodes=nodes, node_delay=steps, back=path.backs))
         return got
 
     def _conv_block(self, name: str, path: _Path, gain: np.ndarray, part: np.ndarray | None,
@@ -994,6 +1378,9 @@ class _Analysis:
         why = None
         if delay:
             why = f"its input must wait {delay} step(s) (Lava has no delayed Conv)"
+        elif path.delay_nodes:
+            why = (f"it carries the delay of {', '.join(repr(d) for d in path.delay_nodes)} "
+                   "(Lava has no delayed Conv)")
         elif (part is not None and out_ch is None) or (src_part is not None and in_ch is None):
             why = "a population of the split node is not whole channels"
         elif not np.all(per_channel == per_channel[:, :1]):
@@ -1095,12 +1482,28 @@ class FixedLayer(_Chain):
 
 @dataclass
 class FixedPlan:
+    """The quantized network. input_scale: inputs are sent as the integer payloads
+    ``round(x * input_scale)`` and the synapses fed by the Input hold ``1 / input_scale`` of
+    their weights (None: inputs are integers, sent as they are)."""
+
     plan: Plan
     layers: list[FixedLayer]
+    input_scale: float | None = None
 
     def report(self) -> dict[str, Any]:
-        return {"passes": list(self.plan.passes),
+        return {"passes": list(self.plan.passes), "input": self.input_report(),
                 "layers": [dict(name=fl.name, **fl.report) for fl in self.layers]}
+
+    def input_report(self) -> dict[str, Any]:
+        """How inputs become payloads (the quantization report's ``input``)."""
+        if self.input_scale is None:
+            return {"input_scale": None, "payload": "the input as given: integers (binary "
+                    "spikes, or graded payloads |x| <= 2**23 - 1)"}
+        return {"input_scale": self.input_scale,
+                "payload": "round(x * input_scale), half to even; |payload| <= 2**23 - 1 "
+                           "(24-bit graded spikes)",
+                "weights": "the weights of the synapses fed by the Input are divided by "
+                           "input_scale before quantization"}
 
 
 def sign_range(w: np.ndarray) -> tuple[str, int, int, int]:
@@ -1145,7 +1548,8 @@ def _weight_top(a: np.ndarray | None, like: np.ndarray | None = None
     return (hi if mode != "inhibitory" else 255), m
 
 
-def quantize(plan: Plan, *, vth: int | None = None) -> FixedPlan:
+def quantize(plan: Plan, *, vth: int | None = None,
+             input_scale: float | None = None) -> FixedPlan:
     """Choose the fixed-point parameters of every layer.
 
     Per layer: the largest threshold mantissa ``VTH <= 2**17 - 1`` such that the scaled weights
@@ -1161,20 +1565,26 @@ def quantize(plan: Plan, *, vth: int | None = None) -> FixedPlan:
     sign mode of its weights, so that netx can hold it as one more input column; the dense
     layer feeding it keeps ``VTH <= ALWAYS_ON_VTH_MAX`` so that netx can hold that channel as
     one more neuron of it (a neuron bias above its threshold fires it every step).
+
+    ``input_scale``: the inputs are sent as payloads ``round(x * input_scale)``, so the weights
+    of every synapse fed by the Input are divided by it before all of the above.
     """
     always_on_feeders = {layer.inputs[0].source for layer in plan.layers
                          if bias_as_weight(layer) and layer.inputs[0].source >= 0}
     layers = []
     for k, layer in enumerate(plan.layers):
         as_weight = bias_as_weight(layer)
+        inputs = layer.inputs if input_scale is None else [
+            replace(s, weight=s.weight / input_scale) if s.source < 0 else s
+            for s in layer.inputs]
         # a recurrent layer: one sign mode for its feed-forward and recurrent weights (netx's
         # dense_rec encodes them together); a constant input held as a weight joins them
         joint = None if layer.w_rec is None and not as_weight else np.concatenate(
             [*([] if layer.w_rec is None else [layer.w_rec.reshape(-1)]),
-             *(s.weight.reshape(-1) for s in layer.inputs),
+             *(s.weight.reshape(-1) for s in inputs),
              *([layer.beta] if as_weight else [])])
         tops = [t for t in (_weight_top(a, joint) for a in
-                            [*(s.weight for s in layer.inputs), layer.w_rec]) if t is not None]
+                            [*(s.weight for s in inputs), layer.w_rec]) if t is not None]
         mb = _max_abs(layer.beta)
         if mb > 0:
             top_b = _weight_top(layer.beta, joint) if as_weight else (BIAS_MAX, mb)
@@ -1189,8 +1599,9 @@ def quantize(plan: Plan, *, vth: int | None = None) -> FixedPlan:
             v = int(vth) if vth is not None else max(1, int(math.floor(min(limits))))
             rho = v / layer.theta
         synapses = [Synapse(source=s.source, weight=quantize_weights(rho * s.weight, joint),
-                            kind=s.kind, delay=s.delay, nodes=s.nodes, geometry=s.geometry)
-                    for s in layer.inputs]
+                            kind=s.kind, delay=s.delay, nodes=s.nodes, geometry=s.geometry,
+                            node_delay=s.node_delay, back=s.back)
+                    for s in inputs]
         w_rec = None if layer.w_rec is None else quantize_weights(rho * layer.w_rec, joint)
         bias = (quantize_weights(rho * layer.beta, joint) if as_weight
                 else np.round(rho * layer.beta).astype(np.int64))
@@ -1205,15 +1616,15 @@ def quantize(plan: Plan, *, vth: int | None = None) -> FixedPlan:
         w_all = np.concatenate([s.weight.reshape(-1) for s in synapses])
         report: dict[str, Any] = {
             "kind": layer.kind, "neurons": layer.n, "depth": layer.depth,
-            "sources": [s.source for s in layer.inputs],
+            "sources": [s.source for s in inputs],
             "vth_mant": v, "threshold_v": v << 6, "scale_a_per_unit": rho,
             "weight_sign_mode": [sign_range(s.weight)[0] for s in synapses]
             if len(synapses) > 1 else sign_range(synapses[0].weight)[0],
             "weight_max_abs": int(_max_abs(w_all)),
             "weight_rel_error_max": max(err(q.weight, s.weight)
-                                        for q, s in zip(synapses, layer.inputs, strict=True)),
+                                        for q, s in zip(synapses, inputs, strict=True)),
             "weights_clipped": int(sum(np.sum(np.abs(rho * s.weight) > 256.5)
-                                       for s in layer.inputs)),
+                                       for s in inputs)),
             "bias_max_abs": int(_max_abs(bias)), "bias_rel_error_max": err(bias, layer.beta),
             "du": du, "du_float": layer.du, "du_effective": (du + 1) / 4096,
             "dv": dv, "dv_float": layer.dv, "dv_effective": dv / 4096,
@@ -1246,4 +1657,4 @@ def quantize(plan: Plan, *, vth: int | None = None) -> FixedPlan:
                                  bias=bias, du=du, dv=dv, vth=v, scale=rho,
                                  readout=layer.readout, v_offset=layer.v_offset,
                                  report=report))
-    return FixedPlan(plan=plan, layers=layers)
+    return FixedPlan(plan=plan, layers=layers, input_scale=input_scale)

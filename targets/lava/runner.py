@@ -130,9 +130,11 @@ def children() -> set[int]:
 class LayerSpec:
     """One LIF population and its Dense inputs, in Lava's own units (float or integers).
 
-    inputs: one Dense per synapse (``kind = "dense"``; a ``DelayDense`` where it has a delay),
-    or one Lava ``Conv`` (``kind = "conv"``); readout: the population
-    never fires and its voltage ``v`` is read every step (a ``Monitor``)."""
+    inputs: one Dense per synapse (``kind = "dense"``; a ``DelayDense`` where it has a delay:
+    ``Synapse.delay``, an int or a matrix of the weights' shape, the alignment plus the graph's
+    ``Delay`` steps), or one Lava ``Conv`` (``kind = "conv"``); a synapse's source may be a
+    later layer (the connection back in a loop through several populations); readout: the
+    population never fires and its voltage ``v`` is read every step (a ``Monitor``)."""
 
     n: int
     inputs: list[Synapse]
@@ -422,12 +424,14 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
     try:
         src = L["Source"](data=data)
         root = src
-        lifs: dict[int, Any] = {}
+        # every population first: the connection back in a loop through several populations
+        # comes from a later layer (Lava's processes may be connected in a cycle)
+        lifs = {k: L["LIF"](shape=(c * spec.layers[k].n,), du=spec.layers[k].du,
+                            dv=spec.layers[k].dv, vth=spec.layers[k].vth,
+                            bias_mant=0, bias_exp=0, u=0, v=0) for k in layers}
         for k in layers:
             ly = spec.layers[k]
-            lif = L["LIF"](shape=(c * ly.n,), du=ly.du, dv=ly.dv, vth=ly.vth,
-                           bias_mant=0, bias_exp=0, u=0, v=0)
-            lifs[k] = lif
+            lif = lifs[k]
             for syn in ly.inputs:
                 port = src.s_out if syn.source < 0 else lifs[syn.source].s_out
                 bits = in_bits if syn.source < 0 else 0
@@ -440,9 +444,12 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
                     raise ValueError(f"synapse kind {syn.kind!r} is not built here")
                 weights = _block(syn.weight.astype(dtype), c)
                 weights = weights[order[k]][:, order[syn.source]]
-                if syn.delay:  # arrives syn.delay steps after a plain Dense's output
+                if np.any(syn.delay):  # arrives syn.delay steps after a plain Dense's output
+                    delays = _block(np.broadcast_to(np.asarray(syn.delay, dtype=np.int64),
+                                                    syn.weight.shape), c)
+                    delays = np.ascontiguousarray(delays[order[k]][:, order[syn.source]])
                     dense = L["DelayDense"](weights=weights, num_message_bits=bits,
-                                            delays=np.full(weights.shape, syn.delay, dtype=int))
+                                            delays=delays.astype(int))
                 else:
                     dense = L["Dense"](weights=weights, num_message_bits=bits)
                 port.connect(dense.s_in)
