@@ -54,7 +54,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         ckpt = f"checkpoint {r['checkpoint_bytes']} bytes" if r["checkpoint"] else \
             "no checkpoint (train it)"
         shape = "x".join(map(str, r["input_shape"]))
-        print(f"{r['name']:<{width}} input {shape:<9} decode {r['decode']:<6} "
+        print(f"{r['name']:<{width}} input {shape:<9} decode {r['decode'] or '-':<6} "
               f"{r['metric']} {target:<8} {ckpt}")
         print(f"{'':{width}} {r['description']}")
     return 0

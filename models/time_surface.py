@@ -8,7 +8,8 @@ inhibitors: one that fires for any disk faster than the slow one, one for the fa
 inhibition ``Conv2d(5 -> 3, 9 x 9, same, no bias)``: output channel i is excited by layer-1
 channel i at the centre; the slow and medium outputs are inhibited by their inhibitor over a disk
 of radius 4 -> ``LIFBoxCell`` (three outputs: slow, medium, fast; per-channel thresholds and
-time constants). Output ``[T, B, 3, 50, 50]`` spikes; ``decode="count"``.
+time constants). Output ``[T, B, 3, 50, 50]`` spikes; no class decision (``decode=None``):
+the task metric is each channel's selectivity for its own disk.
 
 The lateral inhibition of the course notebook ("use the other neurons' activity to inhibit
 certain channels") is feed-forward here (a second layer), so that the model is a chain NIR can
@@ -51,7 +52,9 @@ RADIUS = 5
 SPEEDS = (0.035, 0.13, 0.25)  # px per frame: slow, medium, fast
 BANDS = ((0, 17), (17, 32), (32, 50))  # row ranges around the three disk rows
 ROWS = (9.5, 24.5, 39.5)
-DECODE = "count"
+#: no class decision: each sample holds all three disks; the task metric is the selectivity of
+#: each channel for its own band (a decision over the 7500 outputs would be a few spikes' argmax)
+DECODE: str | None = None
 METRIC = "selectivity"
 TARGET = 1.0
 SPIKING = True

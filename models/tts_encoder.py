@@ -10,7 +10,8 @@ mean over time. Its neurons are BrainCog's ``LIFNode``: ``v = v + (x - v) / tau`
 
 Only the encoder's spiking blocks have NIR equivalents: the zoo model ``tts-encoder`` is
 ``Conv2d(1 -> 16, 3) -> LIF -> Conv2d(16 -> 32, 3, stride 2) -> LIF -> Conv2d(32 -> 32, 3,
-stride 2) -> LIF`` (input ``[1, 16, 16]``, output spikes ``[32, 4, 4]``; ``decode="count"``),
+stride 2) -> LIF`` (input ``[1, 16, 16]``, output spikes ``[32, 4, 4]``; no class
+decision: ``decode=None``),
 sharing its parameters with the full model. GroupNorm, the spiking attention block, the
 ``x * LIF(x)`` gating, the codebook's argmin and the transposed-convolution upsampling have no
 NIR node: exporting :func:`build_full` fails with one error naming each of them by path.
@@ -36,7 +37,8 @@ SIZE = 16
 INPUT_SHAPE = (1, SIZE, SIZE)
 T_STEPS = 4  # the paper's time steps
 T_EVAL = T_STEPS
-DECODE = "count"
+#: no class decision: an encoder; its task metric is the full model's reconstruction error
+DECODE: str | None = None
 METRIC = "relative_mse"
 TARGET = 0.35
 HIGHER_IS_BETTER = False
