@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import nir
 import numpy as np
 
@@ -95,3 +97,26 @@ def dialect_graphs(n: int = 4, dt: float = 1e-3) -> dict[str, nir.NIRGraph]:
             "rockpool": graph(tau, tau * np.exp(-dt / tau) / dt, [1, 1, n]),
             # to_nir keeps the sample's batch axis on the Input: part of its fingerprint
             "norse": graph(np.full(n, dt / 100.0), np.ones(n), [n], inp=(1, 3))}
+
+
+def on_the_three_lava_targets(g: nir.NIRGraph, x: np.ndarray, record: tuple[str, ...] = ()
+                              ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run ``g`` on ``x`` ``[T, B, *shape]`` on the float64 reference and the three Lava
+    targets; assert ``lava-float`` (float64) equals the reference on every output and recorded
+    node (spikes exact) and ``loihi`` equals ``lava-fixed`` bit for bit. Returns (reference,
+    loihi) outputs for further checks."""
+    import torch
+
+    import nrf_nir
+
+    ref = nrf_nir.run(g, x, target="reference", dtype="float64", record=record)
+    got = nrf_nir.lower(g, "lava-float", dtype="float64").run(x, record=record)
+    for key in ref:
+        assert torch.equal(got[key], ref[key]), (
+            f"{key}: {int((got[key] != ref[key]).sum())} of {ref[key].numel()} differ")
+    fixed = nrf_nir.lower(g, "lava-fixed").run(x, record=record)
+    emu = nrf_nir.lower(g, "loihi").run(x, record=record)
+    assert set(fixed) == set(emu)
+    for key in fixed:
+        assert torch.equal(fixed[key], emu[key]), key
+    return ref, emu

@@ -425,12 +425,6 @@ def test_nmnist_shaped_net_scaled_down_on_all_three_targets():
     compare(g, spikes((25, 2, 2, 18, 18), rate=0.2, seed=9))
 
 
-def test_refusal_lists_what_is_supported():
-    g = seq((2, 6, 6), nir.Threshold(threshold=np.full((2, 6, 6), 0.5)))
-    (v,) = nrf_nir.check(g, "loihi")
-    assert "Conv2d" in v.message and "SumPool2d" in v.message
-
-
 @pytest.mark.parametrize("stride,padding,dilation,groups,size", [
     ((1, 1), (0, 0), (1, 1), 1, (7, 7)), ((2, 3), (1, 2), (1, 1), 2, (9, 8)),
     ((2, 2), (0, 1), (2, 1), 1, (10, 11)), ((3, 1), (2, 0), (1, 2), 4, (8, 9)),

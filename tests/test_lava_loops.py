@@ -9,7 +9,11 @@
   connection back spikes differently);
 - where the reference's loop is shorter, ``check`` refuses it (field ``edges``), naming the
   nodes and both latencies in steps;
-- the netx artifact (feed-forward chains) refuses a loop through several populations.
+- the netx artifact (feed-forward chains) refuses a loop through several populations;
+- a neuron's own loop maps where it joins populations of different time constants (blocks
+  between them: connections back of delay 0) and through a ``Delay`` (a ``DelayDense`` from
+  the population to itself): ``lava-float`` spike for spike, ``loihi`` bit for bit with
+  ``lava-fixed``, each loop changing the spikes.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 import nrf_nir
 from nrf_nir.targets import get
 from nrf_nir.targets.lava.emulator import LoihiEmulator
+from tests import helpers
 from tests.test_target_lava import LAVA_ERROR, graph, lif, linear, needs_lava, spikes
 
 DT = 1e-3
@@ -100,21 +105,12 @@ def test_loop_on_the_three_lava_targets(name):
     g = CASES[name]
     x = spikes((T, B, 5), seed=1)
     record = tuple(k for k in ("a", "b", "c") if k in g.nodes)
-    ref = nrf_nir.run(g, x, target="reference", dtype="float64", record=record)
-    got = nrf_nir.lower(g, "lava-float", dtype="float64").run(x, record=record)
-    for key in ref:
-        assert torch.equal(got[key], ref[key]), (
-            f"{key}: {int((got[key] != ref[key]).sum())} of {ref[key].numel()} differ")
+    ref, emu = helpers.on_the_three_lava_targets(g, x, record)
     assert float(ref["output"].sum()) > 0
     # the loop carries spikes: without the connection back, a spikes differently
     plain = nrf_nir.run(loop(None, len(record), back=False), x, target="reference",
                         dtype="float64", record=("a",))
     assert not torch.equal(plain["a"], ref["a"])
-    fixed = nrf_nir.lower(g, "lava-fixed").run(x, record=record)
-    emu = nrf_nir.lower(g, "loihi").run(x, record=record)
-    assert set(fixed) == set(emu)
-    for key in fixed:
-        assert torch.equal(fixed[key], emu[key]), key
     assert float((emu["output"] == ref["output"]).float().mean()) > 0.9
 
 
@@ -173,3 +169,112 @@ def test_netx_refuses_a_loop_through_several_populations(tmp_path):
             get("lava-fixed").artifact(nrf_nir.lower(CASES["a-b-delay1"], "lava-fixed").backend,
                                        tmp_path / "out")
         assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# a neuron's own loop: across its populations of different time constants, or through a Delay
+# ---------------------------------------------------------------------------------------------
+
+TAUS = np.array([0.01, 0.02, 0.01, 0.03, 0.02, 0.01])   # "a": 3 populations (3, 2, 1 neurons)
+
+
+def own_loops(delay: list[int] | None = (1, 2, 3, 0, 4), cut: str = "") -> nir.NIRGraph:
+    """input -> w0 -> a -> w1 -> b -> output: ``a`` (per-neuron time constants ``TAUS``) has
+    its own loop ``a -> wa -> a`` joining its populations; ``b`` its own loop through
+    ``Delay(delay steps)`` per source element, ``b -> d -> wb -> b`` (None: no Delay).
+    ``cut``: "a" or "b" leaves that loop out."""
+    rng = np.random.default_rng(3)
+    a = nir.LIF(tau=TAUS, r=np.ones(6), v_leak=np.zeros(6), v_threshold=np.ones(6),
+                v_reset=np.zeros(6))
+    nodes: dict[str, nir.NIRNode] = {
+        "input": nir.Input(input_type=np.array([5])), "w0": linear(rng, 6, 5, 20), "a": a,
+        "wa": linear(rng, 6, 6, 30), "w1": linear(rng, 5, 6, 25), "b": lif(5),
+        "wb": linear(rng, 5, 5, 30), "output": nir.Output(None)}
+    edges = [("input", "w0"), ("w0", "a"), ("a", "w1"), ("w1", "b"), ("b", "output")]
+    if cut:
+        del nodes[f"w{cut}"]
+    if cut != "a":
+        edges += [("a", "wa"), ("wa", "a")]
+    if cut != "b" and delay is None:
+        edges += [("b", "wb"), ("wb", "b")]
+    elif cut != "b":
+        nodes["d"] = nir.Delay(delay=np.asarray(delay, dtype=np.float64) * DT)
+        edges += [("b", "d"), ("d", "wb"), ("wb", "b")]
+    return graph(nodes, edges)
+
+
+def test_own_loops_map_as_connections_between_populations_and_to_itself():
+    """``a``'s loop: its blocks between populations are synapses of delay 0 from the other
+    populations (back edge 1), the blocks within a population its recurrent Dense; ``b``'s
+    loop through a Delay: a synapse from ``b`` to itself with the Delay's steps per source
+    element (column) as DelayDense delays (back edge 1 + Delay: the reference's latency)."""
+    report = nrf_nir.check(own_loops(), "loihi")
+    assert report == [], report
+    passes = report.analysis.passes
+    assert any("the own loop of 'a' joins its populations" in p for p in passes), passes
+    assert any("the own loop of 'b' through Delay 'd'" in p for p in passes), passes
+    plan = nrf_nir.lower(own_loops(), "loihi").backend.plan
+    idx = plan.index
+    a_parts = [idx["a/0"], idx["a/1"], idx["a/2"]]
+    for k in a_parts:
+        layer = plan.layers[k]
+        assert layer.w_rec is not None
+        back = [s for s in layer.inputs if s.source in a_parts]
+        assert {s.source for s in back} == set(a_parts) - {k}
+        assert all(s.back == 1 and s.delay == 0 and s.node_delay == 0 for s in back)
+    b = plan.layers[idx["b"]]
+    assert b.w_rec is None
+    (own,) = [s for s in b.inputs if s.source == idx["b"]]
+    assert own.back == 1
+    np.testing.assert_array_equal(own.delay, np.tile([1, 2, 3, 0, 4], (5, 1)))
+    np.testing.assert_array_equal(own.node_delay, own.delay)
+
+
+def test_loihi_steps_own_loops_like_the_reference():
+    """Without Lava: the emulator follows the reference on both loops (fixed point: nearly
+    every spike entry equal) and each loop matters (cut, its population spikes differently;
+    a uniform Delay of 2 instead of the per-element one changes ``b``)."""
+    x = spikes((T, B, 5), seed=4)
+    ref = nrf_nir.run(own_loops(), x, target="reference", dtype="float64", record=("a", "b"))
+    emu = nrf_nir.lower(own_loops(), "loihi").run(x, record=("a", "b"))
+    for key in ("a", "b"):
+        assert float((emu[key] == ref[key]).float().mean()) > 0.9, key
+        assert float(ref[key].sum()) > 0
+    for cut in ("a", "b"):
+        other = nrf_nir.lower(own_loops(cut=cut), "loihi").run(x, record=(cut,))
+        assert not torch.equal(other[cut], emu[cut]), cut
+    uniform = nrf_nir.lower(own_loops([2] * 5), "loihi").run(x, record=("b",))
+    assert not torch.equal(uniform["b"], emu["b"])
+
+
+@needs_lava
+def test_own_loops_on_the_three_lava_targets():
+    g = own_loops()
+    x = spikes((T, B, 5), seed=4)
+    helpers.on_the_three_lava_targets(g, x, ("a", "b"))
+
+
+def test_own_loop_refusals():
+    """Still refused: a bias on an own loop through a Delay (the reference's delay line starts
+    with zeros, a Lava constant input at the first step), and the netx artifact of a delayed
+    own loop (netx's dense_rec has no delays: one line, nothing written)."""
+    from nrf_nir.targets.lava.netx import netx_problems
+
+    g = own_loops()
+    g.nodes["wb"] = nir.Affine(weight=g.nodes["wb"].weight, bias=np.full(5, 0.5))
+    found = {v.node: v.message for v in nrf_nir.check(g, "loihi") if v.field == "delay"}
+    assert "bias of 'wb' in the own loop of 'b'" in found.get("d", ""), found
+    rng = np.random.default_rng(0)
+    delayed = graph({"input": nir.Input(input_type=np.array([3])), "w0": linear(rng, 3, 3, 20),
+                     "a": lif(3), "d": nir.Delay(delay=np.full(3, 2 * DT)),
+                     "wr": linear(rng, 3, 3, 20), "output": nir.Output(None)},
+                    [("input", "w0"), ("w0", "a"), ("a", "d"), ("d", "wr"), ("wr", "a"),
+                     ("a", "output")])
+    fixed = nrf_nir.lower(delayed, "loihi").backend.fixed
+    assert netx_problems(fixed) == [
+        "layer 'a': its own loop through a Delay is a synaptic delay from the layer to itself; "
+        "netx's dense_rec has no delays"]
+    # an own loop joining populations of different time constants: a loop through them
+    split = netx_problems(nrf_nir.lower(own_loops(None), "loihi").backend.fixed)
+    assert len(split) == 1 and split[0].startswith("a loop through several populations (a/0 "), \
+        split

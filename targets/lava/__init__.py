@@ -21,7 +21,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nrf_nir.errors import NIRError
 from nrf_nir.semantics import Semantics
 from nrf_nir.targets import Options, Violation
 from nrf_nir.validate import Checked
@@ -32,7 +31,7 @@ from .common import (
     checked_plan,
     default_dtype,
     input_node,
-    input_payloads,
+    input_values,
     lava_options,
     outputs,
     plan_of,
@@ -71,18 +70,8 @@ class LoihiTarget:
 
     def run(self, lowered: LavaProgram, inputs: Mapping[str, Tensor],
             record: tuple[str, ...]) -> dict[str, Tensor]:
-        name = lowered.plan.input_name
-        if name not in inputs:
-            raise NIRError(f"missing input {name!r}", node=name, field="inputs")
-        x = inputs[name]
-        if x.dim() < 2:
-            raise NIRError("inputs are [T, B, *shape]", node=name, field="inputs")
+        x = input_values(lowered, inputs, integers=True)
         T, B = int(x.shape[0]), int(x.shape[1])
-        x = x.reshape(T, B, -1)
-        if x.shape[2] != lowered.plan.n_in:
-            raise NIRError(f"expected {lowered.plan.n_in} values per sample, got {x.shape[2]}",
-                           node=name, field="inputs")
-        x = input_payloads(lowered, x)
         wanted = set(lowered.plan.record_layers(tuple(record)).values())
         emu: LoihiEmulator = lowered.options["emulator"]
         spikes = emu.run(x, layers=wanted, checked=True,

@@ -74,23 +74,45 @@ class LavaProgram:
         return self.fixed.report()
 
 
+def input_values(prog: LavaProgram, inputs: Mapping[str, Tensor], *,
+                 integers: bool) -> Tensor:
+    """Every Input node's values, each ``[T, B, *shape]`` (the same ``T`` and ``B`` for all),
+    flattened and concatenated in the plan's order (:attr:`Plan.input_slices`):
+    ``[T, B, n_in]``; ``integers``: each Input's fixed-point payloads
+    (:func:`input_payloads`). Refused (NIRError naming the Input, field ``inputs``): a missing
+    input, fewer than two dimensions, a per-sample shape other than the Input's (or its flat
+    size), a ``T`` or ``B`` other than the first Input's."""
+    plan = prog.plan
+    shapes = plan.inputs or {plan.input_name: plan.input_shape}
+    parts: list[Tensor] = []
+    first: tuple[str, int, int] | None = None
+    for name, shape in shapes.items():
+        if name not in inputs:
+            raise NIRError(f"missing input {name!r}", node=name, field="inputs")
+        t = inputs[name].detach()
+        if t.dim() < 2:
+            raise NIRError("inputs are [T, B, *shape]", node=name, field="inputs")
+        T, B = int(t.shape[0]), int(t.shape[1])
+        n = int(np.prod(shape))
+        if tuple(t.shape[2:]) not in (tuple(shape), (n,)):
+            raise NIRError(f"expected [T, B, {', '.join(map(str, shape))}] (or [T, B, {n}]), "
+                           f"got {list(t.shape)}", node=name, field="inputs")
+        if first is None:
+            first = (name, T, B)
+        elif (T, B) != first[1:]:
+            raise NIRError(f"input {name!r} has T = {T}, B = {B}; input {first[0]!r} has "
+                           f"T = {first[1]}, B = {first[2]}: every input needs the same "
+                           "steps and samples", node=name, field="inputs")
+        t = t.reshape(T, B, n)
+        parts.append(input_payloads(prog, t, node=name) if integers else t)
+    return parts[0] if len(parts) == 1 else torch.cat(
+        [p.to(torch.float64) for p in parts], dim=2)
+
+
 def input_array(prog: LavaProgram, inputs: Mapping[str, Tensor], *,
                 integers: bool) -> np.ndarray:
-    """The single input as ``[T, B, n_in]`` float64 numpy; ``integers``: the fixed-point
-    payloads (:func:`input_payloads`)."""
-    name = prog.plan.input_name
-    if name not in inputs:
-        raise NIRError(f"missing input {name!r}", node=name, field="inputs")
-    t = inputs[name].detach()
-    if t.dim() < 2:
-        raise NIRError("inputs are [T, B, *shape]", node=name, field="inputs")
-    t = t.reshape(t.shape[0], t.shape[1], -1)
-    if t.shape[2] != prog.plan.n_in:
-        raise NIRError(f"expected {prog.plan.n_in} values per sample, got {t.shape[2]}",
-                       node=name, field="inputs")
-    if integers:
-        t = input_payloads(prog, t)
-    return t.to("cpu", torch.float64).numpy()
+    """The inputs as one ``[T, B, n_in]`` float64 numpy array (:func:`input_values`)."""
+    return input_values(prog, inputs, integers=integers).to("cpu", torch.float64).numpy()
 
 
 #: The largest magnitude of an input payload: Lava's Loihi-2 models take graded spikes of
@@ -138,15 +160,16 @@ def lava_options(options: Options, known: tuple[str, ...], target: str,
     return extra
 
 
-def input_payloads(prog: LavaProgram, x: Tensor) -> Tensor:
-    """The integer payloads a fixed-point target sends for the input ``x`` (any shape, on its
-    device): ``round(x * input_scale)`` in float64, half to even (``torch.round``), with the
-    option ``input_scale``; ``x`` itself (which must then be integers) without it. Both
-    fixed-point targets call this, so their payloads are the same. Refused (NIRError on the
-    Input, field ``inputs``, or ``input_scale`` when the scale makes it too large): non-finite
-    values, non-integers without ``input_scale``, payloads beyond :data:`PAYLOAD_MAX` (checked
-    on the extremes of ``x`` before the scaled array is made)."""
-    name = prog.plan.input_name
+def input_payloads(prog: LavaProgram, x: Tensor, node: str | None = None) -> Tensor:
+    """The integer payloads a fixed-point target sends for the input ``x`` of the Input
+    ``node`` (default: the first; any shape, on its device): ``round(x * input_scale)`` in
+    float64, half to even (``torch.round``), with the option ``input_scale`` (the same for
+    every Input); ``x`` itself (which must then be integers) without it. Both fixed-point
+    targets call this, so their payloads are the same. Refused (NIRError on the Input, field
+    ``inputs``, or ``input_scale`` when the scale makes it too large): non-finite values,
+    non-integers without ``input_scale``, payloads beyond :data:`PAYLOAD_MAX` (checked on the
+    extremes of ``x`` before the scaled array is made)."""
+    name = prog.plan.input_name if node is None else node
     scale: float | None = prog.options.get("input_scale")
     if x.numel() == 0:
         return x.to(torch.float64)

@@ -23,8 +23,9 @@ A ``conv`` synapse (Lava's ``PyConvModelFixed``) is a PyTorch convolution of the
 inputs with the integer kernel (a kernel constant on stride-sized blocks as that sum pool, then
 the block kernel: ``_Conv``): in float32 on CPU, cast to int32 without rounding, when the
 kernel's bound on the sums is below 2**24 (PyTorch's CPU convolution is direct or im2col +
-GEMM: every partial sum an exact integer), else in float64 (below 2**52; on CUDA always, where cuDNN may pick Winograd or
-FFT algorithms whose rounding stays far below 0.5), then Lava's 24-bit signed wrap of its
+GEMM: every partial sum an exact integer), else in float64 (below 2**52; on CUDA always,
+where cuDNN may pick Winograd or FFT algorithms whose rounding stays far below 0.5), then
+Lava's 24-bit signed wrap of its
 output (``signed_clamp``), skipped where the kernel's bound proves it a no-op.
 
 Execution is layer by layer: a layer's feed-forward input for all ``T`` steps is one matrix
@@ -33,7 +34,8 @@ inside the step loop. A graph ``Delay`` on a synapse (``plan.node_delays``: step
 splits it into one part per delay ``d``, which multiplies the source ``d`` steps earlier (zeros
 before the first step): Lava's ``DelayDense`` sums the same integer products into the same
 step. Lava's alignment delays are left out (they undo its latency). The populations of a loop
-through several populations (``plan.layer_groups``) step together, one step at a time: each
+through several populations (``plan.layer_groups``; also one population with a synapse from
+itself: its own loop through a ``Delay``) step together, one step at a time: each
 member adds the products of the members' outputs ``node_delay + back`` steps earlier (the
 connection back in the loop at least one step) to its inputs from outside the loop, summed
 (``_input_sum``) and stepped (``_neuron``) as on the one-layer path.
@@ -363,7 +365,10 @@ class LoihiEmulator:
             bar = tqdm(total=T * len(need), unit="step", desc=f"loihi ({len(need)} layers)",
                        leave=False)
         for group in layer_groups(fixed.layers, need):
-            if len(group) > 1:  # a loop through several populations: stepped together
+            if len(group) > 1 or any(syn.source == group[0]
+                                     for syn in fixed.layers[group[0]].inputs):
+                # a loop through several populations, or a population's own loop through a
+                # Delay (a synapse from itself): stepped together
                 self._run_loop(group, xin, x_max, out, record_state, bar)
                 continue
             k = group[0]
@@ -484,12 +489,18 @@ class LoihiEmulator:
         if state is None:
             u = torch.zeros(B, n, dtype=torch.int64, device=dev)
             v = torch.zeros(B, n, dtype=torch.int64, device=dev)
+            if fl.v_start is not None:  # Lava's initial v after its idle (latency) decays
+                v += torch.as_tensor(fl.v_start, dtype=torch.int64, device=dev)
             z_prev = torch.zeros(B, n, dtype=torch.int8, device=dev)
         else:
             u, v, z_prev = state
         keep_u = 4096 - (fl.du + 1)
         keep_v = 4096 - fl.dv
         vth = fl.vth << 6
+        # the neuron bias on v (the leak of a population whose u filters): 64 * bias_mant
+        v_bias = None if fl.v_bias is None or not np.any(fl.v_bias) else \
+            torch.as_tensor(64 * fl.v_bias, dtype=torch.int64, device=dev)
+        b_v = 0.0 if v_bias is None else float(v_bias.abs().max())
         # Bounds that make Lava's overflow handling a no-op (then it is skipped; exact):
         # int32 wraps when |a << 6| + |decayed u| < 2**31; the 24-bit wrap of u when
         # |u| <= 64 * a_bound * 4096 / (du + 1) < M; the clip of v when |v| <= u_max * 4096 / dv
@@ -497,7 +508,7 @@ class LoihiEmulator:
         safe32 = a_bound * 64 + 2 * _M < _2_31
         u_max = 64 * a_bound * 4096 / (4096 - keep_u)
         wrap24 = not (safe32 and u_max < _M)
-        clip = wrap24 or fl.dv == 0 or u_max * 4096 / fl.dv > _M - 1
+        clip = wrap24 or fl.dv == 0 or (u_max + b_v) * 4096 / fl.dv > _M - 1
         full_u = keep_u == 0
         act_all = a * 64 if (safe32 and rec is None) else None
         z = torch.empty(B, n, dtype=torch.bool, device=dev)
@@ -526,6 +537,8 @@ class LoihiEmulator:
                 v = v + u
             else:
                 v = torch.div(v * keep_v, 4096, rounding_mode="trunc").add_(u)
+            if v_bias is not None:
+                v.add_(v_bias)
             if clip:
                 v.clamp_(-(_M - 1), _M - 1)
             torch.gt(v, vth, out=z)

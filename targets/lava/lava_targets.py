@@ -30,14 +30,16 @@ from .plan import FIXED_NAME, FLOAT_NAME, FixedPlan, Plan, quantize
 def float_spec(plan: Plan) -> runner.NetSpec:
     return runner.NetSpec("floating_pt", plan.n_in, [
         runner.LayerSpec(n=ly.n, inputs=ly.inputs, depth=ly.depth, w_rec=ly.w_rec,
-                         bias=ly.beta, du=ly.du, dv=ly.dv, vth=ly.vth, readout=ly.readout)
+                         bias=ly.beta, du=ly.du, dv=ly.dv, vth=ly.vth, readout=ly.readout,
+                         v_init=ly.v_init)
         for ly in plan.layers])
 
 
 def fixed_spec(fixed: FixedPlan) -> runner.NetSpec:
     return runner.NetSpec("fixed_pt", fixed.plan.n_in, [
         runner.LayerSpec(n=fl.n, inputs=fl.inputs, depth=fl.depth, w_rec=fl.w_rec,
-                         bias=fl.bias, du=fl.du, dv=fl.dv, vth=fl.vth, readout=fl.readout)
+                         bias=fl.bias, du=fl.du, dv=fl.dv, vth=fl.vth, readout=fl.readout,
+                         v_init=fl.v_init)
         for fl in fixed.layers])
 
 

@@ -54,11 +54,13 @@ the same delays), and after a layer with a positive neuron bias (spikes it cause
 layer's reset would arrive after the delayed layer's reset: measured, with biases above the
 threshold).
 
-Not representable (``write_artifact`` refuses, naming the layer): a loop through several
-populations (netx's only loop is a layer's own ``dense_rec``), a layer with several inputs
-or not fed by the previous one (also a node split into populations of one time constant each),
-outputs other than the last layer, a read-out before the last layer, a CubaLIF/CubaLI
-constant input whose always-on neuron would sit in a convolution layer.
+Not representable (``write_artifact`` refuses, naming the layer): several Input nodes (netx has
+one input layer), a loop through several populations (netx's only loop is a layer's own
+``dense_rec``), a layer with several inputs or not fed by the previous one (also a node split
+into populations of one time constant each), outputs other than the last layer, a read-out
+before the last layer, a CubaLIF/CubaLI constant input whose always-on neuron would sit in a
+convolution layer, a membrane that starts away from ``v_reset`` (netx's neuron has no initial
+state).
 """
 
 from __future__ import annotations
@@ -91,8 +93,17 @@ NETX_FILE = "network.net"
 
 
 def netx_problems(fixed: FixedPlan) -> list[str]:
-    """Why ``fixed`` cannot be written as a netx network (empty: it can). A loop through
-    several populations is the one reason given when there is one."""
+    """Why ``fixed`` cannot be written as a netx network (empty: it can). Several Input nodes,
+    a delayed own loop, or a loop through several populations is the one reason given when
+    there is one."""
+    if len(fixed.plan.inputs) > 1:
+        return [f"{len(fixed.plan.inputs)} Input nodes ({', '.join(fixed.plan.inputs)}): a netx "
+                "network has one input layer"]
+    for fl in fixed.layers:
+        own = [s for s in fl.inputs if s.source == fixed.plan.index[fl.name]]
+        if own:
+            return [f"layer {fl.name!r}: its own loop through a Delay is a synaptic delay "
+                    "from the layer to itself; netx's dense_rec has no delays"]
     loops = [g for g in layer_groups(fixed.layers, set(range(len(fixed.layers)))) if len(g) > 1]
     if loops:
         names = [fixed.layers[k].name for k in loops[0]]
@@ -129,6 +140,10 @@ def netx_problems(fixed: FixedPlan) -> list[str]:
                             "to the next netx layer")
         if np.any(np.abs(fl.bias) > BIAS_MAX):
             problems.append(f"layer {fl.name!r}: bias beyond 13 bits")
+        if fl.v_init is not None and np.any(fl.v_init):
+            problems.append(f"layer {fl.name!r}: the membrane starts away from v_reset; netx's "
+                            "neuron has no initial state (and its reset zeroes v at the first "
+                            "real step)")
         if not np.any(fl.w_ff):
             problems.append(f"layer {fl.name!r}: all-zero weights (netx cannot encode them)")
         problems.extend(_delay_problems(fixed, k))

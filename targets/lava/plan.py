@@ -30,7 +30,9 @@ read outputs from step ``depth + 1`` on. Nothing may happen before a neuron's fi
 states start at 0 and the constant input ``beta`` comes through a Dense from a source whose
 channel for depth ``k`` is zero before Lava step ``k`` (so it arrives exactly at step ``k + 1``).
 A neuron's own recurrent ``Linear``/``Affine`` loop is one Dense hop: it delivers ``z[t-1]``,
-the reference's back-edge value. Depths are taken over the feed-forward paths; a connection
+the reference's back-edge value (through a ``Delay``: a ``DelayDense`` from the population to
+itself; in a node split by time constant its blocks between populations are connections back
+of delay 0). Depths are taken over the feed-forward paths; a connection
 that crosses a back edge of a loop through several neurons, from ``S`` into ``P``, gets the
 delay ``depth(P) - depth(S) - 1 + backs + Delay steps`` (``Synapse.back``), refused where
 negative (the reference closes that loop in fewer steps than Lava's one per Dense hop).
@@ -39,7 +41,9 @@ Graph passes (listed in ``Plan.passes``): chains of Linear/Affine/Scale fold int
 bias (float64 products); biases become the population's constant input; a neuron with several
 feed-forward sources gets one synapse (Dense) per source, a less deep source delayed
 (``DelayDense``) to arrive with the deepest. LI, CubaLI and I read-outs are populations that
-never fire; their voltage is the output. Conv1d/Conv2d become ``conv`` synapses (Lava's
+never fire; their voltage is the output. A ``Threshold`` (no state) is a population with
+``du = dv = 1`` (fixed point: 4095, exact by :func:`quantize`'s odd threshold and even inputs).
+Conv1d/Conv2d become ``conv`` synapses (Lava's
 ``Conv``; a Conv1d is a 2-D convolution of height 1), a pool before a convolution folds into it
 where the composition is exact, a pool alone is a depthwise convolution, and any other path
 through convolutions or pools is one dense matrix within :data:`~.conv.DENSE_CAP` weights
@@ -82,7 +86,7 @@ FLOAT_NAME = "lava-float"
 FIXED_NAME = "lava-fixed"
 LOIHI_NAME = "loihi"
 
-SPIKING = (nir.LIF, nir.CubaLIF, nir.IF)
+SPIKING = (nir.LIF, nir.CubaLIF, nir.IF, nir.Threshold)   # Threshold: lava-float only
 READOUTS = (nir.LI, nir.CubaLI, nir.I)    # non-spiking: their voltage is read
 NEURONS = SPIKING + READOUTS
 WEIGHTS = (nir.Affine, nir.Linear, nir.Scale)
@@ -113,7 +117,7 @@ class Synapse:
     ``weight`` is the kernel ``[C_out, C_in/groups, kh, kw]`` (PyTorch's cross-correlation,
     gain folded in per output channel) and ``geometry`` its convolution (source values
     ``geometry.in_shape``, the population ``geometry.out_shape``, C order). source: layer
-    index (-1: the graph input);
+    index (-1: the graph input, all Input nodes as one flat vector: :attr:`Plan.input_slices`);
     delay: Lava steps added to the one-step Dense hop (a ``DelayDense``): the latency
     alignment (a source less deep than the population's deepest arrives in the same step)
     plus ``node_delay``; an int, or per synapse an int64 array of the weight's shape
@@ -178,6 +182,23 @@ class Layer(_Chain):
     v_offset: np.ndarray | None = None
     node: str = ""                    # the graph node (several layers: its split populations)
     part: np.ndarray | None = None    # this population's flat indices in the node (None: all)
+    #: the membrane at the first real step, ``(v0 - v_reset) * sigma`` per neuron (float-Lava
+    #: units; None: 0, Lava's own start)
+    v_start: np.ndarray | None = None
+    #: a constant on ``v`` per step, Lava's neuron bias (float-Lava units per neuron; None: 0):
+    #: the leak ``c_mem * (v_leak - v_reset) * sigma`` of a population whose ``u`` filters
+    #: (CubaLIF; a LIF behind an LI synapse). It acts in the idle steps too (:attr:`v_init`)
+    v_bias: np.ndarray | None = None
+
+    @property
+    def v_init(self) -> np.ndarray | None:
+        """Lava's initial ``v`` (float units, per neuron; None: 0): the ``depth`` idle steps
+        before the first real step (decay and ``v_bias``) bring it to ``v_start`` (None: 0)
+        (:func:`float_v_init`)."""
+        if self.v_start is None and self.v_bias is None:
+            return None
+        start = np.zeros(self.n) if self.v_start is None else self.v_start
+        return float_v_init(start, self.dv, self.depth, self.v_bias)
 
     @property
     def vth(self) -> float:
@@ -191,7 +212,13 @@ class Layer(_Chain):
 @dataclass
 class Plan:
     """A graph the Lava targets can run: input, layers (parents before children), outputs, and
-    the graph passes applied (``passes``: one sentence each, for the reports)."""
+    the graph passes applied (``passes``: one sentence each, for the reports).
+
+    The input is one flat vector of ``n_in`` values per sample and step: the Input nodes
+    (``inputs``: name -> per-sample shape, in the graph's order), each flattened (C order),
+    concatenated (:attr:`input_slices`); every synapse from an Input (``source`` -1) reads the
+    whole vector, its weights zero outside its Input's slice. ``input_name`` and
+    ``input_shape``: the first Input (the only one of a graph with one)."""
 
     input_name: str
     input_shape: Shape
@@ -202,6 +229,12 @@ class Plan:
     dt: float
     passes: list[str] = field(default_factory=list)
     node_shapes: dict[str, Shape] = field(default_factory=dict)   # neuron node -> its shape
+    inputs: dict[str, Shape] = field(default_factory=dict)        # Input node -> its shape
+
+    @property
+    def input_slices(self) -> dict[str, slice]:
+        """Input node -> its values in the flat input vector (``[n_in]``)."""
+        return input_slices(self.inputs or {self.input_name: self.input_shape})
 
     @property
     def index(self) -> dict[str, int]:
@@ -237,6 +270,18 @@ class Plan:
     def record_layers(self, record: tuple[str, ...]) -> dict[str, int]:
         """Layer name -> index of every layer read for the outputs and ``record``."""
         return {self.layers[k].name: k for ks in self.read(record).values() for k in ks}
+
+
+def input_slices(shapes: dict[str, Shape]) -> dict[str, slice]:
+    """Input node -> its values in the flat input vector: the Inputs' per-sample ``shapes``
+    flattened (C order) and concatenated in the given order."""
+    got: dict[str, slice] = {}
+    start = 0
+    for name, shape in shapes.items():
+        size = int(np.prod(shape))
+        got[name] = slice(start, start + size)
+        start += size
+    return got
 
 
 def needed_layers(layers: list[Any], wanted: set[int]) -> set[int]:
@@ -293,6 +338,87 @@ def _block_delay(steps: int | np.ndarray, block: np.ndarray, part: np.ndarray | 
     if bool(np.all(d[live] == low)):
         return low
     return np.where(live, d, low).astype(np.int64)
+
+
+def float_v_init(start: np.ndarray, dv: float, k: int,
+                 bias: np.ndarray | None = None) -> np.ndarray:
+    """The initial ``v`` (float64, per neuron) that Lava's float LIF, idle for ``k`` steps
+    (``v = v * (1 - dv) + 0 + bias``: no input; ``bias`` per neuron, None: 0), brings to
+    ``start``: the idle map inverted ``k`` times, ``(x - bias) / (1 - dv)``, then moved by a few
+    ulps to the value whose k rounded steps land closest (exactly on ``start`` where one does;
+    a step into a smaller binade can skip it: then within an ulp). ``dv = 1`` forgets the
+    start in one step: ``start``."""
+    start = np.asarray(start, dtype=np.float64)
+    b = np.zeros_like(start) if bias is None else np.broadcast_to(
+        np.asarray(bias, dtype=np.float64), start.shape)
+    keep = 1.0 - dv
+    if k == 0 or keep == 0.0 or (keep == 1.0 and not np.any(b)):
+        return start.copy()
+
+    def idle(x: np.ndarray) -> np.ndarray:
+        for _ in range(k):
+            x = x * keep + 0.0 + b
+        return x
+
+    x = start
+    for _ in range(k):
+        x = (x - b) / keep
+    best, best_err = x, np.abs(idle(x) - start)
+    for _ in range(8):
+        got = idle(x)
+        if not np.any(got != start):
+            break
+        x = np.where(got != start, np.nextafter(x, np.where(got < start, np.inf, -np.inf)), x)
+        err = np.abs(idle(x) - start)
+        better = err < best_err
+        best, best_err = np.where(better, x, best), np.where(better, err, best_err)
+    return best
+
+
+def float_idle_v(v: np.ndarray, dv: float, k: int, bias: np.ndarray | None = None
+                 ) -> list[np.ndarray]:
+    """The ``k`` values of ``v`` (float64, per neuron) after each idle step of Lava's float LIF
+    (``v = v * (1 - dv) + 0 + bias``; no input), first to last."""
+    got = []
+    x = np.asarray(v, dtype=np.float64)
+    for _ in range(k):
+        x = x * (1.0 - dv) + 0.0 + (0.0 if bias is None else bias)
+        got.append(x)
+    return got
+
+
+def lava_decay_v(v: np.ndarray, dv: int, k: int, bias: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """``k`` idle steps of Lava's fixed-point LIF on ``v`` (int64, per neuron): ``v =
+    clip(sign(v) * (|v| * (4096 - dv) >> 12) + 64 * bias, -(2**23 - 1), 2**23 - 1)``
+    (``PyLifModelBitAcc``; no input; ``bias``: the neuron bias ``bias_mant`` per neuron at
+    ``bias_exp = 6``, a-units, None: 0). Monotone non-decreasing in ``v``."""
+    v = np.asarray(v, dtype=np.int64)
+    for _ in range(k):
+        v = np.sign(v) * ((np.abs(v) * (4096 - dv)) >> 12)
+        if bias is not None:
+            v = np.clip(v + 64 * np.asarray(bias, dtype=np.int64), -(UV_MAX - 1), UV_MAX - 1)
+    return v
+
+
+def fixed_v_init(start: np.ndarray, dv: int, k: int,
+                 bias: np.ndarray | None = None) -> np.ndarray:
+    """The integer initial ``v`` in Lava's state range ``|v| <= 2**23 - 1`` whose ``k`` idle
+    steps (:func:`lava_decay_v` with the neuron ``bias``, monotone in ``v``) come closest to
+    ``start`` (int64, per neuron; a tie goes to the larger): a bisection for the smallest ``v``
+    reaching ``start``, then that or the one below."""
+    target = np.asarray(start, dtype=np.int64)
+    top = UV_MAX - 1
+    lo = np.full(target.shape, -top, dtype=np.int64)
+    hi = np.full(target.shape, top, dtype=np.int64)
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        up = lava_decay_v(mid, dv, k, bias) >= target
+        hi, lo = np.where(up, mid, hi), np.where(up, lo, mid + 1)
+    below = np.maximum(lo - 1, -top)
+    take_below = (np.abs(lava_decay_v(below, dv, k, bias) - target)
+                  < np.abs(lava_decay_v(lo, dv, k, bias) - target))
+    return np.where(take_below, below, lo)
 
 
 def _flat(arr: np.ndarray, shape: Shape) -> np.ndarray:
@@ -488,14 +614,12 @@ class _Analysis:
 
     def run(self) -> Plan | None:
         flat = self.flat
-        if len(flat.inputs) != 1:
-            self.add(None, "inputs", f"the Lava targets run graphs with one Input node; this one "
-                     f"has {len(flat.inputs)}")
         for name, node in flat.nodes.items():
             if isinstance(node, NEURONS + LINEAR + PASS + (nir.Delay,)):
                 continue
             self.add(name, "type", f"{type(node).__name__} has no Lava mapping here (supported: "
-                     "LIF, CubaLIF, IF; LI, CubaLI, I as read-outs; Affine, Linear, Scale, "
+                     "LIF, CubaLIF, IF, Threshold (lava-float); LI, CubaLI, I as read-outs; "
+                     "Affine, Linear, Scale, "
                      "Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten, Identity; Delay as "
                      "synaptic delay)")
         for name, node in flat.nodes.items():
@@ -518,7 +642,6 @@ class _Analysis:
                                  "only be read out (feed an Output)")
         if self.out:
             return None
-        inp = flat.inputs[0]
         paths: dict[str, tuple[list[_Path], list[_Path]]] = {}
         for name, node in flat.nodes.items():
             if isinstance(node, NEURONS) and name not in self.li_synapses:
@@ -527,7 +650,7 @@ class _Analysis:
                     paths[name] = got
         if self.out:
             return None
-        depth = self._depths(paths, inp)
+        depth = self._depths(paths, set(flat.inputs))
         if self.out:
             return None
         ordered = sorted(paths, key=lambda n: (depth[n], list(flat.nodes).index(n)))
@@ -555,12 +678,73 @@ class _Analysis:
             outputs[name] = [k for k, _ in layout[fed_by]]
         if self.out:
             return None
-        in_shape = self.c.out_shapes[inp]
-        return Plan(input_name=inp, input_shape=in_shape, n_in=int(np.prod(in_shape)),
+        in_shapes = {name: self.c.out_shapes[name] for name in flat.inputs}
+        slices = self._embed_inputs(plan_layers, in_shapes)
+        if self.out:
+            return None
+        inp = flat.inputs[0]
+        return Plan(input_name=inp, input_shape=in_shapes[inp],
+                    n_in=max(s.stop for s in slices.values()), inputs=in_shapes,
                     layers=plan_layers, outputs=outputs,
                     out_shapes={n: self.c.out_shapes[n] for n in flat.outputs},
                     dt=self.sem.require_dt(), passes=self.passes,
                     node_shapes={n: self.c.out_shapes[n] for n in layout})
+
+    def _embed_inputs(self, layers: list[Layer], in_shapes: dict[str, Shape]
+                      ) -> dict[str, slice]:
+        """Point every synapse from an Input (planned with source ``-1 - j`` for the ``j``-th
+        Input) at the one flat input vector (source -1): with several Inputs its weights,
+        delays and node delays get zero columns outside the Input's slice, and a convolution
+        from an Input becomes a dense matrix (a Lava ``Conv`` reads its whole source) within
+        :data:`~.conv.DENSE_CAP` weights. Returns each Input's slice of the vector."""
+        names = list(in_shapes)
+        slices = input_slices(in_shapes)
+        n_in = slices[names[-1]].stop
+        several = len(names) > 1
+        if several:
+            self.passes.append("the Input nodes " + ", ".join(
+                f"{name!r} (values {s.start}-{s.stop - 1})" for name, s in slices.items())
+                + f" as one Lava source of {n_in} values: each synapse from an Input reads "
+                "the whole vector, with zero weights outside its Input's values")
+        for layer in layers:
+            for k, syn in enumerate(layer.inputs):
+                if syn.source >= 0:
+                    continue
+                cols = slices[names[-1 - syn.source]]
+                if not several:
+                    layer.inputs[k] = replace(syn, source=-1)
+                    continue
+                weight = syn.weight
+                if syn.kind == "conv":
+                    assert syn.geometry is not None
+                    if layer.n * (cols.stop - cols.start) > DENSE_CAP:
+                        self.add(layer.node or layer.name, "weight", f"the convolution from "
+                                 f"Input {names[-1 - syn.source]!r}: with several Inputs it is "
+                                 f"a dense matrix of {layer.n}x{cols.stop - cols.start} weights "
+                                 f"(at most {DENSE_CAP})")
+                        continue
+                    weight = _dense_of([_Op(layer.name, cols.stop - cols.start, layer.n,
+                                            conv=(syn.weight, syn.geometry))])
+                    self.passes.append(f"lower the convolution from Input "
+                                       f"{names[-1 - syn.source]!r} into {layer.name!r} as one "
+                                       f"dense matrix ({layer.n}x{cols.stop - cols.start}): the "
+                                       "Inputs are one flat Lava source")
+
+                def widen(a: np.ndarray, cols: slice = cols) -> np.ndarray:
+                    out = np.zeros((a.shape[0], n_in), dtype=a.dtype)
+                    out[:, cols] = a
+                    return out
+
+                def widen_delay(d: int | np.ndarray, shape: tuple[int, ...] = weight.shape
+                                ) -> int | np.ndarray:
+                    if isinstance(d, np.ndarray):
+                        return widen(np.broadcast_to(d, shape))
+                    return d
+
+                layer.inputs[k] = replace(syn, source=-1, kind="dense", weight=widen(weight),
+                                          geometry=None, delay=widen_delay(syn.delay),
+                                          node_delay=widen_delay(syn.node_delay))
+        return slices
 
     # ---------------------------------------------------------------------------------------
     def _check_weight(self, name: str) -> None:
@@ -633,14 +817,14 @@ class _Analysis:
         (float64 products: ``W2 (W1 y + b1) + b2 = (W2 W1) y + (W2 b1 + b2)``), or into one
         convolution ``x = K * y + b`` (:meth:`_fold_conv`); ``Delay`` nodes on the way become
         the path's synaptic delay (:meth:`_path_delay`)."""
-        flat, inp = self.flat, self.flat.inputs[0]
+        flat = self.flat
         ops: list[_Op] = []
         found: list[tuple[int, str]] = []   # (linear maps downstream of it, Delay node)
         name = pred
         while True:
             name = self.resolve(name)
             node = flat.nodes[name]
-            if isinstance(node, NEURONS) or name == inp:
+            if isinstance(node, NEURONS) or name in flat.inputs:
                 break
             if isinstance(node, nir.Delay) and name not in (d for _, d in found):
                 found.append((len(ops), name))
@@ -936,10 +1120,12 @@ class _Analysis:
                 if path.matrix is None and path.conv is None:
                     self.add(name, "edges", "a neuron fed by its own spikes without a weight")
                     return None
-                if path.delay_nodes:
-                    self.add(path.delay_nodes[0], "delay", f"a Delay in the own loop of {name!r}: "
-                             "not mapped (the loop is one recurrent Dense, whose one step "
-                             "of latency is the reference's back edge)")
+                if path.delay_nodes and path.biased:
+                    self.add(path.delay_nodes[0], "delay", f"the bias of "
+                             f"{', '.join(repr(b) for b in path.biased)} in the own loop of "
+                             f"{name!r} through this Delay: the reference's back edge and delay "
+                             "line start with zeros (no constant at the first steps), a Lava "
+                             "population's constant input starts at its first step")
                     return None
                 rec.append(path)
             else:
@@ -966,8 +1152,9 @@ class _Analysis:
         return ff, rec
 
     def _depths(self, paths: dict[str, tuple[list[_Path], list[_Path]]],
-                inp: str) -> dict[str, int]:
-        """Dense hops from the input per neuron (1 + its deepest source's) over the
+                inputs: set[str]) -> dict[str, int]:
+        """Dense hops from the input per neuron (1 + its deepest source's; every Input node
+        is at depth 0) over the
         feed-forward paths (those without a back edge); a source less deep gets a delay
         (``self.delays``) so that it arrives in the same step as the deepest (the reference
         adds all feed-forward inputs in the same step). The paths that cross a back edge (a
@@ -983,7 +1170,7 @@ class _Analysis:
                          "Dense latency matches the reference only for a neuron's own loop")
                 depth[name] = 1
                 return 1
-            got = {p.source: (0 if p.source == inp else visit(p.source, (*stack, name)))
+            got = {p.source: (0 if p.source in inputs else visit(p.source, (*stack, name)))
                    for p in paths[name][0] if not p.backs}
             if not got:
                 self.add(name, "edges", "no input from the Input or another neuron other than "
@@ -1004,11 +1191,11 @@ class _Analysis:
         for name in paths:
             visit(name, ())
         if not self.out:
-            self._loops(paths, depth, inp)
+            self._loops(paths, depth, inputs)
         return depth
 
     def _loops(self, paths: dict[str, tuple[list[_Path], list[_Path]]], depth: dict[str, int],
-               inp: str) -> None:
+               inputs: set[str]) -> None:
         """Time the paths that cross a back edge between two neurons (a loop through several
         neurons). In the reference the path from ``S`` into ``P`` carries ``S``'s output
         ``backs + d`` steps earlier (``backs``: its back edges, one step each; ``d``: its
@@ -1022,11 +1209,11 @@ class _Analysis:
         ff: dict[str, list[tuple[str, _Path]]] = {}   # source neuron -> (neuron, path)
         for name, (ins, _) in paths.items():
             for p in ins:
-                if not p.backs and p.source != inp:
+                if not p.backs and p.source not in inputs:
                     ff.setdefault(p.source, []).append((name, p))
         for name, (ins, _) in paths.items():
             for p in ins:
-                if not p.backs or p.source == inp:
+                if not p.backs or p.source in inputs:
                     continue
                 src = p.source
                 if p.biased:
@@ -1101,7 +1288,8 @@ class _Analysis:
 
     def _decays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Per neuron of ``name``: ``(c_mem, c_syn)``, the voltage and current decays (IF, I:
-        0 and 1; LIF, LI: c and 1, u keeping one step's input)."""
+        0 and 1; LIF, LI: c and 1, u keeping one step's input; Threshold: 1 and 1, no
+        state)."""
         node, params = self.flat.nodes[name], self.c.params[name]
         shape = self.c.in_shapes[name]
         n = int(np.prod(shape))
@@ -1111,6 +1299,8 @@ class _Analysis:
         if isinstance(node, nir.CubaLIF | nir.CubaLI):
             return (_coefficient(_flat(params["tau_mem"], shape), dt, self.sem),
                     _coefficient(_flat(params["tau_syn"], shape), dt, self.sem))
+        if isinstance(node, nir.Threshold):
+            return np.ones(n), np.ones(n)
         return np.zeros(n), np.ones(n)
 
     def _partition(self, name: str) -> list[np.ndarray | None]:
@@ -1139,7 +1329,7 @@ class _Analysis:
         one per distinct decay, each with its synapses from every population of its sources
         (a convolution: from whole channels to whole channels, else a dense block)."""
         c, sem = self.c, self.sem
-        inp = self.flat.inputs[0]
+        graph_inputs = self.flat.inputs
         shape = c.in_shapes[name]
         n = int(np.prod(shape))
         params = c.params[name]
@@ -1151,10 +1341,25 @@ class _Analysis:
             return _flat(params[key], shape)
 
         before = len(self.out)
+        start: np.ndarray | None = None    # v0 - v_reset where it is not 0
         if readout:
-            v_reset = (f("v_leak") if sem.initial_state == "leak"
+            # a CubaLI is read in the coordinates v - v_leak (no constant on v: u filters its
+            # input); with initial_state 'zero' it starts at -v_leak there (Layer.v_start)
+            v_reset = (f("v_leak") if (sem.initial_state == "leak"
+                                       or isinstance(node, nir.CubaLI))
                        and not isinstance(node, nir.I) else np.zeros(n))
             theta = np.ones(n)
+            if sem.initial_state != "leak" and np.any(v_reset != 0):
+                start = -v_reset
+                self.passes.append(
+                    f"read {kind} {name!r} as v - v_leak, starting at -v_leak (initial_state "
+                    "'zero'): Lava's initial v is that start divided by the decay of the Lava "
+                    "steps before its first real step (latency; fixed point: the integer whose "
+                    "decays land closest)")
+        elif isinstance(node, nir.Threshold):
+            v_reset = np.zeros(n)
+            theta = f("threshold")
+            self._threshold_node(name, theta)
         else:
             v_reset = f("v_reset")
             theta = f("v_threshold") - v_reset
@@ -1164,27 +1369,30 @@ class _Analysis:
                          "at (v - r) >= theta, never theta itself (docs/targets/lava.md)")
             v0 = (f("v_leak") if sem.initial_state == "leak" and not isinstance(node, nir.IF)
                   else np.zeros(n))
-            if np.any(v0 != v_reset):
+            if np.any(v0 != v_reset):  # Lava's initial v (Layer.v_init), latency compensated
+                start = v0 - v_reset
                 where = ("v_leak (initial_state 'leak')" if sem.initial_state == "leak"
                          and not isinstance(node, nir.IF) else "0")
-                self.add(name, "v_reset", f"{kind}: the membrane starts at {where} but v_reset "
-                         "differs; Lava's neurons start at 0 and reset to 0, so after the shift "
-                         "v' = v - v_reset the start must equal v_reset")
+                self.passes.append(
+                    f"start {name!r} at {where}, not at v_reset: Lava's initial v is v0 - "
+                    "v_reset, divided by the decay of the Lava steps before its first real "
+                    "step (latency; fixed point: the integer whose decays land closest)")
             if np.any(theta <= 0):
                 self.add(name, "v_threshold", f"{kind}: v_threshold must exceed v_reset (Lava's "
                          "threshold is positive)")
-        r = f("r")
+        r = np.ones(n) if isinstance(node, nir.Threshold) else f("r")
         cuba = isinstance(node, nir.CubaLIF | nir.CubaLI)
-        if cuba and np.any(f("v_leak") != v_reset):
-            self.add(name, "v_leak", f"{kind} with v_leak != its start value: the leak term is a "
-                     "constant input to v that Lava can only give as a neuron bias, which would "
-                     "act before the neuron's first step (Dense latency); use v_leak == v_reset "
-                     "(a read-out: initial_state 'leak')")
-        if name in self.merged and isinstance(node, nir.LIF) \
-                and np.any(f("v_leak") != v_reset):
-            self.add(name, "v_leak", "LIF behind an LI synapse with v_leak != v_reset: the leak "
-                     "is a constant on v, which Lava gives only as a neuron bias (acting before "
-                     "the first step)")
+        # the leak c_mem * (v_leak - v_reset) of a population whose u filters its input
+        # (CubaLIF; a LIF behind an LI synapse): Lava's neuron bias, a constant on v that acts
+        # in the idle steps before the first real step too (Layer.v_init compensates)
+        leak_as_bias = (cuba or name in self.merged) and not isinstance(node, nir.IF) \
+            and bool(np.any(f("v_leak") != v_reset))
+        if leak_as_bias:
+            self.passes.append(
+                f"the leak of {kind} {name!r} (v_leak != v_reset) -> Lava's neuron bias (a "
+                "constant on v; u filters its input): Lava's initial v is chosen so that the "
+                "idle steps before its first real step (decay and bias) bring it to its start "
+                "(fixed point: the integer whose idle steps land closest)")
         c_m, c_s = self._decays(name)
         # ------------------------------------------------------------------ node level
         b = np.zeros(n)
@@ -1210,6 +1418,7 @@ class _Analysis:
                                "source (" + ", ".join(repr(p.source) for p in ff) + ")")
         m_rec: np.ndarray | None = None
         rec_nodes: list[str] = []
+        delayed: list[tuple[_Path, np.ndarray]] = []   # own loops through a Delay: synapses
         for path in rec:
             m = self._matrix(path, n)
             if m is None:
@@ -1218,29 +1427,29 @@ class _Analysis:
                 self.add(path.nodes[0], "weight", f"recurrent weight of shape "
                          f"{m.shape}, expected {(n, n)}")
                 return None
+            nodes = tuple(reversed(path.nodes))
+            self._note(name, kind, nodes, path.biased)
+            if path.delay_nodes:
+                path.align = path.backs - 1   # the same depth: one Dense hop per back edge
+                if path.align + _live_delays(path)[0] < 0:
+                    self.add(path.delay_nodes[0], "delay", f"the own loop of {name!r} has no "
+                             "back edge of the reference: no Lava connection is that fast")
+                elif path.align + _live_delays(path)[1] > MAX_DELAY:
+                    self.add(path.delay_nodes[0], "delay", f"the own loop of {name!r} needs a "
+                             f"synaptic delay of up to {_live_delays(path)[1]} steps; Loihi "
+                             f"2's DelayDense delays at most {MAX_DELAY}")
+                delayed.append((path, m))
+                continue
             m_rec = m if m_rec is None else m_rec + m
             if path.bias is not None:
                 b = b + path.bias
-            nodes = tuple(reversed(path.nodes))
-            self._note(name, kind, nodes, path.biased)
             rec_nodes.extend(nodes)
         parts = layout[name]
-        if m_rec is not None and len(parts) > 1:
-            for _, p in parts:
-                assert p is not None
-                outside = np.ones(n, dtype=bool)
-                outside[p] = False
-                if np.any(m_rec[np.ix_(p, np.flatnonzero(outside))]):
-                    self.add(name, "tau", "per-neuron time constants in a node whose recurrent "
-                             "loop joins neurons of different time constants: its populations "
-                             "(one decay each) would form a loop through several populations "
-                             "(its blocks between populations: connections back of delay 0), "
-                             "which the planner does not build")
-                    break
         if len(self.out) > before:
             return None
         if len(parts) > 1:
             self._split_pass(name, kind, shape, parts, c_m, c_s)
+        self._own_loop_passes(name, parts, m_rec, delayed)
         # ------------------------------------------------------------------ populations
         dense_of: dict[int, np.ndarray] = {}   # a path's unrolled matrix, made once
         layers = []
@@ -1258,6 +1467,10 @@ class _Analysis:
                 gain = (dt * r[idx]) * sigma
                 du, dv = 1.0, 0.0
                 beta_v = np.zeros(idx.size)
+            elif isinstance(node, nir.Threshold):  # v = u = this step's input: no state
+                gain = sigma
+                du, dv = 1.0, 1.0
+                beta_v = np.zeros(idx.size)
             elif isinstance(node, nir.LIF | nir.LI):
                 gain = cm * r[idx] * sigma
                 du, dv = 1.0, float(cm[0])
@@ -1265,26 +1478,31 @@ class _Analysis:
             else:
                 gain = cm * r[idx] * f("w_in")[idx] * sigma
                 du, dv = float(cs[0]), float(cm[0])
-                beta_v = np.zeros(idx.size)
+                beta_v = cm * (f("v_leak")[idx] - v_reset[idx]) * sigma if leak_as_bias \
+                    else np.zeros(idx.size)
             inputs: list[Synapse] = []
             for path in ff:
                 src_parts: list[tuple[int, np.ndarray | None]] = (
-                    [(-1, None)] if path.source == inp else layout[path.source])
+                    [(-1 - graph_inputs.index(path.source), None)]
+                    if path.source in graph_inputs else layout[path.source])
                 got = self._synapses(name, path, gain, part, src_parts, dense_of, n)
                 if got is None:
                     return None
                 inputs.extend(got)
             if not inputs:  # every block from the sources is zero: keep one (zero) synapse
                 path = ff[0]
-                src_k, src_part = ((-1, None) if path.source == inp
-                                   else layout[path.source][0])
+                src_k, src_part = ((-1 - graph_inputs.index(path.source), None)
+                                   if path.source in graph_inputs else layout[path.source][0])
                 src_n = self._size(path.source) if src_part is None else src_part.size
                 inputs.append(Synapse(source=src_k, weight=np.zeros((idx.size, src_n)),
                                       delay=max(0, self._align(name, path)),
                                       nodes=tuple(reversed(path.nodes)), back=path.backs))
+            inputs.extend(self._own_loop_synapses(idx, gain, parts, m_rec, delayed))
             w_rec = None if m_rec is None else gain[:, None] * m_rec[np.ix_(idx, idx)]
             if name in self.merged:  # an LI synapse in front: u is its current, no constant
                 du = self.merged[name]
+            v_bias = beta_v if leak_as_bias else None   # the leak on v (a neuron bias)
+            if leak_as_bias or name in self.merged:
                 beta_v = np.zeros(idx.size)
             channels = None if part is None else _channels(part, shape)
             layers.append(Layer(
@@ -1294,11 +1512,114 @@ class _Analysis:
                 inputs=inputs, depth=depth[name], w_rec=w_rec, beta=gain * b[idx] + beta_v,
                 du=du, dv=dv, theta=th, ge=sem.threshold == "ge", sigma=sigma,
                 rec_nodes=tuple(rec_nodes), readout=readout,
-                v_offset=v_reset[idx] if readout else None, node=name, part=part))
+                v_offset=v_reset[idx] if readout else None, node=name, part=part,
+                v_start=None if start is None else start[idx] * sigma, v_bias=v_bias))
+            ly = layers[-1]
+            v_init = ly.v_init
+            if v_init is not None and ly.depth > 0 and (
+                    not np.all(np.isfinite(v_init)) or any(
+                        np.any(v > ly.vth) for v in float_idle_v(v_init, ly.dv, ly.depth,
+                                                                 ly.v_bias))):
+                self.add(name, "v_reset", f"{kind}: its start (v0 - v_reset, brought back over "
+                         f"the {ly.depth} Lava step(s) before its first real step: decay"
+                         + (" and the leak's neuron bias" if leak_as_bias else "")
+                         + ") exceeds the threshold there: Lava would fire before the "
+                         "reference's first step")
+        if len(self.out) > before:
+            return None
         return layers
 
     def _size(self, name: str) -> int:
         return int(np.prod(self.c.out_shapes[name]))
+
+    def _threshold_node(self, name: str, theta: np.ndarray) -> None:
+        """Refuse what a ``Threshold`` (``z = x > theta``, no state) cannot be: on the
+        fixed-point targets a population fed by an Input (its exact form, :func:`quantize`,
+        needs a bound on the input), and per-neuron thresholds not all positive
+        (``sigma = 1/theta`` would flip the compare)."""
+        fed = [p for p in self.flat.preds[name] if self._source_of(p) in self.flat.inputs]
+        if self.target != FLOAT_NAME and fed:
+            self.add(name, "type", "Threshold fed by the Input on the fixed-point targets: "
+                     "Lava's fixed-point voltage keeps trunc(v / 4096) into the next step at "
+                     "the largest decay dv = 4095 (12 bits); the exact form (odd threshold "
+                     "mantissa <= 4095, even weights, every input >= -4095 a-units: a "
+                     "remainder within +-63 of v = 64 * a_in) needs a bound on the input, "
+                     "which graded payloads (|x| <= 2**23 - 1) do not give; mapped on "
+                     "lava-float, and on the fixed-point targets when fed by populations")
+        if self.target != FLOAT_NAME and np.any(theta <= 0):
+            self.add(name, "threshold", "a threshold <= 0 on the fixed-point targets: Loihi's "
+                     "threshold mantissa is unsigned (vth >= 1 after the scaling; the offset "
+                     "as a constant input is not built)")
+        elif not _uniform(theta) and np.any(theta <= 0):
+            self.add(name, "threshold", "per-neuron thresholds, not all positive: Lava has one "
+                     "threshold per population, so each neuron's input is divided by its "
+                     "threshold (compared with 1), which needs thresholds > 0")
+
+    def _source_of(self, pred: str) -> str:
+        """The neuron or Input upstream of ``pred`` through single-input nodes."""
+        name, seen = self.resolve(pred), set()
+        while (name not in self.flat.inputs and not isinstance(self.flat.nodes[name], NEURONS)
+               and len(self.flat.preds[name]) == 1 and name not in seen):
+            seen.add(name)
+            name = self.resolve(self.flat.preds[name][0])
+        return name
+
+    @staticmethod
+    def _own_loop_synapses(idx: np.ndarray, gain: np.ndarray,
+                           parts: list[tuple[int, np.ndarray | None]], m_rec: np.ndarray | None,
+                           delayed: list[tuple[_Path, np.ndarray]]) -> list[Synapse]:
+        """The synapses of a node's own loop into its population ``idx`` (flat indices,
+        ``gain`` per neuron) that are no recurrent Dense of the population: from each other
+        population of the node (``parts``: layer index and flat indices) the block of the
+        undelayed loop ``m_rec`` ``[n, n]`` (a connection back of delay 0: one Dense hop is
+        the reference's back edge), and from every population, itself included, the block of
+        each loop through a ``Delay`` (``delayed``: path and its matrix), a ``DelayDense`` of
+        its ``Delay`` steps. All-zero blocks are left out."""
+        got: list[Synapse] = []
+        for src_k, src_part in parts:
+            src_idx = np.arange(idx.size) if src_part is None else src_part
+            own = src_idx is idx or np.array_equal(src_idx, idx)
+            if m_rec is not None and not own:
+                block = m_rec[np.ix_(idx, src_idx)]
+                if np.any(block):
+                    got.append(Synapse(source=src_k, weight=gain[:, None] * block, back=1))
+            for path, m in delayed:
+                block = m[np.ix_(idx, src_idx)]
+                if not np.any(block):
+                    continue
+                steps = _block_delay(path.delay, block, idx, src_part)
+                got.append(Synapse(source=src_k, weight=gain[:, None] * block,
+                                   delay=path.align + steps,
+                                   nodes=tuple(reversed(path.nodes)) + path.delay_nodes,
+                                   node_delay=steps, back=path.backs))
+        return got
+
+    def _own_loop_passes(self, name: str, parts: list[tuple[int, np.ndarray | None]],
+                         m_rec: np.ndarray | None, delayed: list[tuple[_Path, np.ndarray]]
+                         ) -> None:
+        """List how the own loops of ``name`` map: blocks between its populations of
+        different time constants, and loops through a ``Delay`` (see
+        :meth:`_own_loop_synapses`)."""
+        if m_rec is not None and len(parts) > 1:
+            cross = [(i, j) for i, (_, p) in enumerate(parts) for j, (_, q) in enumerate(parts)
+                     if i != j and p is not None and q is not None
+                     and np.any(m_rec[np.ix_(p, q)])]
+            if cross:
+                self.passes.append(
+                    f"the own loop of {name!r} joins its populations of different time "
+                    "constants: " + ", ".join(f"{name}/{j} -> {name}/{i}" for i, j in cross)
+                    + " are connections back of delay 0 (a Dense: its one step is the "
+                    "reference's back edge), the blocks within a population its recurrent "
+                    "Dense")
+        for path, _ in delayed:
+            low, high = _live_delays(path)
+            steps = f"{low}" if low == high else f"{low}-{high}"
+            self.passes.append(
+                f"the own loop of {name!r} through Delay "
+                f"{', '.join(repr(d) for d in path.delay_nodes)}: the reference delays it by "
+                f"{path.backs} back edge(s) and {steps} step(s) of Delay; in Lava a DelayDense "
+                f"from the population to itself of {path.align + low if low == high else steps}"
+                " step(s) (its one Dense hop is the back edge)")
 
     def _split_pass(self, name: str, kind: str, shape: Shape,
                     parts: list[tuple[int, np.ndarray | None]], c_m: np.ndarray,
@@ -1409,7 +1730,8 @@ class _Analysis:
             self.passes.append(f"Scale {nodes[0]!r} as a diagonal weight matrix into {name!r}")
         if biased:
             where = ("the neuron's bias (u keeps one step's input: a bias on v)"
-                     if kind in ("LIF", "IF", "LI", "I") else "a constant synaptic input")
+                     if kind in ("LIF", "IF", "LI", "I", "Threshold")
+                     else "a constant synaptic input")
             self.passes.append(f"bias of {', '.join(repr(w) for w in biased)} -> {where} of "
                                f"{name!r}")
 
@@ -1473,6 +1795,21 @@ class FixedLayer(_Chain):
     readout: bool = False
     v_offset: np.ndarray | None = None
     report: dict[str, Any] = field(default_factory=dict)
+    #: Lava's initial ``v`` (int64 per neuron, 64ths of an a-unit; None: 0): its ``depth`` idle
+    #: steps land closest to ``round(64 * scale * Layer.v_start)`` (:func:`fixed_v_init`)
+    v_init: np.ndarray | None = None
+    #: the neuron bias on ``v`` (int64 per neuron, a-units: Lava's ``bias_mant`` at ``bias_exp
+    #: = 6``, ``v`` gets ``64 * v_bias`` every step, idle ones included; None: 0):
+    #: ``round(scale * Layer.v_bias)``
+    v_bias: np.ndarray | None = None
+
+    @property
+    def v_start(self) -> np.ndarray | None:
+        """``v`` at the first real step: ``v_init`` after the ``depth`` idle steps (decay and
+        ``v_bias``; the latency-free ``loihi`` emulator starts from it; None: 0)."""
+        if self.v_init is None:
+            return None
+        return lava_decay_v(self.v_init, self.dv, self.depth, self.v_bias)
 
     def voltage(self, v: np.ndarray) -> np.ndarray:
         """A read-out's integer ``v`` (any shape ending in ``n``) in reference units."""
@@ -1548,6 +1885,71 @@ def _weight_top(a: np.ndarray | None, like: np.ndarray | None = None
     return (hi if mode != "inhibitory" else 255), m
 
 
+#: A ``Threshold`` layer's largest threshold mantissa and lowest input (a-units): its
+#: non-spiking voltage ``|v| < 2**18`` leaves a remainder ``|trunc(v / 4096)| <= 63`` (dv =
+#: 4095), below the margin 64 of ``64 * a_in`` (even) against ``vth << 6`` (vth odd).
+THRESHOLD_VTH_MAX = 4095
+
+
+def _even_weights(w: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:
+    """``w`` rounded to even 8-bit weights in the sign mode of ``like`` (default ``w``)."""
+    _, lo, hi, _ = sign_range(w if like is None else like)
+    return np.clip(2 * np.round(w / 2), lo + (lo % 2), hi - (hi % 2)).astype(np.int64)
+
+
+def _even_bias(beta: np.ndarray) -> np.ndarray:
+    """A constant input rounded to even a-units within the 13-bit bias mantissa."""
+    return np.clip(2 * np.round(beta / 2), -(BIAS_MAX - 1), BIAS_MAX - 1).astype(np.int64)
+
+
+def _input_low(layer: Layer, synapses: list[np.ndarray], w_rec: np.ndarray | None,
+               bias: np.ndarray) -> int:
+    """The lowest ``a_in`` (a-units) a population can receive from spiking sources (values 0
+    or 1): per neuron its bias plus every negative weight (a convolution: per output channel
+    the negative kernel entries, a bound), the smallest over the neurons."""
+    low = bias.astype(np.int64).copy()
+    for syn, w in zip(layer.inputs, synapses, strict=True):
+        if syn.kind == "conv":
+            per = np.minimum(w, 0).reshape(w.shape[0], -1).sum(axis=1)
+            low += np.repeat(per, layer.n // max(1, w.shape[0]))
+        else:
+            low += np.minimum(w, 0).sum(axis=1)
+    if w_rec is not None:
+        low += np.minimum(w_rec, 0).sum(axis=1)
+    return int(low.min()) if low.size else 0
+
+
+def _threshold_vth(layer: Layer, inputs: list[Synapse], joint: np.ndarray | None, v: int,
+                   forced: bool) -> tuple[int, int]:
+    """The threshold mantissa of a ``Threshold`` layer (a LIF with du = dv = 4095): odd, at
+    most ``v`` and :data:`THRESHOLD_VTH_MAX`, with even weights and bias whose lowest input is
+    at least ``-THRESHOLD_VTH_MAX`` a-units; then each step's compare ``64 * a_in + r >
+    vth << 6`` (``r = trunc(v_prev / 4096)``, ``|r| <= 63``) is ``a_in > vth`` exactly. Returns
+    ``(vth, lowest input)``; NIRError (field ``vth``) when the option ``vth`` forces another
+    value or no mantissa fits."""
+    if forced and (v % 2 == 0 or v > THRESHOLD_VTH_MAX):
+        v = 0   # refused below
+    v = min(v, THRESHOLD_VTH_MAX)
+    v -= 1 - v % 2   # odd
+    while v >= 1:
+        rho = v / layer.theta
+        ws = [_even_weights(rho * s.weight, joint) for s in inputs]
+        w_rec = None if layer.w_rec is None else _even_weights(rho * layer.w_rec, joint)
+        low = _input_low(layer, ws, w_rec, _even_bias(rho * layer.beta))
+        if low >= -THRESHOLD_VTH_MAX:
+            return v, low
+        if forced:
+            break
+        v = min(v - 2, int(v * THRESHOLD_VTH_MAX / -low))
+        v -= 1 - v % 2
+    raise NIRError(f"Threshold {layer.name!r} on the fixed-point targets needs an odd "
+                   f"threshold mantissa <= {THRESHOLD_VTH_MAX} whose even weights and bias keep "
+                   f"every input >= -{THRESHOLD_VTH_MAX} a-units (the remainder Lava's voltage "
+                   "keeps then never changes a compare)"
+                   + ("; the option vth forces another" if forced else ""),
+                   node=layer.node or layer.name, field="vth")
+
+
 def quantize(plan: Plan, *, vth: int | None = None,
              input_scale: float | None = None) -> FixedPlan:
     """Choose the fixed-point parameters of every layer.
@@ -1590,20 +1992,36 @@ def quantize(plan: Plan, *, vth: int | None = None,
             top_b = _weight_top(layer.beta, joint) if as_weight else (BIAS_MAX, mb)
             assert top_b is not None
             tops.append(top_b)
+        if _max_abs(layer.v_bias) > 0:   # the leak as a 13-bit neuron bias
+            tops.append((BIAS_MAX, _max_abs(layer.v_bias)))
+        if layer.readout and layer.v_start is not None and _max_abs(layer.v_start) > 0:
+            # a read-out's start, divided by its idle decays, within the 24-bit v (the
+            # truncating decay: a margin of 1 %)
+            keep_k = (1.0 - min(1.0, layer.dv)) ** layer.depth
+            tops.append((0.99 * (UV_MAX - 1) * keep_k / 64, _max_abs(layer.v_start)))
+        stateless = layer.kind == "Threshold"
+        a_low = 0
         if layer.readout:
             rho = min((top / m for top, m in tops), default=1.0)
             v = READOUT_VTH
+        elif stateless:
+            limits = [float(THRESHOLD_VTH_MAX)] + [top * layer.theta / m for top, m in tops]
+            v, a_low = _threshold_vth(layer, inputs, joint, max(1, int(math.floor(min(limits))))
+                                      if vth is None else int(vth), vth is not None)
+            rho = v / layer.theta
         else:
             cap = ALWAYS_ON_VTH_MAX if k in always_on_feeders else VTH_MAX
             limits = [float(cap)] + [top * layer.theta / m for top, m in tops]
             v = int(vth) if vth is not None else max(1, int(math.floor(min(limits))))
             rho = v / layer.theta
-        synapses = [Synapse(source=s.source, weight=quantize_weights(rho * s.weight, joint),
+        weights_of = _even_weights if stateless else quantize_weights
+        synapses = [Synapse(source=s.source, weight=weights_of(rho * s.weight, joint),
                             kind=s.kind, delay=s.delay, nodes=s.nodes, geometry=s.geometry,
                             node_delay=s.node_delay, back=s.back)
                     for s in inputs]
-        w_rec = None if layer.w_rec is None else quantize_weights(rho * layer.w_rec, joint)
+        w_rec = None if layer.w_rec is None else weights_of(rho * layer.w_rec, joint)
         bias = (quantize_weights(rho * layer.beta, joint) if as_weight
+                else _even_bias(rho * layer.beta) if stateless
                 else np.round(rho * layer.beta).astype(np.int64))
         du = int(np.clip(round(4096 * layer.du) - 1, 0, DECAY_MAX))  # du = 1: 4095
         dv = int(np.clip(round(4096 * layer.dv), 0, DECAY_MAX))
@@ -1637,6 +2055,12 @@ def quantize(plan: Plan, *, vth: int | None = None,
             report["threshold_compare"] = "v > vth<<6" + (
                 " (graph asks v >= v_th: differs only where v equals the quantized threshold)"
                 if layer.ge else "")
+        if stateless:
+            report["threshold_exact"] = (
+                f"Threshold: odd vth_mant <= {THRESHOLD_VTH_MAX}, even weights and bias, inputs "
+                f">= {a_low} a-units (at least -{THRESHOLD_VTH_MAX}): the remainder trunc(v / "
+                "4096) that Lava's voltage keeps (dv = 4095) stays within +-63 of v = 64 * "
+                "a_in, so each step fires exactly where a_in > vth_mant")
         if w_rec is not None:
             report.update(rec_weight_sign_mode=sign_range(w_rec)[0],
                           rec_weight_rel_error_max=err(w_rec, layer.w_rec))
@@ -1649,6 +2073,33 @@ def quantize(plan: Plan, *, vth: int | None = None,
                 f"vth_mant <= {ALWAYS_ON_VTH_MAX}: netx holds the always-on channel of the "
                 "next layer's constant input as one more neuron here, fired every step by a "
                 "neuron bias above the threshold (13-bit bias mantissa)")
+        v_init = v_bias = None
+        if layer.v_bias is not None:
+            v_bias = np.round(rho * layer.v_bias).astype(np.int64)
+            report["v_bias"] = {
+                "bias_mant_max_abs": int(_max_abs(v_bias)), "bias_exp": 6,
+                "rel_error_max": err(v_bias, layer.v_bias),
+                "note": "the leak c_mem * (v_leak - v_reset) as Lava's neuron bias (a constant "
+                        "on v; u filters its input), bias_mant = round(scale * leak) a-units"}
+        if layer.v_start is not None or v_bias is not None:
+            start = np.zeros(layer.n) if layer.v_start is None else layer.v_start
+            wanted = np.clip(np.round(64 * rho * start), -(UV_MAX - 1), UV_MAX - 1)
+            v_init = fixed_v_init(wanted.astype(np.int64), dv, layer.depth, v_bias)
+            idle = v_init
+            for _ in range(layer.depth):
+                idle = lava_decay_v(idle, dv, 1, v_bias)
+                if np.any(idle > v << 6):
+                    raise NIRError(f"{layer.name!r}: its start (v0 - v_reset), brought back "
+                                   f"over the {layer.depth} Lava step(s) before its first real "
+                                   "step (decay and neuron bias), exceeds the threshold there: "
+                                   "Lava would fire before the reference's first step",
+                                   node=layer.node or layer.name, field="v_reset")
+            report["v_init"] = {
+                "idle_decays": layer.depth,
+                "start_error_max": int(np.max(np.abs(idle - wanted), initial=0)),
+                "note": "Lava's initial v: its idle steps (latency; decay and neuron bias) land "
+                        "closest to round(64 * scale * (v0 - v_reset)); start_error_max in "
+                        "64ths of an a-unit"}
         for s in synapses:
             s.weight = lava_dense_weights(s.weight)
         layers.append(FixedLayer(name=layer.name, n=layer.n, inputs=synapses,
@@ -1656,5 +2107,5 @@ def quantize(plan: Plan, *, vth: int | None = None,
                                  w_rec=None if w_rec is None else lava_dense_weights(w_rec),
                                  bias=bias, du=du, dv=dv, vth=v, scale=rho,
                                  readout=layer.readout, v_offset=layer.v_offset,
-                                 report=report))
+                                 report=report, v_init=v_init, v_bias=v_bias))
     return FixedPlan(plan=plan, layers=layers, input_scale=input_scale)

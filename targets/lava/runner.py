@@ -133,7 +133,8 @@ class LayerSpec:
     inputs: one Dense per synapse (``kind = "dense"``; a ``DelayDense`` where it has a delay:
     ``Synapse.delay``, an int or a matrix of the weights' shape, the alignment plus the graph's
     ``Delay`` steps), or one Lava ``Conv`` (``kind = "conv"``); a synapse's source may be a
-    later layer (the connection back in a loop through several populations); readout: the
+    later layer (the connection back in a loop through several populations) or the layer
+    itself (its own loop through a ``Delay``: a ``DelayDense``); readout: the
     population never fires and its voltage ``v`` is read every step (a ``Monitor``)."""
 
     n: int
@@ -145,6 +146,10 @@ class LayerSpec:
     dv: float | int
     vth: float | int
     readout: bool = False
+    v_init: np.ndarray | None = None   # initial v per neuron (None: 0)
+    #: the neuron bias on v per neuron (None: 0): Lava's ``bias_mant``, at ``bias_exp = 6``
+    #: for ``fixed_pt`` (a-units; float: v units); it acts in the idle steps too (``v_init``)
+    v_bias: np.ndarray | None = None
 
 
 @dataclass
@@ -403,6 +408,23 @@ def _conv(syn: Synapse, copies: int, dtype: type, bits: int) -> Any:
                         groups=copies * geo.groups, num_message_bits=bits)
 
 
+def _v_init(ly: LayerSpec, order: np.ndarray, copies: int, dtype: type) -> Any:
+    """The LIF's initial ``v``: 0, or ``ly.v_init`` per neuron for ``copies`` samples in
+    Lava's order (the ``depth`` idle steps before the first real step decay it to the
+    reference's start)."""
+    if ly.v_init is None:
+        return 0
+    return np.tile(ly.v_init, copies)[order].astype(dtype)
+
+
+def _bias_mant(ly: LayerSpec, order: np.ndarray, copies: int, dtype: type) -> Any:
+    """The LIF's ``bias_mant``: 0, or ``ly.v_bias`` per neuron for ``copies`` samples in
+    Lava's order."""
+    if ly.v_bias is None:
+        return 0
+    return np.tile(ly.v_bias, copies)[order].astype(dtype)
+
+
 def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
               after_run: Any = None, while_running: Any = None, on_steps: Any = None
               ) -> dict[int, np.ndarray]:
@@ -428,7 +450,10 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
         # comes from a later layer (Lava's processes may be connected in a cycle)
         lifs = {k: L["LIF"](shape=(c * spec.layers[k].n,), du=spec.layers[k].du,
                             dv=spec.layers[k].dv, vth=spec.layers[k].vth,
-                            bias_mant=0, bias_exp=0, u=0, v=0) for k in layers}
+                            bias_mant=_bias_mant(spec.layers[k], order[k], c, dtype),
+                            bias_exp=6 if fixed and spec.layers[k].v_bias is not None else 0,
+                            u=0, v=_v_init(spec.layers[k], order[k], c, dtype))
+                for k in layers}
         for k in layers:
             ly = spec.layers[k]
             lif = lifs[k]
