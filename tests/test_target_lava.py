@@ -311,12 +311,15 @@ def test_check_names_node_and_field():
                             r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3),
                             v_reset=np.zeros(3))
     cases = [
-        (("n1", "reset"), chain(linear(rng, 3, 4, 1), lif(3), reset="subtract")),
         # a start away from v_reset runs (tests/test_lava_initial_state.py), unless the idle
         # steps before the first real one would carry it across the threshold
         (("n1", "v_reset"), chain(linear(rng, 3, 4, 1), lif(3, v_leak=1.5))),
-        (("n1", "v_leak"), chain(linear(rng, 3, 4, 1), cuba(3, v_leak=0.1),
-                                 initial_state="zero")),
+        # an LI synapse (Lava's u) starting at v_leak != 0: u has no constant to hold it
+        # through the idle steps (a CubaLIF's leak maps: tests/test_lava_cuba_leak.py)
+        (("n1", "v_leak"), chain(linear(rng, 3, 4, 1),
+                                 nir.LI(tau=np.full(3, 0.01), r=np.ones(3),
+                                        v_leak=np.full(3, 0.2)),
+                                 linear(rng, 3, 3, 1), lif(3))),
         (("n1", "v_threshold"), chain(linear(rng, 3, 4, 1), lif(3, v_th=-1.0))),
         # a Threshold on lava-float: tests/test_lava_threshold.py; per-neuron thresholds not
         # all positive cannot be divided out
@@ -340,6 +343,11 @@ def test_check_names_node_and_field():
     for (node, fld), g in cases:
         found = _violations(g)
         assert (node, fld) in found, (node, fld, found)
+    # subtract reset maps (ATRLIF, tests/test_lava_subtract.py), except an IF in fixed point
+    sub = chain(linear(rng, 3, 4, 1), nir.IF(r=np.ones(3), v_threshold=np.ones(3),
+                                             v_reset=np.zeros(3)), reset="subtract")
+    assert ("n1", "reset") not in _violations(sub)
+    assert ("n1", "reset") in _violations(sub, "loihi")
     # per-neuron time constants alone: split into populations (tests/test_lava_graph_passes.py)
     assert _violations(chain(linear(rng, 3, 4, 1), lif_taus)) == set()
     assert _violations(chain(linear(rng, 3, 4, 1), cuba_taus)) == set()
@@ -361,7 +369,7 @@ def test_check_names_node_and_field():
             continue
         assert nrf_nir.check(two_layers(rng), target) == []
     with pytest.raises(nrf_nir.NIRError, match="subtract"):
-        nrf_nir.lower(chain(linear(rng, 3, 4, 1), lif(3), reset="subtract"), "loihi")
+        nrf_nir.lower(sub, "loihi")
 
 
 def test_registry_and_inputs():

@@ -7,8 +7,10 @@ Per neuron and step, in integers (``M = 2**23``)::
 
     a   = wrap32(W_ff @ s + W_rec @ z[t-1] + bias)        # a_in, int32 like Lava's channels
     u   = wrap24(wrap32(trunc(u * (4096 - du - 1) / 4096) + wrap32(a << 6)))
-    v   = clip(trunc(v * (4096 - dv) / 4096) + u, -(M - 1), M - 1)
+    v   = clip(trunc(v * (4096 - dv) / 4096) + u + 64 * v_bias, -(M - 1), M - 1)
     z   = v > vth << 6;   v = 0 where z
+
+(``v_bias``: the neuron bias ``bias_mant`` that holds a leak behind a filtering ``u``, else 0.)
 
 ``trunc`` rounds toward zero (Lava: ``sign(x) * (|x| >> 12)``); ``wrap24`` is Lava's single
 wrap (``u > M: u - 2M``, then ``<= -M: + 2M``). Where bounds computed from the weights prove an
@@ -483,7 +485,10 @@ class LoihiEmulator:
                 ) -> tuple[Tensor, Tensor, Tensor]:
         """Step the neurons through the chunk ``a`` ``[Tc, B, n]``; write ``spikes[t]``
         (and the states); return the state ``(u, v, z)``. ``bar``: a progress bar moved
-        one step per step."""
+        one step per step. A subtract-reset layer is Lava's ``PyATRLIFModelFixed`` (``u`` and
+        ``v`` as the LIF's, no reset of ``v``; ``r`` decays as ``v``, ``v - r >= vth << 6``
+        fires and adds ``2 * (vth << 6)`` to ``r``): its state's ``v`` is ``[v, r]``
+        ``[2, B, n]``, and ``v_rec`` records ``v``."""
         T, B, n = a.shape
         dev = a.device
         if state is None:
@@ -492,8 +497,12 @@ class LoihiEmulator:
             if fl.v_start is not None:  # Lava's initial v after its idle (latency) decays
                 v += torch.as_tensor(fl.v_start, dtype=torch.int64, device=dev)
             z_prev = torch.zeros(B, n, dtype=torch.int8, device=dev)
+            r = torch.zeros(B, n, dtype=torch.int64, device=dev) if fl.subtract else None
         else:
             u, v, z_prev = state
+            r = None
+            if fl.subtract:
+                v, r = v[0], v[1]
         keep_u = 4096 - (fl.du + 1)
         keep_v = 4096 - fl.dv
         vth = fl.vth << 6
@@ -508,7 +517,7 @@ class LoihiEmulator:
         safe32 = a_bound * 64 + 2 * _M < _2_31
         u_max = 64 * a_bound * 4096 / (4096 - keep_u)
         wrap24 = not (safe32 and u_max < _M)
-        clip = wrap24 or fl.dv == 0 or (u_max + b_v) * 4096 / fl.dv > _M - 1
+        clip = wrap24 or fl.dv == 0 or (u_max + b_v) * 4096 / fl.dv > _M - 1 or fl.subtract
         full_u = keep_u == 0
         act_all = a * 64 if (safe32 and rec is None) else None
         z = torch.empty(B, n, dtype=torch.bool, device=dev)
@@ -541,8 +550,13 @@ class LoihiEmulator:
                 v.add_(v_bias)
             if clip:
                 v.clamp_(-(_M - 1), _M - 1)
-            torch.gt(v, vth, out=z)
-            v.masked_fill_(z, 0)
+            if r is not None:  # ATRLIF: r decays as v (truncating); w = v - r fires at >= vth
+                r = torch.div(r * keep_v, 4096, rounding_mode="trunc")
+                torch.ge(v - r, vth, out=z)
+                r = r + z * (2 * vth)
+            else:
+                torch.gt(v, vth, out=z)
+                v.masked_fill_(z, 0)
             spikes[t].copy_(z)
             z_prev = spikes[t]
             if u_rec is not None and v_rec is not None:
@@ -550,4 +564,4 @@ class LoihiEmulator:
                 v_rec[t] = v
             if bar is not None:
                 bar.update(1)
-        return u, v, z_prev
+        return u, v if r is None else torch.stack([v, r]), z_prev

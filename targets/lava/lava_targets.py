@@ -31,7 +31,7 @@ def float_spec(plan: Plan) -> runner.NetSpec:
     return runner.NetSpec("floating_pt", plan.n_in, [
         runner.LayerSpec(n=ly.n, inputs=ly.inputs, depth=ly.depth, w_rec=ly.w_rec,
                          bias=ly.beta, du=ly.du, dv=ly.dv, vth=ly.vth, readout=ly.readout,
-                         v_init=ly.v_init)
+                         v_init=ly.v_init, v_bias=ly.v_bias, subtract=ly.subtract)
         for ly in plan.layers])
 
 
@@ -39,7 +39,7 @@ def fixed_spec(fixed: FixedPlan) -> runner.NetSpec:
     return runner.NetSpec("fixed_pt", fixed.plan.n_in, [
         runner.LayerSpec(n=fl.n, inputs=fl.inputs, depth=fl.depth, w_rec=fl.w_rec,
                          bias=fl.bias, du=fl.du, dv=fl.dv, vth=fl.vth, readout=fl.readout,
-                         v_init=fl.v_init)
+                         v_init=fl.v_init, v_bias=fl.v_bias, subtract=fl.subtract)
         for fl in fixed.layers])
 
 

@@ -94,8 +94,8 @@ NETX_FILE = "network.net"
 
 def netx_problems(fixed: FixedPlan) -> list[str]:
     """Why ``fixed`` cannot be written as a netx network (empty: it can). Several Input nodes,
-    a delayed own loop, or a loop through several populations is the one reason given when
-    there is one."""
+    a delayed own loop, a subtract-reset (ATRLIF) layer or a loop through several populations
+    is the one reason given when there is one."""
     if len(fixed.plan.inputs) > 1:
         return [f"{len(fixed.plan.inputs)} Input nodes ({', '.join(fixed.plan.inputs)}): a netx "
                 "network has one input layer"]
@@ -104,6 +104,10 @@ def netx_problems(fixed: FixedPlan) -> list[str]:
         if own:
             return [f"layer {fl.name!r}: its own loop through a Delay is a synaptic delay "
                     "from the layer to itself; netx's dense_rec has no delays"]
+    subtract = [fl.name for fl in fixed.layers if fl.subtract]
+    if subtract:
+        return [f"layer {subtract[0]!r}: subtract reset, Lava's ATRLIF; netx 0.6.0 builds CUBA "
+                "(LOIHI), SDNN and RF neurons, no ATRLIF"]
     loops = [g for g in layer_groups(fixed.layers, set(range(len(fixed.layers)))) if len(g) > 1]
     if loops:
         names = [fixed.layers[k].name for k in loops[0]]
@@ -135,15 +139,24 @@ def netx_problems(fixed: FixedPlan) -> list[str]:
                                 f"mantissa {fixed.layers[k - 1].vth} (forced by the option vth) "
                                 f"exceeds {ALWAYS_ON_VTH_MAX}: a 13-bit neuron bias cannot "
                                 "fire it every step")
+        if kind in ("LIF", "IF") and plan.layers[k].du < 1 and np.any(fl.bias != 0):
+            problems.append(f"layer {fl.name!r}: a constant input into the current of an LI "
+                            "synapse (Lava's u); netx's only constant, the neuron bias, enters v")
         if fl.readout and k != len(fixed.layers) - 1:
             problems.append(f"layer {fl.name!r}: a read-out (non-spiking) layer sends no spikes "
                             "to the next netx layer")
         if np.any(np.abs(fl.bias) > BIAS_MAX):
             problems.append(f"layer {fl.name!r}: bias beyond 13 bits")
-        if fl.v_init is not None and np.any(fl.v_init):
+        leak = fl.v_bias is not None and bool(np.any(fl.v_bias))
+        if fl.v_init is not None and np.any(fl.v_init) and not leak:
             problems.append(f"layer {fl.name!r}: the membrane starts away from v_reset; netx's "
                             "neuron has no initial state (and its reset zeroes v at the first "
                             "real step)")
+        if leak:
+            problems.append(f"layer {fl.name!r}: its leak (v_leak != v_reset, u filtering the "
+                            "input) is a neuron bias on v with an initial v that offsets its "
+                            "idle steps; netx's neuron has no initial state, and nrf-nir writes "
+                            "netx's neuron bias only as a LIF's constant input")
         if not np.any(fl.w_ff):
             problems.append(f"layer {fl.name!r}: all-zero weights (netx cannot encode them)")
         problems.extend(_delay_problems(fixed, k))

@@ -15,19 +15,28 @@ reference's reset to ``v_reset``) and ``c = dt/tau`` (Euler) or ``1 - exp(-dt/ta
 
     LIF      v' = (1 - c) v' + c*r*x + c*(v_leak - v_reset)
     IF       v' = v' + dt*r*x
-    CubaLIF  i  = i + w_in*x;  v' = (1 - c_mem) v' + c_mem*r*i;  i = (1 - c_syn) i
-             (needs v_leak == v_reset)
+    CubaLIF  i  = i + w_in*x;  v' = (1 - c_mem) v' + c_mem*r*i + c_mem*(v_leak - v_reset);
+             i = (1 - c_syn) i
 
 so ``u = gain * i`` (CubaLIF, ``du = c_syn``) or ``u = gain * x`` (LIF/IF, ``du = 1``: u holds
 this step's input only), ``dv = c`` (0 for IF), ``gain = c*r*w_in*sigma`` and the Dense weights
 are ``gain * W``. An ``Affine`` bias and the LIF's ``c*(v_leak - v_reset)`` are a constant input
-``beta`` per step. ``sigma`` is 1 when ``v_threshold - v_reset`` is the same for every neuron of a
-node, else ``1/(v_threshold - v_reset)`` per neuron (threshold 1).
+``beta`` per step; a CubaLIF's leak (and a LIF's behind an LI synapse), a constant on ``v``
+behind a filtering ``u``, is Lava's neuron bias (``Layer.v_bias``). ``sigma`` is 1 when
+``v_threshold - v_reset`` is the same for every neuron of a node, else ``1/(v_threshold -
+v_reset)`` per neuron (threshold 1).
+
+Subtract reset (``v' -= theta`` where it fired): Lava's ATRLIF (``lava/proc/atrlif``) with
+``delta_r = delta_v`` and a constant threshold ``theta_0`` holds ``w = v - r``, one leaky
+membrane that fires at ``w >= theta_0`` and drops by ``2 * theta_0``; with ``theta_0 =
+theta/2`` and ``w = v' - theta/2`` (start and neuron bias ``-dv * theta/2``) it is the
+reference's (``Layer.subtract``; fixed point: :func:`_subtract_vth`).
 
 Latency: every Dense hop delays by one step, so a neuron at depth ``k`` (k Dense hops from the
 input) does its step ``t`` at Lava step ``t + k``. The Lava targets run ``T + depth`` steps and
 read outputs from step ``depth + 1`` on. Nothing may happen before a neuron's first real step:
-states start at 0 and the constant input ``beta`` comes through a Dense from a source whose
+states start at 0 (``v`` at ``Layer.v_init``, which the idle steps, decay and neuron bias, bring
+to the start) and the constant input ``beta`` comes through a Dense from a source whose
 channel for depth ``k`` is zero before Lava step ``k`` (so it arrives exactly at step ``k + 1``).
 A neuron's own recurrent ``Linear``/``Affine`` loop is one Dense hop: it delivers ``z[t-1]``,
 the reference's back-edge value (through a ``Delay``: a ``DelayDense`` from the population to
@@ -189,6 +198,10 @@ class Layer(_Chain):
     #: the leak ``c_mem * (v_leak - v_reset) * sigma`` of a population whose ``u`` filters
     #: (CubaLIF; a LIF behind an LI synapse). It acts in the idle steps too (:attr:`v_init`)
     v_bias: np.ndarray | None = None
+    #: subtract reset: an ATRLIF population holding ``w = v - theta/2``
+    #: (``theta/2`` folded into ``v_start`` and ``v_bias``), firing at ``w >= vth`` and
+    #: subtracting ``2 * vth`` (:attr:`vth`)
+    subtract: bool = False
 
     @property
     def v_init(self) -> np.ndarray | None:
@@ -203,9 +216,13 @@ class Layer(_Chain):
     @property
     def vth(self) -> float:
         """Lava's strict ``v > vth``; ``ge`` is ``v > predecessor(theta)`` (exact in float64);
-        a read-out never fires (``inf``)."""
+        a read-out never fires (``inf``). Subtract reset: ATRLIF's ``theta_0``, compared as
+        ``w >= theta_0``: ``theta/2`` (``ge``), else its successor (``w > theta/2``)."""
         if self.readout:
             return float(np.inf)
+        if self.subtract:
+            half = self.theta / 2
+            return float(half) if self.ge else float(np.nextafter(half, np.inf))
         return float(np.nextafter(self.theta, -np.inf)) if self.ge else float(self.theta)
 
 
@@ -1050,7 +1067,8 @@ class _Analysis:
         """An LI feeding (through weights without bias) one LIF/IF and nothing else: its
         synaptic current. ``v_s = (1-c) v_s + c*r*x`` then ``x_lif = W v_s`` is Lava's
         ``u = (1-du) u + a_in`` with ``du = c`` and ``a_in = gain * W * c*r * x``, when
-        ``v_s`` starts at 0 and has no constant drive (``v_leak = 0``)."""
+        ``v_s`` starts at 0 (``v_leak = 0``, or ``initial_state`` 'zero': its drive
+        ``c * v_leak`` is then a constant input, filtered by ``u`` like the reference's)."""
         flat, params = self.flat, self.c.params[name]
         end = ends[0]
         if len(ends) != 1 or not isinstance(flat.nodes[end], nir.LIF | nir.IF):
@@ -1064,10 +1082,12 @@ class _Analysis:
         if not _uniform(c_s):
             self.add(name, "tau", "per-neuron time constants: an LI synapse becomes the "
                      "population's current decay du, one per population")
-        if np.any(_flat(params["v_leak"], shape) != 0):
-            self.add(name, "v_leak", "an LI synapse with v_leak != 0 drives its LIF with a "
-                     "constant that Lava could give only as a neuron bias, which acts before "
-                     "the first step (Dense latency)")
+        if np.any(_flat(params["v_leak"], shape) != 0) and self.sem.initial_state == "leak":
+            self.add(name, "v_leak", "an LI synapse with v_leak != 0 starts at v_leak "
+                     "(initial_state 'leak'); as Lava's u it would start there too, but u has "
+                     "no constant to hold it in the idle steps before the population's first "
+                     "real step (no input arrives then, and Lava's only neuron constant, the "
+                     "bias, enters v): u would decay and feed v before the first step")
         self.li_synapses[name] = end
         self.merged[end] = float(c_s.reshape(-1)[0]) if c_s.size else 1.0
 
@@ -1090,7 +1110,15 @@ class _Analysis:
         if after.shape[1] != n_li:
             self.add(name, "weight", f"maps {after.shape[1]} values; {li!r} gives {n_li}")
             return None
-        got = []
+        # initial_state 'zero' (else refused): the LI's own drive c * v_leak, a constant
+        # input filtered by u as by the reference's LI (added once, to the first path)
+        leak = _coefficient(_flat(params["tau"], (n_li,)), self.sem.require_dt(), self.sem) \
+            * _flat(params["v_leak"], (n_li,))
+        drive = after @ leak if np.any(leak) else None
+        if drive is not None:
+            self.passes.append(f"the leak of the LI synapse {li!r} (v_leak, initial_state "
+                               f"'zero') -> a constant input of {name!r} (filtered by u)")
+        got: list[_Path] = []
         for pred in self.flat.preds[li]:
             inner = self._path(pred, li)
             if inner is None:
@@ -1104,8 +1132,12 @@ class _Analysis:
                 return None
             m = np.eye(n_li) if inner.matrix is None else inner.matrix
             bias = None if inner.bias is None else after @ (scale * inner.bias)
+            biased = list(inner.biased)
+            if drive is not None and not got:
+                bias = drive if bias is None else bias + drive
+                biased.append(li)
             got.append(_Path(inner.source, after @ (scale[:, None] * m), bias,
-                             path.nodes + [li] + inner.nodes, inner.biased,
+                             path.nodes + [li] + inner.nodes, biased,
                              backs=path.backs + inner.backs))
         return got
 
@@ -1342,6 +1374,7 @@ class _Analysis:
 
         before = len(self.out)
         start: np.ndarray | None = None    # v0 - v_reset where it is not 0
+        subtract = False                    # subtract reset: an ATRLIF population
         if readout:
             # a CubaLI is read in the coordinates v - v_leak (no constant on v: u filters its
             # input); with initial_state 'zero' it starts at -v_leak there (Layer.v_start)
@@ -1363,10 +1396,18 @@ class _Analysis:
         else:
             v_reset = f("v_reset")
             theta = f("v_threshold") - v_reset
-            if sem.reset == "subtract":
-                self.add(name, "reset", f"{kind}: 'subtract' reset: Lava 0.10's LIF, LIFReset "
-                         "and LIFRefractory reset v to 0; ATRLIF subtracts 2*theta while firing "
-                         "at (v - r) >= theta, never theta itself (docs/targets/lava.md)")
+            subtract = sem.reset == "subtract"
+            if subtract and self.target != FLOAT_NAME and isinstance(node, nir.IF):
+                self.add(name, "reset", f"{kind}: 'subtract' reset in fixed point: ATRLIF's "
+                         "r (the subtracted thresholds, 128 * theta_0 per spike) never decays "
+                         "at dv = 0, and v, clipped at 2**23 - 1, grows with it: v saturates "
+                         "after (2**23 - 1) / (128 * theta_0) spikes (16 at theta_0 = 4095) "
+                         "(docs/targets/lava.md)")
+            elif subtract:
+                self.passes.append(
+                    f"subtract reset of {kind} {name!r} -> Lava's ATRLIF (delta_r = delta_v, "
+                    "theta constant): it holds w = v' - theta/2 (start and neuron bias shifted "
+                    "by theta/2), fires at w >= theta/2 and subtracts 2 * theta/2 = theta")
             v0 = (f("v_leak") if sem.initial_state == "leak" and not isinstance(node, nir.IF)
                   else np.zeros(n))
             if np.any(v0 != v_reset):  # Lava's initial v (Layer.v_init), latency compensated
@@ -1504,6 +1545,10 @@ class _Analysis:
             v_bias = beta_v if leak_as_bias else None   # the leak on v (a neuron bias)
             if leak_as_bias or name in self.merged:
                 beta_v = np.zeros(idx.size)
+            v_start = None if start is None else start[idx] * sigma
+            if subtract:  # ATRLIF holds w = v' - th/2: its start and its bias shift with it
+                v_start = (np.zeros(idx.size) if v_start is None else v_start) - th / 2
+                v_bias = (np.zeros(idx.size) if v_bias is None else v_bias) - dv * th / 2
             channels = None if part is None else _channels(part, shape)
             layers.append(Layer(
                 name=name if part is None else f"{name}/{j}", kind=kind, n=idx.size,
@@ -1513,7 +1558,7 @@ class _Analysis:
                 du=du, dv=dv, theta=th, ge=sem.threshold == "ge", sigma=sigma,
                 rec_nodes=tuple(rec_nodes), readout=readout,
                 v_offset=v_reset[idx] if readout else None, node=name, part=part,
-                v_start=None if start is None else start[idx] * sigma, v_bias=v_bias))
+                v_start=v_start, v_bias=v_bias, subtract=subtract))
             ly = layers[-1]
             v_init = ly.v_init
             if v_init is not None and ly.depth > 0 and (
@@ -1730,7 +1775,7 @@ class _Analysis:
             self.passes.append(f"Scale {nodes[0]!r} as a diagonal weight matrix into {name!r}")
         if biased:
             where = ("the neuron's bias (u keeps one step's input: a bias on v)"
-                     if kind in ("LIF", "IF", "LI", "I", "Threshold")
+                     if kind in ("LIF", "IF", "LI", "I", "Threshold") and name not in self.merged
                      else "a constant synaptic input")
             self.passes.append(f"bias of {', '.join(repr(w) for w in biased)} -> {where} of "
                                f"{name!r}")
@@ -1802,6 +1847,9 @@ class FixedLayer(_Chain):
     #: = 6``, ``v`` gets ``64 * v_bias`` every step, idle ones included; None: 0):
     #: ``round(scale * Layer.v_bias)``
     v_bias: np.ndarray | None = None
+    #: subtract reset: an ATRLIF population (``vth`` is its ``theta_0``: it fires at ``v - r >=
+    #: vth << 6`` and adds ``2 * (vth << 6)`` to ``r``, which decays as ``v``)
+    subtract: bool = False
 
     @property
     def v_start(self) -> np.ndarray | None:
@@ -1950,6 +1998,31 @@ def _threshold_vth(layer: Layer, inputs: list[Synapse], joint: np.ndarray | None
                    node=layer.node or layer.name, field="vth")
 
 
+#: ATRLIF's ``theta_0`` is 12-bit unsigned: the threshold mantissa ``2 * theta_0`` of a
+#: subtract-reset population is even and at most 8190.
+SUBTRACT_VTH_MAX = 2 * DECAY_MAX
+
+
+def _subtract_vth(layer: Layer, v: int, forced: bool) -> int:
+    """The threshold mantissa ``2 * theta_0`` of an ATRLIF population (subtract reset): even,
+    at most ``v`` and 8190, and low enough that ``v = w + r`` stays in its 24 bits (Lava clips
+    ``v``, not ``r``) for a neuron firing every step at ``w`` up to ``theta_0 << 6``: ``r``
+    tends to ``2 * (theta_0 << 6) * 4096 / dv``, so ``64 * theta_0 * (8192 / dv + 1) <= 2**23 -
+    1``. ``forced`` (option vth): ``v`` must be such a value."""
+    dv = round(4096 * layer.dv)
+    if dv <= 0:
+        raise NIRError(f"{layer.name!r}: subtract reset in fixed point needs a leak: ATRLIF's r "
+                       "never decays at dv = 0 and v (clipped at 2**23 - 1) grows with it",
+                       node=layer.node or layer.name, field="reset")
+    cap = min(SUBTRACT_VTH_MAX, 2 * int((UV_MAX - 1) / (64 * (8192 / dv + 1))))
+    if forced and (v % 2 or v > cap):
+        raise NIRError(f"option vth = {v}: the subtract-reset (ATRLIF) layer {layer.name!r} "
+                       f"needs an even threshold mantissa 2 * theta_0 <= {cap} (theta_0 12 "
+                       f"bits; r within v's 24 bits at dv = {dv})",
+                       node=layer.node or layer.name, field="vth")
+    return max(2, min(v, cap) // 2 * 2)
+
+
 def quantize(plan: Plan, *, vth: int | None = None,
              input_scale: float | None = None) -> FixedPlan:
     """Choose the fixed-point parameters of every layer.
@@ -1985,8 +2058,9 @@ def quantize(plan: Plan, *, vth: int | None = None,
             [*([] if layer.w_rec is None else [layer.w_rec.reshape(-1)]),
              *(s.weight.reshape(-1) for s in inputs),
              *([layer.beta] if as_weight else [])])
-        tops = [t for t in (_weight_top(a, joint) for a in
-                            [*(s.weight for s in inputs), layer.w_rec]) if t is not None]
+        tops: list[tuple[float, float]] = [
+            t for t in (_weight_top(a, joint) for a in [*(s.weight for s in inputs), layer.w_rec])
+            if t is not None]
         mb = _max_abs(layer.beta)
         if mb > 0:
             top_b = _weight_top(layer.beta, joint) if as_weight else (BIAS_MAX, mb)
@@ -1994,10 +2068,11 @@ def quantize(plan: Plan, *, vth: int | None = None,
             tops.append(top_b)
         if _max_abs(layer.v_bias) > 0:   # the leak as a 13-bit neuron bias
             tops.append((BIAS_MAX, _max_abs(layer.v_bias)))
-        if layer.readout and layer.v_start is not None and _max_abs(layer.v_start) > 0:
+        if layer.readout and layer.v_start is not None and _max_abs(layer.v_start) > 0 \
+                and layer.dv < 1:
             # a read-out's start, divided by its idle decays, within the 24-bit v (the
-            # truncating decay: a margin of 1 %)
-            keep_k = (1.0 - min(1.0, layer.dv)) ** layer.depth
+            # truncating decay: a margin of 1 %; dv = 1 forgets the start)
+            keep_k = (1.0 - layer.dv) ** layer.depth
             tops.append((0.99 * (UV_MAX - 1) * keep_k / 64, _max_abs(layer.v_start)))
         stateless = layer.kind == "Threshold"
         a_low = 0
@@ -2013,6 +2088,8 @@ def quantize(plan: Plan, *, vth: int | None = None,
             cap = ALWAYS_ON_VTH_MAX if k in always_on_feeders else VTH_MAX
             limits = [float(cap)] + [top * layer.theta / m for top, m in tops]
             v = int(vth) if vth is not None else max(1, int(math.floor(min(limits))))
+            if layer.subtract:
+                v = _subtract_vth(layer, v, vth is not None)
             rho = v / layer.theta
         weights_of = _even_weights if stateless else quantize_weights
         synapses = [Synapse(source=s.source, weight=weights_of(rho * s.weight, joint),
@@ -2051,6 +2128,11 @@ def quantize(plan: Plan, *, vth: int | None = None,
             report["readout"] = ("voltage v / (64 * scale_a_per_unit) + v_offset; never fires "
                                  "(vth << 6 = 2**23 > the 24-bit v); v saturates at "
                                  "±(2**23 - 1)")
+        elif layer.subtract:
+            report["threshold_compare"] = (
+                f"ATRLIF: w = v - r fires at w >= theta_0 << 6 (theta_0 = {v // 2}) and drops "
+                "by 2 * (theta_0 << 6): the subtract reset of v' - theta/2 (offset start and "
+                "neuron bias); r decays as v")
         else:
             report["threshold_compare"] = "v > vth<<6" + (
                 " (graph asks v >= v_th: differs only where v equals the quantized threshold)"
@@ -2076,6 +2158,11 @@ def quantize(plan: Plan, *, vth: int | None = None,
         v_init = v_bias = None
         if layer.v_bias is not None:
             v_bias = np.round(rho * layer.v_bias).astype(np.int64)
+            if _max_abs(v_bias) > BIAS_MAX:   # only where the option vth forces the scale
+                raise NIRError(f"{layer.name!r}: its leak as a neuron bias needs a mantissa of "
+                               f"{int(_max_abs(v_bias))} at threshold mantissa {v}; Loihi's "
+                               f"holds 13 bits (at most {BIAS_MAX})",
+                               node=layer.node or layer.name, field="vth")
             report["v_bias"] = {
                 "bias_mant_max_abs": int(_max_abs(v_bias)), "bias_exp": 6,
                 "rel_error_max": err(v_bias, layer.v_bias),
@@ -2088,7 +2175,7 @@ def quantize(plan: Plan, *, vth: int | None = None,
             idle = v_init
             for _ in range(layer.depth):
                 idle = lava_decay_v(idle, dv, 1, v_bias)
-                if np.any(idle > v << 6):
+                if np.any(idle > v << 6) or (layer.subtract and np.any(idle >= v << 5)):
                     raise NIRError(f"{layer.name!r}: its start (v0 - v_reset), brought back "
                                    f"over the {layer.depth} Lava step(s) before its first real "
                                    "step (decay and neuron bias), exceeds the threshold there: "
@@ -2105,7 +2192,9 @@ def quantize(plan: Plan, *, vth: int | None = None,
         layers.append(FixedLayer(name=layer.name, n=layer.n, inputs=synapses,
                                  depth=layer.depth,
                                  w_rec=None if w_rec is None else lava_dense_weights(w_rec),
-                                 bias=bias, du=du, dv=dv, vth=v, scale=rho,
+                                 bias=bias, du=du, dv=dv, vth=v // 2 if layer.subtract else v,
+                                 scale=rho,
                                  readout=layer.readout, v_offset=layer.v_offset,
-                                 report=report, v_init=v_init, v_bias=v_bias))
+                                 report=report, v_init=v_init, v_bias=v_bias,
+                                 subtract=layer.subtract))
     return FixedPlan(plan=plan, layers=layers, input_scale=input_scale)

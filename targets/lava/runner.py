@@ -43,6 +43,7 @@ def _import_lava() -> dict[str, Any]:
     try:
         from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc.atrlif.process import ATRLIF
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import DelayDense, Dense
         from lava.proc.io.sink import RingBuffer as Sink
@@ -70,7 +71,7 @@ def _import_lava() -> dict[str, Any]:
         setattr(AbstractPyConvModel, var, LavaPyType(np.ndarray, np.int32, precision=8))
 
     return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, DelayDense=DelayDense,
-                Conv=Conv, Sink=Sink, Source=Source, LIF=LIF, Monitor=Monitor)
+                Conv=Conv, Sink=Sink, Source=Source, LIF=LIF, ATRLIF=ATRLIF, Monitor=Monitor)
 
 
 LAVA = _import_lava()
@@ -150,6 +151,10 @@ class LayerSpec:
     #: the neuron bias on v per neuron (None: 0): Lava's ``bias_mant``, at ``bias_exp = 6``
     #: for ``fixed_pt`` (a-units; float: v units); it acts in the idle steps too (``v_init``)
     v_bias: np.ndarray | None = None
+    #: subtract reset: an ``ATRLIF`` (``delta_i = du``, ``delta_v = delta_r = dv``, fixed_pt:
+    #: divided by 4096; constant ``theta = theta_0 = vth``, fires at ``v - r >= vth`` (fixed_pt:
+    #: ``vth << 6``), then ``r += 2 * theta``)
+    subtract: bool = False
 
 
 @dataclass
@@ -425,6 +430,26 @@ def _bias_mant(ly: LayerSpec, order: np.ndarray, copies: int, dtype: type) -> An
     return np.tile(ly.v_bias, copies)[order].astype(dtype)
 
 
+def _neurons(ly: LayerSpec, order: np.ndarray, copies: int, dtype: type, fixed: bool) -> Any:
+    """The population's Lava process for ``copies`` samples: a ``LIF``, or (subtract reset) an
+    ``ATRLIF`` whose threshold never moves (``delta_theta = theta_step = 0``) and whose ``r``
+    decays as ``v`` (``delta_r = dv``), so that ``v - r`` is one leaky membrane."""
+    bias = _bias_mant(ly, order, copies, dtype)
+    v = _v_init(ly, order, copies, dtype)
+    bias_exp = 6 if fixed and ly.v_bias is not None else 0
+    if ly.subtract:
+        # fixed_pt: PyATRLIFModelFixed multiplies its decays by 4096 (fractions pass: measured);
+        # i keeps 4095 - 4096 * delta_i (the LIF's u: 4096 - (du + 1)), v and r 4096 - 4096 *
+        # delta_v (the LIF's v: 4096 - dv), all / 4096
+        unit = 4096 if fixed else 1
+        return LAVA["ATRLIF"](shape=(copies * ly.n,), i=0, v=v, r=0, theta=ly.vth,
+                              delta_i=ly.du / unit, delta_v=ly.dv / unit,
+                              delta_r=ly.dv / unit, delta_theta=0, theta_0=ly.vth,
+                              theta_step=0, bias_mant=bias, bias_exp=bias_exp)
+    return LAVA["LIF"](shape=(copies * ly.n,), du=ly.du, dv=ly.dv, vth=ly.vth, bias_mant=bias,
+                       bias_exp=bias_exp, u=0, v=v)
+
+
 def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
               after_run: Any = None, while_running: Any = None, on_steps: Any = None
               ) -> dict[int, np.ndarray]:
@@ -448,12 +473,7 @@ def _run_once(spec: NetSpec, x: np.ndarray, layers: list[int], wanted: set[int],
         root = src
         # every population first: the connection back in a loop through several populations
         # comes from a later layer (Lava's processes may be connected in a cycle)
-        lifs = {k: L["LIF"](shape=(c * spec.layers[k].n,), du=spec.layers[k].du,
-                            dv=spec.layers[k].dv, vth=spec.layers[k].vth,
-                            bias_mant=_bias_mant(spec.layers[k], order[k], c, dtype),
-                            bias_exp=6 if fixed and spec.layers[k].v_bias is not None else 0,
-                            u=0, v=_v_init(spec.layers[k], order[k], c, dtype))
-                for k in layers}
+        lifs = {k: _neurons(spec.layers[k], order[k], c, dtype, fixed) for k in layers}
         for k in layers:
             ly = spec.layers[k]
             lif = lifs[k]
