@@ -4,8 +4,9 @@ Both start with a summary per target (cases run, within bounds, refusals grouped
 target's own reason); then the legend and a case x target matrix coloured by verdict
 (refused cells kept faint). The HTML adds per case a metric table and, for each result that
 differs from the reference, a raster plot (reference vs target, sample 0, differences
-marked) embedded as a palette PNG so the file stands alone. Identical results of several
-targets (target variants) are shown once.
+marked) embedded as a palette PNG so the file stands alone: at most ``PLOTS_PER_TARGET`` per
+target, those not as expected first, then failures, then the largest differences. Identical
+results of several targets (target variants) are shown once.
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ PLOT_MIN_RELATIVE_RMSE = 1e-3
 FIGSIZE = (11.0, 3.8)
 DPI = 100
 PNG_COLOURS = 64
+#: Plots per target at most (``plotted``): a target that differs on every case would otherwise
+#: fill the page, and the report stays under 1 MB (about 20 KB per plot).
+PLOTS_PER_TARGET = 12
 
 
 def differs(r: Result) -> bool:
@@ -116,6 +120,34 @@ def differs(r: Result) -> bool:
         elif (rel := m.get("relative_rmse")) is None or rel > PLOT_MIN_RELATIVE_RMSE:
             return True
     return False
+
+
+def _severity(r: Result) -> tuple[int, int, float]:
+    """Sort key, most severe first: not as expected, then failed (fail, xfail, error), then
+    the lowest spike agreement (or the highest relative RMSE) over the outputs."""
+    worst = 0.0
+    for m in r.metrics.values():
+        if output_kind(m) == SPIKES:
+            worst = max(worst, 1.0 - float(m.get("exact") or 0.0))
+        else:
+            rel = m.get("relative_rmse")
+            worst = max(worst, 1.0 if rel is None else min(float(rel), 1.0))
+    return (int(r.ok), int(r.status not in ("fail", "xfail", "error")), -worst)
+
+
+def plotted(results: Sequence[Result], same: dict[tuple[str, str], str]
+            ) -> set[tuple[str, str]]:
+    """(case, target) of the results that get a plot: those that differ (:func:`differs`) and
+    are not shown as identical to another target's, at most ``PLOTS_PER_TARGET`` per target,
+    most severe first (:func:`_severity`)."""
+    by_target: dict[str, list[Result]] = {}
+    for r in results:
+        if (r.case, r.target) not in same and differs(r):
+            by_target.setdefault(r.target, []).append(r)
+    chosen: set[tuple[str, str]] = set()
+    for rs in by_target.values():
+        chosen.update((r.case, r.target) for r in sorted(rs, key=_severity)[:PLOTS_PER_TARGET])
+    return chosen
 
 
 def _palette_png(png: bytes) -> bytes:
@@ -519,8 +551,9 @@ def write_html(results: Sequence[Result], meta: dict[str, Any]) -> str:
                            f"title='{esc(tip)}'>{esc(label)}</td>")
         out.append("</tr>")
     out.append("</table><h2>Cases</h2>")
+    chosen = plotted(results, same)
     for case in cases:
-        out += _html_case(case, targets, cell, same)
+        out += _html_case(case, targets, cell, same, chosen)
     out.append("</body></html>")
     return "\n".join(out)
 
@@ -532,7 +565,8 @@ def options_text(options: dict[str, Any]) -> str:
 
 
 def _html_case(case: str, targets: Sequence[str], cell: dict[tuple[str, str], Result],
-               same: dict[tuple[str, str], str]) -> list[str]:
+               same: dict[tuple[str, str], str], chosen: set[tuple[str, str]]
+               ) -> list[str]:
     """One case's section: a row per target that ran it (or whose status is not as
     expected), the targets refusing it, and the plots."""
     esc = html.escape
@@ -554,10 +588,13 @@ def _html_case(case: str, targets: Sequence[str], cell: dict[tuple[str, str], Re
             metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in _headline(r).items())
             note = r.message + (f" (manifest: {r.reason})" if r.status == "xfail" else "")
             note += f" ({r.upstream})" if r.upstream else ""
+            if differs(r) and (case, t) not in chosen:
+                note += (f" (no plot: at most {PLOTS_PER_TARGET} per target, the largest "
+                         "differences first)")
         expected = r.level + (f" (options: {options_text(r.options)})" if r.options else "")
         out.append(f"<tr><td>{esc(t)}</td><td>{esc(r.status)}</td><td>{esc(expected)}</td>"
                    f"<td>{esc(metrics)}</td><td>{esc(note)}</td></tr>")
-        if not twin and differs(r) and (png := raster_png(r)):
+        if (case, t) in chosen and (png := raster_png(r)):
             twins = [x for x in targets if same.get((case, x)) == t]
             caption = t + (f" (identical: {', '.join(twins)})" if twins else "")
             data = base64.b64encode(png).decode("ascii")

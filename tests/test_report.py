@@ -12,6 +12,7 @@ import numpy as np
 from nrf_nir.conformance.report import (
     DPI,
     FIGSIZE,
+    PLOTS_PER_TARGET,
     abbreviate,
     raster_figure,
     raster_png,
@@ -169,3 +170,26 @@ def test_refusal_lines_escape_and_shorten_case_names(tmp_path):
                       tmp_path)["md"].read_text()
     assert "\x1b" not in md and "\\x1b[2J" in md and "no \\x1b[31m" in md
     assert max(map(len, md.splitlines())) < 400
+
+
+def test_plots_per_target_are_capped_most_severe_first(tmp_path):
+    """A target differing on 20 cases gets PLOTS_PER_TARGET plots: the result not as expected
+    (listed last, barely differing) first, then the lowest agreement; the rest say why they
+    have no plot. Another target's plot is not taken by the first one's budget."""
+    many = [Result(f"node/c{i:02d}", "t", "pass", True, "within",
+                   metrics=_spikes(0.99 - 0.01 * i), raster=_raster(i + 1, seed=i))
+            for i in range(19)]
+    bad = Result("node/z", "t", "fail", False, "within", metrics=_spikes(0.999),
+                 raster=_raster(1))
+    other = Result("node/c00", "u", "pass", True, "within", metrics=_spikes(0.5),
+                   raster=_raster(9, seed=5))
+    page = write_report([*many, bad, other], tmp_path)["html"].read_text()
+    shown = re.findall(r"alt='raster ([^']*)'", page)
+    on_t = [s for s in shown if s.endswith(" t")]
+    assert len(on_t) == PLOTS_PER_TARGET < len(many) + 1
+    assert "node/z t" in on_t  # not as expected: plotted although it differs least
+    # then the lowest agreement: c18 (exact 0.81) ... down to the budget
+    lowest = [f"node/c{i:02d} t" for i in range(18, 18 - (PLOTS_PER_TARGET - 1), -1)]
+    assert set(lowest) <= set(on_t) and "node/c00 t" not in on_t
+    assert "node/c00 u" in shown
+    assert page.count("no plot: at most") == len(many) + 1 - PLOTS_PER_TARGET
