@@ -17,25 +17,10 @@ import torch
 import nrf_nir
 from nrf_nir.targets.lava.conv import lava_kernel
 from nrf_nir.targets.lava.emulator import _Conv
+from tests.test_target_lava import needs_lava
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "bench_loihi.py"
-
-try:
-    from lava.proc.conv import utils as lava_conv
-
-    from nrf_nir.targets.lava import lava_targets  # noqa: F401 - the lava-fixed target
-
-    LAVA_ERROR = None
-except Exception as exc:  # noqa: BLE001 - any import failure means: no Lava here
-    lava_conv = None  # type: ignore[assignment]
-    LAVA_ERROR = f"{type(exc).__name__}: {exc}"
-
-if LAVA_ERROR:
-    print(f"\n[test_bench_loihi] skipped: lava cannot be imported ({LAVA_ERROR})")
-needs_lava = pytest.mark.skipif(LAVA_ERROR is not None,
-                                reason=f"lava cannot be imported: {LAVA_ERROR}")
-
 
 def bench() -> ModuleType:
     """The benchmark script as a module (run in this process: no second interpreter start)."""
@@ -75,6 +60,8 @@ def test_quick_run_writes_the_ratio_and_is_bit_exact(net: str, compared: list[st
 def lava_conv_of(weight: np.ndarray, geo, x: np.ndarray) -> np.ndarray:
     """Lava 0.10's ``PyConvModelFixed`` on each row of ``x`` ``[m, C*H*W]``: its ``conv`` on
     ``(W, H, C)`` arrays with the flipped kernel, then the 24-bit ``signed_clamp``."""
+    from lava.proc.conv import utils as lava_conv
+
     C, H, W = geo.in_shape
     k = lava_kernel(weight).astype(np.int32)
     rows = []
