@@ -30,8 +30,9 @@ A manifest is ``conformance/manifests/<target>.toml``::
     relative_rmse_max = 0.01
 
 The most specific match wins (an exact name beats a glob; among globs, the longest). A case
-must meet its level; doing better than an ``xfail`` (passing exactly) or running where
-``unsupported`` was expected fails loudly too, so that behaviour changes are noticed.
+must meet its level; doing better than an ``xfail`` (passing exactly), crashing where an
+``xfail`` expects a run that misses its bounds, or running where ``unsupported`` was expected
+fails loudly too, so that behaviour changes are noticed.
 
 Bounds (``BOUNDS``): every level that runs a case has default bounds for both output kinds
 (``LEVEL_BOUNDS``): spikes (``exact``, ``f1_pm3``, ``count_correlation``) and values

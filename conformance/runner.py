@@ -222,9 +222,11 @@ def judge(raw: dict[str, Any], exp: Expectation) -> Result:
             "reason": exp.reason, "upstream": exp.upstream, "metrics": raw["metrics"],
             "violations": raw["violations"], "seconds": raw["seconds"],
             "raster": raw.get("raster"), "options": dict(exp.options)}
-    if raw["error"]:
-        ok = exp.level == "xfail"
-        return Result(status="xfail" if ok else "error", ok=ok, message=raw["error"], **base)
+    if raw["error"]:  # a crash is no expected failure: xfail expects missed bounds
+        msg = raw["error"] if exp.level != "xfail" else (
+            f"the target crashed, but the manifest expects a run that misses its bounds "
+            f"(xfail): {raw['error']}")
+        return Result(status="error", ok=False, message=msg, **base)
     if raw["violations"]:
         ok = exp.level == "unsupported" or exp.allow_unsupported
         msg = "; ".join(raw["violations"])

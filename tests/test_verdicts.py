@@ -162,6 +162,18 @@ def test_a_missing_output_fails_every_level() -> None:
     assert judge(raw, Expectation("xfail", reason="r")).status == "xfail"
 
 
+def test_a_crash_is_not_an_expected_failure() -> None:
+    """xfail expects a run that misses its bounds: a target that crashes (e.g. an option that
+    stopped reaching it) is an error, not as expected, on every level."""
+    raw = dict(_raw({}), error="TypeError: boom")
+    for exp in (Expectation("exact"), Expectation("within", reason="q"),
+                Expectation("xfail", reason="r")):
+        result = judge(raw, exp)
+        assert result.status == "error" and not result.ok, exp.level
+    assert "expects a run that misses its bounds" in judge(
+        raw, Expectation("xfail", reason="r")).message
+
+
 def test_a_manifest_bound_on_a_metric_the_case_lacks_is_an_error() -> None:
     exp = Expectation("within", {"decision_agreement": 0.95}, pattern="node/a",
                       source="m/t.toml")
